@@ -1,0 +1,68 @@
+package cbt
+
+import (
+	"encoding/base64"
+	"fmt"
+
+	"github.com/RoaringBitmap/roaring/v2"
+)
+
+// Blocks returns how many 64 KiB blocks cover a disk of size bytes.
+func Blocks(size uint64) uint64 { return (size + BlockSize - 1) / BlockSize }
+
+// EncodedLen returns the length in bytes of the XenAPI bitmap for a disk of
+// size bytes: one bit per 64 KiB block, rounded up to whole bytes.
+func EncodedLen(size uint64) uint64 { return (Blocks(size) + 7) / 8 }
+
+// Encode renders changed as VDI.list_changed_blocks does: block i is at byte
+// i>>3 under mask 0x80>>(i&7) (most significant bit first), the whole
+// bitmap in standard base64 with padding. Blocks at or past the end of a disk
+// of size bytes are dropped, so the result always has EncodedLen(size) bytes.
+func Encode(changed *roaring.Bitmap, size uint64) string {
+	return base64.StdEncoding.EncodeToString(Raw(changed, size))
+}
+
+// Raw is Encode without the base64 step.
+func Raw(changed *roaring.Bitmap, size uint64) []byte {
+	out := make([]byte, EncodedLen(size))
+	limit := Blocks(size)
+	it := changed.Iterator()
+	for it.HasNext() {
+		i := uint64(it.Next())
+		if i >= limit {
+			break
+		}
+		out[i>>3] |= 0x80 >> (i & 7)
+	}
+	return out
+}
+
+// Decode parses a XenAPI changed-block bitmap for a disk of size bytes. It
+// refuses anything Encode would not produce: bad base64, a wrong length, or
+// bits set past the last block.
+func Decode(s string, size uint64) (*roaring.Bitmap, error) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("cbt: decode bitmap: %w", err)
+	}
+	if uint64(len(raw)) != EncodedLen(size) {
+		return nil, fmt.Errorf("cbt: decode bitmap: %d bytes, want %d for a %d-byte disk",
+			len(raw), EncodedLen(size), size)
+	}
+	bm := roaring.New()
+	limit := Blocks(size)
+	for i, b := range raw {
+		for bit := uint64(0); b != 0 && bit < 8; bit++ {
+			if b&(0x80>>bit) == 0 {
+				continue
+			}
+			blk := uint64(i)*8 + bit
+			if blk >= limit {
+				return nil, fmt.Errorf("cbt: decode bitmap: block %d set past the end (%d blocks)", blk, limit)
+			}
+			bm.Add(uint32(blk))
+			b &^= 0x80 >> bit
+		}
+	}
+	return bm, nil
+}
