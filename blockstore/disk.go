@@ -1,0 +1,415 @@
+package blockstore
+
+import (
+	"bytes"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/vdiskd/vdiskd/cbt"
+)
+
+// Flags modify a write.
+type Flags uint8
+
+const (
+	// FUA makes the write durable before it returns (NBD_CMD_FLAG_FUA).
+	FUA Flags = 1 << iota
+	// NoHole keeps zeroed blocks allocated (NBD_CMD_FLAG_NO_HOLE).
+	NoHole
+)
+
+// Stored values: a 4 KiB data block, or a one-byte marker.
+var (
+	valueHole = []byte{}    // discarded: reads zero, reported unallocated
+	valueZero = []byte{'z'} // zeroed but allocated
+	zeroBlock = make([]byte, BlockSize)
+)
+
+// layer is one step of a read: versions of lineage lin at or below gen.
+type layer struct {
+	lin *lineage
+	gen uint64
+}
+
+// Disk is an attached volume: the handle the NBD server reads and writes.
+// Safe for concurrent use. Close it; Store.Close reports handles left open.
+type Disk struct {
+	s      *Store
+	v      *volume
+	layers []layer // the volume's own first, then its clone parents
+	closed atomic.Bool
+}
+
+// Attach opens a volume for I/O. Snapshots attach read-only; metadata-only
+// volumes cannot be attached. Destroy refuses an attached volume.
+func (s *Store) Attach(id string) (*Disk, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, err := s.lookup("attach", id)
+	if err != nil {
+		return nil, err
+	}
+	if v.rec.Kind == KindCBTMetadata {
+		return nil, fmt.Errorf("blockstore: attach %s: %w", id, ErrCBTMetadata)
+	}
+	gen := v.rec.Gen
+	if v.rec.Kind == KindLive {
+		gen = cbt.Head
+	}
+	d := &Disk{s: s, v: v, layers: []layer{{v.lin, gen}}}
+	for l := v.lin; l.parent != nil; l = l.parent {
+		d.layers = append(d.layers, layer{l.parent, l.rec.ParentGen})
+	}
+	v.attached.Add(1)
+	return d, nil
+}
+
+// Close detaches the handle. A second Close returns ErrClosed.
+func (d *Disk) Close() error {
+	if !d.closed.CompareAndSwap(false, true) {
+		return fmt.Errorf("blockstore: close %s: %w", d.v.rec.ID, ErrClosed)
+	}
+	d.v.attached.Add(-1)
+	return nil
+}
+
+// ID returns the attached volume's ID.
+func (d *Disk) ID() string { return d.v.rec.ID }
+
+// Size returns the current virtual size in bytes.
+func (d *Disk) Size() uint64 { return d.v.size.Load() }
+
+// ReadOnly reports whether writes are refused.
+func (d *Disk) ReadOnly() bool { return d.v.readOnly.Load() }
+
+// Flush makes every acknowledged write durable (NBD_CMD_FLUSH).
+func (d *Disk) Flush() error {
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.s.data.RUnlock()
+	return d.s.Flush()
+}
+
+// enter guards a data operation against Close; on success the caller must
+// RUnlock s.data.
+func (d *Disk) enter() error {
+	d.s.data.RLock()
+	if d.s.dataClosed || d.closed.Load() {
+		d.s.data.RUnlock()
+		return fmt.Errorf("blockstore: %s: %w", d.v.rec.ID, ErrClosed)
+	}
+	return nil
+}
+
+func (d *Disk) checkRange(op string, off, n uint64) error {
+	if end := off + n; end < off || end > d.Size() {
+		return fmt.Errorf("blockstore: %s %s [%d,+%d): %w (size %d)", op, d.v.rec.ID, off, n, ErrOutOfRange, d.Size())
+	}
+	return nil
+}
+
+// ReadAt fills p from offset off. It reads all of p or fails: a read past
+// the end returns ErrOutOfRange and no data.
+func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("blockstore: read %s: %w: negative offset", d.v.rec.ID, ErrInvalid)
+	}
+	if err := d.enter(); err != nil {
+		return 0, err
+	}
+	defer d.s.data.RUnlock()
+	if err := d.checkRange("read", uint64(off), uint64(len(p))); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := d.read(p, uint64(off)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (d *Disk) read(p []byte, off uint64) error {
+	clear(p)
+	first, last := off>>blockShift, (off+uint64(len(p))-1)>>blockShift
+	return d.s.visit(d.layers, first, last+1, func(blk uint64, val []byte) error {
+		if len(val) != BlockSize {
+			return checkMarker(d.v.rec.ID, blk, val)
+		}
+		bstart := blk << blockShift
+		lo, hi := max(bstart, off), min(bstart+BlockSize, off+uint64(len(p)))
+		copy(p[lo-off:hi-off], val[lo-bstart:hi-bstart])
+		return nil
+	})
+}
+
+func checkMarker(id string, blk uint64, val []byte) error {
+	if len(val) == 0 || (len(val) == 1 && val[0] == 'z') {
+		return nil
+	}
+	return fmt.Errorf("blockstore: %s block %d: %w: value of %d bytes", id, blk, ErrCorrupt, len(val))
+}
+
+// visit calls fn for every block in [first, last) that has a version in
+// the chain of layers: the newest version at or below each layer's
+// generation, the first layer that has one winning. Absent blocks read as
+// zeros and are not visited. val is only valid during the call.
+func (s *Store) visit(layers []layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
+	var resolved *roaring.Bitmap // blocks an earlier layer answered (relative to first)
+	if len(layers) > 1 {
+		resolved = roaring.New()
+	}
+	for i, l := range layers {
+		if resolved != nil && resolved.GetCardinality() == last-first {
+			return nil
+		}
+		err := s.visitLayer(l, first, last, func(blk uint64, val []byte) error {
+			if resolved != nil {
+				rel := uint32(blk - first)
+				if resolved.Contains(rel) {
+					return nil
+				}
+				if i < len(layers)-1 {
+					resolved.Add(rel)
+				}
+			}
+			return fn(blk, val)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// visitLayer visits the newest version at or below l.gen of each block in
+// [first, last) that has one in lineage l.lin. Ascending SeekGE lets pebble
+// step with Next instead of a fresh seek.
+func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
+	id := l.lin.rec.ID
+	lo, hi := blockSpan(id, first, last)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	var key [dataKeyLen]byte
+	for blk := first; blk < last; {
+		if !it.SeekGE(dataKey(key[:0], id, blk, l.gen)) {
+			break
+		}
+		kb, kg, ok := decodeDataKey(it.Key(), id)
+		if !ok {
+			it.Close()
+			return fmt.Errorf("blockstore: lineage %d: %w: key %x", id, ErrCorrupt, it.Key())
+		}
+		if kg > l.gen { // only versions newer than this layer sees; seek within kb
+			blk = kb
+			continue
+		}
+		val, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if err := fn(kb, val); err != nil {
+			it.Close()
+			return err
+		}
+		blk = kb + 1
+	}
+	return it.Close()
+}
+
+// Write stores p at offset off. Whole aligned 4 KiB blocks are written as
+// they are; partial blocks are read, merged and rewritten under a stripe
+// lock so concurrent writes to one block never lose each other's bytes.
+func (d *Disk) Write(off uint64, p []byte, f Flags) error {
+	return d.mutate("write", off, uint64(len(p)), f, p)
+}
+
+// Trim discards [off, off+n): it reads zeros afterwards and frees the
+// space unless a snapshot or clone still sees the old data.
+func (d *Disk) Trim(off, n uint64, f Flags) error {
+	return d.mutate("trim", off, n, f&^NoHole, nil)
+}
+
+// Zero writes zeros to [off, off+n). With NoHole the blocks stay allocated
+// (reported as zero, not as holes); otherwise it is a Trim.
+func (d *Disk) Zero(off, n uint64, f Flags) error {
+	return d.mutate("zero", off, n, f, nil)
+}
+
+// mutate is the single write path: data (p != nil) or zeros (p == nil,
+// discarding unless NoHole).
+func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
+	if err := d.enter(); err != nil {
+		return err
+	}
+	defer d.s.data.RUnlock()
+	if d.ReadOnly() {
+		return fmt.Errorf("blockstore: %s %s: %w", op, d.v.rec.ID, ErrReadOnly)
+	}
+	if err := d.checkRange(op, off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	lin := d.v.lin
+	lin.mu.RLock()
+	defer lin.mu.RUnlock()
+	first, last := off>>blockShift, (off+n-1)>>blockShift
+	partialFirst := off&(BlockSize-1) != 0
+	partialLast := (off+n)&(BlockSize-1) != 0
+	unlock := lin.lockStripes(first, last, partialFirst, partialLast)
+	defer unlock()
+
+	w := writer{d: d, lin: lin, b: d.s.db.NewBatch(), gen: lin.rec.Head}
+	defer func() {
+		if w.b != nil {
+			w.b.Close()
+		}
+	}()
+	for blk := first; blk <= last; blk++ {
+		bstart := blk << blockShift
+		lo, hi := max(bstart, off), min(bstart+BlockSize, off+n)
+		if hi-lo < BlockSize { // partial: read, merge, write back
+			buf := make([]byte, BlockSize)
+			if err := d.read(buf, bstart); err != nil {
+				return err
+			}
+			if p != nil {
+				copy(buf[lo-bstart:hi-bstart], p[lo-off:hi-off])
+			} else {
+				clear(buf[lo-bstart : hi-bstart])
+			}
+			w.setBlock(blk, buf, f)
+			continue
+		}
+		if p != nil {
+			w.setBlock(blk, p[lo-off:hi-off], f)
+			continue
+		}
+		// Whole blocks of zeros: handled as one range below.
+		fullFirst := blk
+		for blk < last && ((blk+1)<<blockShift)+BlockSize <= off+n {
+			blk++
+		}
+		if err := w.zeroRange(fullFirst, blk+1, f); err != nil {
+			return err
+		}
+	}
+	return w.commit(first>>4, (last>>4)+1, f&FUA != 0)
+}
+
+// writer accumulates one write's batch.
+type writer struct {
+	d   *Disk
+	lin *lineage
+	b   *pebble.Batch
+	gen uint64
+	key [dataKeyLen]byte
+}
+
+func (w *writer) setBlock(blk uint64, val []byte, f Flags) {
+	if bytes.Equal(val, zeroBlock) {
+		val = valueZero
+	}
+	_ = w.b.Set(dataKey(w.key[:0], w.lin.rec.ID, blk, w.gen), val, nil)
+}
+
+// zeroRange zeroes whole blocks [first, last). With nothing that can see
+// old versions (no snapshot, clone or parent), discarding is one range
+// deletion whatever its length; otherwise each visible block gets a marker.
+func (w *writer) zeroRange(first, last uint64, f Flags) error {
+	id := w.lin.rec.ID
+	if f&NoHole != 0 {
+		for blk := first; blk < last; blk++ {
+			_ = w.b.Set(dataKey(w.key[:0], id, blk, w.gen), valueZero, nil)
+		}
+		return nil
+	}
+	if !w.lin.shared && w.lin.parent == nil {
+		lo, hi := blockSpan(id, first, last)
+		return w.b.DeleteRange(lo, hi, nil)
+	}
+	return w.d.s.visit(w.d.layers, first, last, func(blk uint64, val []byte) error {
+		if len(val) == 0 {
+			return nil // already a hole
+		}
+		return w.b.Set(dataKey(w.key[:0], id, blk, w.gen), valueHole, nil)
+	})
+}
+
+// commit adds the change marker for 64 KiB blocks [c0, c1) unless one is
+// already committed, then commits. The marker rides in the same batch as
+// the data, so after a crash every surviving write has its marker: CBT may
+// over-report, never under-report.
+func (w *writer) commit(c0, c1 uint64, sync bool) error {
+	lin := w.lin
+	lin.liveMu.Lock()
+	marked := lin.liveBM.CardinalityInRange(c0, c1) == c1-c0
+	lin.liveMu.Unlock()
+	if !marked {
+		_ = w.b.Set(markerKey(lin.rec.ID, uint32(c0), uint32(c1)), nil, nil)
+	}
+	err := commit(w.b, sync)
+	w.b = nil
+	if err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", w.d.v.rec.ID, err)
+	}
+	lin.liveMu.Lock()
+	lin.liveBM.AddRange(c0, c1)
+	if lin.orphan != nil && lin.orphan.IntersectsWithInterval(c0, c1) {
+		// Overwrote versions only the head could see: garbage now.
+		lin.pending.AddRange(c0, c1)
+		lin.pending.And(lin.orphan)
+		w.d.s.gc.poke()
+	}
+	lin.liveMu.Unlock()
+	return nil
+}
+
+// lockStripes locks the stripes of blocks [first, last]: exclusively where
+// a partial block needs read-modify-write, shared elsewhere. Ascending order
+// avoids deadlock between writers.
+func (l *lineage) lockStripes(first, last uint64, partialFirst, partialLast bool) (unlock func()) {
+	var mode [stripeCount]uint8 // 0 unused, 1 shared, 2 exclusive
+	if last-first+1 >= stripeCount {
+		for i := range mode {
+			mode[i] = 1
+		}
+	} else {
+		for blk := first; blk <= last; blk++ {
+			mode[blk%stripeCount] = max(mode[blk%stripeCount], 1)
+		}
+	}
+	if partialFirst {
+		mode[first%stripeCount] = 2
+	}
+	if partialLast {
+		mode[last%stripeCount] = 2
+	}
+	for i, m := range mode {
+		switch m {
+		case 1:
+			l.stripes[i].RLock()
+		case 2:
+			l.stripes[i].Lock()
+		}
+	}
+	return func() {
+		for i, m := range mode {
+			switch m {
+			case 1:
+				l.stripes[i].RUnlock()
+			case 2:
+				l.stripes[i].Unlock()
+			}
+		}
+	}
+}

@@ -1,0 +1,162 @@
+package blockstore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// mode is one way of running the store; run executes a test body in each.
+type mode struct {
+	name     string
+	mem      bool
+	valueSep bool
+}
+
+var modes = []mode{
+	{"mem", true, true},
+	{"disk", false, true},
+	{"disk-novaluesep", false, false},
+}
+
+// env is one test's store, reopenable in the same mode.
+type env struct {
+	t    testing.TB
+	mode mode
+	dir  string
+	fs   vfs.FS
+	s    *Store
+	now  time.Time
+}
+
+func run(t *testing.T, body func(t *testing.T, e *env)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			e := newEnv(t, m)
+			body(t, e)
+		})
+	}
+}
+
+func newEnv(t testing.TB, m mode) *env {
+	e := &env{t: t, mode: m, now: time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)}
+	if m.mem {
+		e.fs, e.dir = vfs.NewMem(), "store"
+	} else {
+		e.dir = t.TempDir()
+	}
+	e.open()
+	t.Cleanup(func() {
+		if e.s != nil {
+			if err := e.s.Close(); err != nil {
+				t.Errorf("close at cleanup: %v", err)
+			}
+		}
+	})
+	return e
+}
+
+func (e *env) options() Options {
+	vs := e.mode.valueSep
+	return Options{
+		FS:              e.fs,
+		Logf:            func(f string, a ...any) { e.t.Logf(f, a...) },
+		Now:             func() time.Time { e.now = e.now.Add(time.Second); return e.now },
+		CacheSize:       16 << 20,
+		MemTableSize:    4 << 20,
+		ValueSeparation: &vs,
+		GCInterval:      -1, // tests run the collector explicitly
+	}
+}
+
+func (e *env) open() {
+	e.t.Helper()
+	s, err := Open(e.dir, e.options())
+	if err != nil {
+		e.t.Fatalf("open: %v", err)
+	}
+	e.s = s
+}
+
+func (e *env) reopen() {
+	e.t.Helper()
+	if err := e.s.Close(); err != nil {
+		e.t.Fatalf("close: %v", err)
+	}
+	e.open()
+}
+
+func (e *env) create(id string, size uint64) VolumeInfo {
+	e.t.Helper()
+	v, err := e.s.Create(CreateRequest{ID: id, Pool: "local", Size: size})
+	if err != nil {
+		e.t.Fatalf("create %s: %v", id, err)
+	}
+	return v
+}
+
+func (e *env) snapshot(src, id string) VolumeInfo {
+	e.t.Helper()
+	vs, err := e.s.Snapshot(SnapshotRequest{Source: src, ID: id})
+	if err != nil {
+		e.t.Fatalf("snapshot %s: %v", src, err)
+	}
+	return vs[0]
+}
+
+func (e *env) attach(id string) *Disk {
+	e.t.Helper()
+	d, err := e.s.Attach(id)
+	if err != nil {
+		e.t.Fatalf("attach %s: %v", id, err)
+	}
+	e.t.Cleanup(func() { d.Close() })
+	return d
+}
+
+func (e *env) write(id string, off uint64, p []byte) {
+	e.t.Helper()
+	d := e.attach(id)
+	defer d.Close()
+	if err := d.Write(off, p, 0); err != nil {
+		e.t.Fatalf("write %s at %d: %v", id, off, err)
+	}
+}
+
+func (e *env) read(id string, off uint64, n int) []byte {
+	e.t.Helper()
+	d := e.attach(id)
+	defer d.Close()
+	p := make([]byte, n)
+	if _, err := d.ReadAt(p, int64(off)); err != nil {
+		e.t.Fatalf("read %s at %d: %v", id, off, err)
+	}
+	return p
+}
+
+func (e *env) changed(from, to string) []uint32 {
+	e.t.Helper()
+	bm, _, err := e.s.ChangedBlocks(from, to)
+	if err != nil {
+		e.t.Fatalf("changed blocks %s..%s: %v", from, to, err)
+	}
+	return bm.ToArray()
+}
+
+// fill returns n bytes of a pattern unique to seed.
+func fill(seed byte, n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = seed + byte(i*7) + byte(i>>9)
+		if p[i] == 0 {
+			p[i] = seed | 1
+		}
+	}
+	return p
+}
+
+func mib(n uint64) uint64 { return n << 20 }
+
+func name(i int) string { return fmt.Sprintf("v%d", i) }

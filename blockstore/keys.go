@@ -1,0 +1,114 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Key space. Every key starts with a tag byte; fixed-width big-endian
+// fields keep the default bytewise comparer ordering them correctly (the
+// design note measured it 15-25% faster on seeks than a Split comparer).
+//
+//	'd' lineage block ^gen           data version of one 4 KiB block (25 bytes)
+//	'c' lineage start end            live-interval change marker, 64 KiB blocks [start,end)
+//	'i' lineage end                  sealed interval bitmap (roaring), generations (prev,end]
+//	'l' lineage                      lineage record (JSON)
+//	'v' volume-id                    volume record (JSON)
+//	'g' lineage lo hi                pending garbage collection of generations (lo,hi]
+//	'M' name                         store-wide metadata
+//
+// The generation is stored inverted so that newer versions of a block sort
+// first: SeekGE(d|L|b|^g) lands on the newest version at or below g.
+const (
+	tagData      = 'd'
+	tagMarker    = 'c'
+	tagInterval  = 'i'
+	tagLineage   = 'l'
+	tagVolume    = 'v'
+	tagGC        = 'g'
+	tagStoreMeta = 'M'
+)
+
+const dataKeyLen = 25
+
+func dataKey(dst []byte, lin, block, gen uint64) []byte {
+	dst = append(dst[:0], tagData)
+	dst = binary.BigEndian.AppendUint64(dst, lin)
+	dst = binary.BigEndian.AppendUint64(dst, block)
+	return binary.BigEndian.AppendUint64(dst, ^gen)
+}
+
+// decodeDataKey returns the block and generation of a data key of lineage lin;
+// ok is false for any other key.
+func decodeDataKey(k []byte, lin uint64) (block, gen uint64, ok bool) {
+	if len(k) != dataKeyLen || k[0] != tagData || binary.BigEndian.Uint64(k[1:]) != lin {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(k[9:]), ^binary.BigEndian.Uint64(k[17:]), true
+}
+
+// lineageSpan returns [start, end) covering every key with the given tag of
+// lineage lin.
+func lineageSpan(tag byte, lin uint64) (start, end []byte) {
+	start = binary.BigEndian.AppendUint64([]byte{tag}, lin)
+	end = binary.BigEndian.AppendUint64([]byte{tag}, lin+1)
+	if lin == ^uint64(0) {
+		end = []byte{tag + 1}
+	}
+	return start, end
+}
+
+// blockSpan returns [start, end) covering every version of blocks [first, last)
+// of lineage lin.
+func blockSpan(lin, first, last uint64) (start, end []byte) {
+	return dataKey(nil, lin, first, ^uint64(0)), dataKey(nil, lin, last, ^uint64(0))
+}
+
+func markerKey(lin uint64, start, end uint32) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{tagMarker}, lin)
+	k = binary.BigEndian.AppendUint32(k, start)
+	return binary.BigEndian.AppendUint32(k, end)
+}
+
+func decodeMarkerKey(k []byte) (lin uint64, start, end uint32, err error) {
+	if len(k) != 17 || k[0] != tagMarker {
+		return 0, 0, 0, fmt.Errorf("%w: bad marker key %x", ErrCorrupt, k)
+	}
+	return binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint32(k[9:]), binary.BigEndian.Uint32(k[13:]), nil
+}
+
+func intervalKey(lin, end uint64) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{tagInterval}, lin)
+	return binary.BigEndian.AppendUint64(k, end)
+}
+
+func decodeIntervalKey(k []byte) (lin, end uint64, err error) {
+	if len(k) != 17 || k[0] != tagInterval {
+		return 0, 0, fmt.Errorf("%w: bad interval key %x", ErrCorrupt, k)
+	}
+	return binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), nil
+}
+
+func lineageKey(lin uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{tagLineage}, lin)
+}
+
+func volumeKey(id string) []byte { return append([]byte{tagVolume}, id...) }
+
+func gcKey(lin, lo, hi uint64) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{tagGC}, lin)
+	k = binary.BigEndian.AppendUint64(k, lo)
+	return binary.BigEndian.AppendUint64(k, hi)
+}
+
+func decodeGCKey(k []byte) (lin, lo, hi uint64, err error) {
+	if len(k) != 25 || k[0] != tagGC {
+		return 0, 0, 0, fmt.Errorf("%w: bad gc key %x", ErrCorrupt, k)
+	}
+	return binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), binary.BigEndian.Uint64(k[17:]), nil
+}
+
+func storeMetaKey(name string) []byte { return append([]byte{tagStoreMeta}, name...) }
+
+// tagSpan returns [start, end) covering every key with the tag.
+func tagSpan(tag byte) (start, end []byte) { return []byte{tag}, []byte{tag + 1} }

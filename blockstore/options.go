@@ -1,0 +1,102 @@
+package blockstore
+
+import (
+	"log"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configure a Store. The zero value is usable: data on the real
+// file system, defaults measured on a 2-core machine (see doc.go).
+type Options struct {
+	// FS is where pebble keeps its files; nil means the real file system.
+	// Tests pass vfs.NewMem() to run the same body in memory.
+	FS vfs.FS
+	// Logf receives the store's log lines; nil means the standard logger.
+	Logf func(format string, args ...any)
+	// Now is the clock for volume creation times; nil means time.Now.
+	Now func() time.Time
+
+	// CacheSize is pebble's block cache in bytes (default 256 MiB).
+	CacheSize int64
+	// MemTableSize is one pebble memtable in bytes (default 64 MiB).
+	MemTableSize uint64
+	// ValueSeparation stores 4 KiB block values in blob files (WiscKey)
+	// so compactions move keys, not data. On by default; see bench/RESULTS.md.
+	ValueSeparation *bool
+
+	// GCInterval is how often the background collector looks for dead
+	// versions when nothing woke it (default 1s). Negative disables the
+	// background collector; CollectGarbage still works.
+	GCInterval time.Duration
+}
+
+func (o *Options) fill() {
+	if o.Logf == nil {
+		o.Logf = log.Printf
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = 256 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 64 << 20
+	}
+	if o.ValueSeparation == nil {
+		on := true
+		o.ValueSeparation = &on
+	}
+	if o.GCInterval == 0 {
+		o.GCInterval = time.Second
+	}
+}
+
+// pebbleOptions turns Options into pebble's, starting from the values the
+// design note measured (reference/design.md §1).
+func (o *Options) pebbleOptions(cache *pebble.Cache) *pebble.Options {
+	po := &pebble.Options{
+		FS:                          o.FS,
+		Cache:                       cache,
+		FormatMajorVersion:          pebble.FormatValueSeparation,
+		MemTableSize:                o.MemTableSize,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		LBaseMaxBytes:               256 << 20,
+		WALBytesPerSync:             1 << 20,
+		Logger:                      pebbleLogger{o.Logf},
+	}
+	po.CompactionConcurrencyRange = func() (int, int) { return 1, 2 }
+	po.TargetFileSizes[0] = 8 << 20
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	if *o.ValueSeparation {
+		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{
+				Enabled:               true,
+				MinimumSize:           1024,
+				MaxBlobReferenceDepth: 10,
+				RewriteMinimumAge:     5 * time.Minute,
+				TargetGarbageRatio:    0.2,
+			}
+		}
+	}
+	po.EnsureDefaults()
+	return po
+}
+
+// pebbleLogger routes pebble's own logging through Logf.
+type pebbleLogger struct{ logf func(string, ...any) }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.logf("pebble: "+format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.logf("pebble: error: "+format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.logf("pebble: fatal: "+format, args...)
+	panic("pebble: fatal error")
+}

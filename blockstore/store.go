@@ -1,0 +1,302 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// formatName identifies the key layout; Open refuses anything else.
+const formatName = "vdiskd-blockstore-v1"
+
+// Store is a set of copy-on-write volumes in one pebble database. One
+// database per daemon rather than per pool: one WAL means one fsync covers
+// every volume on FLUSH, and one cache and memtable budget bounds RSS.
+type Store struct {
+	opts  Options
+	db    *pebble.DB
+	cache *pebble.Cache
+
+	mu          sync.Mutex // metadata: volumes, lineages, pins, intervals, GC jobs
+	closed      bool
+	failed      error // a metadata commit failed; memory may be ahead of disk
+	volumes     map[string]*volume
+	lineages    map[uint64]*lineage
+	nextLineage uint64
+	gcJobs      []gcJob
+
+	// data is held (read) by every data-path operation so Close can wait
+	// for them and then refuse new ones; pebble panics on use after close.
+	data       sync.RWMutex
+	dataClosed bool
+
+	gc gcWorker
+}
+
+// Open opens (or creates) the store in dir. Pebble's lock file makes a
+// second Open of the same directory fail while the first is open.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.fill()
+	cache := pebble.NewCache(opts.CacheSize)
+	db, err := pebble.Open(dir, opts.pebbleOptions(cache))
+	cache.Unref() // the DB holds its own reference
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
+	}
+	s := &Store{
+		opts: opts, db: db,
+		volumes: map[string]*volume{}, lineages: map[uint64]*lineage{},
+		nextLineage: 1,
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
+	}
+	s.gc.start(s)
+	return s, nil
+}
+
+// Close stops the collector, syncs and closes the database. It reports
+// Disk handles still attached (they are unusable afterwards).
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	var leaked []string
+	for id, v := range s.volumes {
+		if v.attached.Load() > 0 {
+			leaked = append(leaked, id)
+		}
+	}
+	s.mu.Unlock()
+	s.gc.stop()
+	s.data.Lock()
+	s.dataClosed = true
+	s.data.Unlock()
+	err := s.db.LogData(nil, pebble.Sync)
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && len(leaked) > 0 {
+		sort.Strings(leaked)
+		err = fmt.Errorf("blockstore: close: leaked attached volumes %v", leaked)
+	}
+	return err
+}
+
+// Flush makes every write acknowledged so far durable. Concurrent flushes
+// share one fsync: pebble's log writer groups pending sync requests.
+func (s *Store) Flush() error {
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("blockstore: flush: %w", err)
+	}
+	return nil
+}
+
+func commit(b *pebble.Batch, sync bool) error {
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
+	}
+	err := b.Commit(opt)
+	if cerr := b.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func putJSON(b *pebble.Batch, key []byte, v any) {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only our own record types reach here
+	}
+	_ = b.Set(key, buf, nil)
+}
+
+func putNextLineage(b *pebble.Batch, next uint64) {
+	_ = b.Set(storeMetaKey("next-lineage"), binary.BigEndian.AppendUint64(nil, next), nil)
+}
+
+// load rebuilds the in-memory state from the database: records, pins,
+// sealed intervals, and the live intervals from their markers.
+func (s *Store) load() error {
+	if err := s.checkFormat(); err != nil {
+		return err
+	}
+	if v, closer, err := s.db.Get(storeMetaKey("next-lineage")); err == nil {
+		if len(v) != 8 {
+			closer.Close()
+			return fmt.Errorf("%w: next-lineage", ErrCorrupt)
+		}
+		s.nextLineage = binary.BigEndian.Uint64(v)
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+
+	// Lineages, parents before children (a clone's ID is always larger).
+	var recs []lineageRecord
+	if err := s.scan(tagLineage, func(k, v []byte) error {
+		var r lineageRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("%w: lineage %x: %v", ErrCorrupt, k, err)
+		}
+		recs = append(recs, r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].ID < recs[j].ID })
+	for _, r := range recs {
+		var parent *lineage
+		if r.Parent != 0 {
+			parent = s.lineages[r.Parent]
+			if parent == nil {
+				return fmt.Errorf("%w: lineage %d has missing parent %d", ErrCorrupt, r.ID, r.Parent)
+			}
+			addPin(parent.dataPins, r.ParentGen)
+		}
+		s.lineages[r.ID] = newLineage(r, parent)
+	}
+
+	if err := s.scan(tagVolume, func(k, v []byte) error {
+		var r volumeRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("%w: volume %q: %v", ErrCorrupt, k[1:], err)
+		}
+		lin := s.lineages[r.Lineage]
+		if lin == nil {
+			return fmt.Errorf("%w: volume %s has missing lineage %d", ErrCorrupt, r.ID, r.Lineage)
+		}
+		vol := newVolume(r, lin)
+		switch r.Kind {
+		case KindLive:
+			lin.live = vol
+		case KindSnapshot:
+			addPin(lin.dataPins, r.Gen)
+		case KindCBTMetadata:
+			addPin(lin.cbtPins, r.Gen)
+		default:
+			return fmt.Errorf("%w: volume %s has kind %q", ErrCorrupt, r.ID, r.Kind)
+		}
+		s.volumes[r.ID] = vol
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	if err := s.scan(tagInterval, func(k, v []byte) error {
+		id, end, err := decodeIntervalKey(k)
+		if err != nil {
+			return err
+		}
+		bm := roaring.New()
+		if err := bm.UnmarshalBinary(v); err != nil {
+			return fmt.Errorf("%w: interval %d/%d: %v", ErrCorrupt, id, end, err)
+		}
+		if lin := s.lineages[id]; lin != nil {
+			return lin.intervals.Seal(end, bm)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	// The live interval: markers are committed in the same batch as the data
+	// they describe, so every surviving write has its marker.
+	if err := s.scan(tagMarker, func(k, _ []byte) error {
+		id, start, end, err := decodeMarkerKey(k)
+		if err != nil {
+			return err
+		}
+		if lin := s.lineages[id]; lin != nil {
+			lin.liveBM.AddRange(uint64(start), uint64(end))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	if err := s.scan(tagGC, func(k, _ []byte) error {
+		id, lo, hi, err := decodeGCKey(k)
+		if err != nil {
+			return err
+		}
+		s.gcJobs = append(s.gcJobs, gcJob{lin: id, lo: lo, hi: hi})
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	for _, lin := range s.lineages {
+		if lin.rec.ID >= s.nextLineage {
+			return fmt.Errorf("%w: lineage %d at or past next-lineage %d", ErrCorrupt, lin.rec.ID, s.nextLineage)
+		}
+		lin.orphan = lin.computeOrphan()
+		lin.shared = len(lin.dataPins) > 0
+		if lin.orphan != nil {
+			lin.pending = roaring.And(lin.orphan, lin.liveBM)
+		}
+	}
+	// Finish drops a crash interrupted.
+	for _, lin := range s.lineages {
+		if lin.unused() {
+			if err := s.dropLineage(lin); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Store) checkFormat() error {
+	v, closer, err := s.db.Get(storeMetaKey("format"))
+	if errors.Is(err, pebble.ErrNotFound) {
+		b := s.db.NewBatch()
+		_ = b.Set(storeMetaKey("format"), []byte(formatName), nil)
+		return commit(b, true)
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if string(v) != formatName {
+		return fmt.Errorf("%w: format %q, this build reads %q", ErrCorrupt, v, formatName)
+	}
+	return nil
+}
+
+// scan calls fn for every key with the tag. Key and value are only valid
+// during the call.
+func (s *Store) scan(tag byte, fn func(k, v []byte) error) error {
+	lo, hi := tagSpan(tag)
+	return s.scanSpan(lo, hi, fn)
+}
+
+func (s *Store) scanSpan(lo, hi []byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
