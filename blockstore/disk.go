@@ -362,6 +362,7 @@ func (w *writer) commit(c0, c1 uint64, sync bool) error {
 	if err != nil {
 		return fmt.Errorf("blockstore: write %s: %w", w.d.v.rec.ID, err)
 	}
+	lin.changes.Add(1)
 	lin.liveMu.Lock()
 	lin.liveBM.AddRange(c0, c1)
 	if lin.orphan != nil && lin.orphan.IntersectsWithInterval(c0, c1) {

@@ -179,6 +179,10 @@ func (s *Store) finishJob(j gcJob) error {
 // picks (called with s.mu held), using the pins as they are now. Pins
 // added meanwhile sit at the head, above every version planned dead, so
 // planning outside s.mu is safe.
+//
+// It also prunes the lineage's orphan set: a 64 KiB block left with no
+// version between the newest pin and the head holds nothing a later
+// overwrite could orphan, so writes there stop scheduling collection.
 func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.Bitmap) (blocks, deleted int, err error) {
 	s.mu.Lock()
 	lin := s.lineages[linID]
@@ -188,6 +192,12 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 	}
 	cand := candidates(lin)
 	pins := lin.sortedDataPins()
+	floor := uint64(0)
+	if len(pins) > 0 {
+		floor = pins[len(pins)-1]
+	}
+	head := lin.rec.Head
+	pinChanges := lin.pinChanges
 	headPinned := lin.live != nil
 	hasParent := lin.parent != nil
 	s.mu.Unlock()
@@ -198,13 +208,17 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 			b.Close()
 		}
 	}()
+	clean := roaring.New() // 64 KiB blocks with no orphan version left
 	var vs []version
 	var keys [][]byte
+	orphaned := false
 	flushBlock := func() {
 		for i, dead := range deadVersions(vs, pins, headPinned, hasParent) {
 			if dead {
 				_ = b.Delete(keys[i], nil)
 				deleted++
+			} else if vs[i].gen > floor && vs[i].gen < head {
+				orphaned = true
 			}
 		}
 		vs, keys = vs[:0], keys[:0]
@@ -219,6 +233,7 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 			return blocks, deleted, err
 		}
 		cur := ^uint64(0)
+		orphaned = false
 		for iter.First(); iter.Valid(); iter.Next() {
 			blk, gen, ok := decodeDataKey(iter.Key(), linID)
 			if !ok {
@@ -237,7 +252,11 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 		if err := iter.Close(); err != nil {
 			return blocks, deleted, err
 		}
+		if !orphaned {
+			clean.Add(uint32(c))
+		}
 		if b.Count() >= 4096 {
+			lin.changes.Add(1)
 			if err := commit(b, false); err != nil {
 				b = nil
 				return blocks, deleted, err
@@ -247,5 +266,21 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 	}
 	err = commit(b, false)
 	b = nil
-	return blocks, deleted, err
+	lin.changes.Add(1)
+	if err != nil {
+		return blocks, deleted, err
+	}
+	s.mu.Lock()
+	if s.lineages[linID] == lin && lin.pinChanges == pinChanges && lin.rec.Head == head {
+		lin.mu.Lock()
+		if lin.orphan != nil {
+			lin.orphan.AndNot(clean)
+			if lin.orphan.IsEmpty() {
+				lin.orphan = nil
+			}
+		}
+		lin.mu.Unlock()
+	}
+	s.mu.Unlock()
+	return blocks, deleted, nil
 }

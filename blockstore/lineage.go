@@ -3,6 +3,7 @@ package blockstore
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/vdiskd/vdiskd/cbt"
@@ -28,12 +29,21 @@ type lineage struct {
 	mu     sync.RWMutex
 	orphan *roaring.Bitmap // 64 KiB blocks whose older versions only the head can see; nil if none
 	shared bool            // some snapshot or clone reads this lineage (len(dataPins) > 0)
+	// pinChanges counts changes of the pin set (guarded by Store.mu); the
+	// collector only prunes orphan when it did not change meanwhile.
+	pinChanges uint64
 
 	// liveMu guards the live interval: 64 KiB blocks written at head whose
 	// markers are committed, and those that overwrote orphaned versions.
 	liveMu  sync.Mutex
 	liveBM  *roaring.Bitmap
 	pending *roaring.Bitmap
+
+	// changes counts committed changes to the lineage's data, so usage
+	// counts know when they are stale.
+	changes atomic.Uint64
+	usageMu sync.Mutex
+	usage   usageCache
 
 	// stripes serialise read-modify-write of partial blocks against every
 	// other write of the same block (exclusive for RMW, shared otherwise).
@@ -109,6 +119,7 @@ func (l *lineage) computeOrphan() *roaring.Bitmap {
 // under the write lock. REQUIRES: Store.mu held, l.mu not held.
 func (l *lineage) refreshWriteState() {
 	o := l.computeOrphan()
+	l.pinChanges++
 	l.mu.Lock()
 	l.orphan = o
 	l.shared = len(l.dataPins) > 0

@@ -231,6 +231,7 @@ func (s *Store) afterSeal(lin *lineage, frozen uint64, bm *roaring.Bitmap) {
 	lin.liveMu.Unlock()
 	lin.orphan = nil
 	lin.shared = true // the caller pins frozen
+	lin.pinChanges++
 }
 
 // Clone makes a writable volume that shares every block of Source and
@@ -339,6 +340,7 @@ func (s *Store) unpin(b *pebble.Batch, lin *lineage, gen uint64, dataGone bool) 
 			_ = b.DeleteRange(lo, hi, nil)
 		}
 		s.dropJobs(lin.rec.ID)
+		lin.changes.Add(1)
 	case gen == cbt.Head:
 		// Versions above the newest remaining pin were only the head's.
 		pins := lin.sortedDataPins()

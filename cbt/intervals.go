@@ -82,29 +82,20 @@ func (p Plan) Empty() bool { return len(p.Drop) == 0 && len(p.Put) == 0 }
 // pins are every generation someone can still ask about (snapshots, clones'
 // parents, metadata-only CBT snapshots), in any order.
 //
-//   - Intervals ending at or below the oldest pin can never be asked for
-//     again (a diff starts after a pin; GC looks above a removed pin): drop.
-//   - Two neighbours whose shared boundary is no longer a pin merge into one,
-//     so a diff between the remaining pins is still a union of whole intervals
-//     and a deleted middle snapshot's blocks carry into the next (XenAPI's
-//     coalesce on VDI.destroy).
-//
-// With no pins at all every interval is kept (merged into one): it records
-// where versions older than the head may still be visible, which the store's
-// garbage collector needs once the head overwrites them.
+// Neighbours whose shared boundary is no longer a pin merge into one, so a
+// diff between the remaining pins is still a union of whole intervals and a
+// deleted middle snapshot's blocks carry into the next (XenAPI's coalesce on
+// VDI.destroy). Nothing is dropped: below the oldest pin everything merges
+// into one interval, which still says where versions older than the head
+// may exist. The store's collector needs that once those pins are gone and
+// the head overwrites such a block. So the history costs at most one
+// interval per pin plus one, each at most one bit per 64 KiB block.
 //
 // Compact does not modify s; call Apply with the returned plan.
 func (s *Intervals) Compact(pins []uint64) Plan {
-	if len(s.list) == 0 {
-		return Plan{}
-	}
 	pinned := make(map[uint64]bool, len(pins))
-	floor := uint64(0)
-	for i, p := range pins {
+	for _, p := range pins {
 		pinned[p] = true
-		if i == 0 || p < floor {
-			floor = p
-		}
 	}
 	var plan Plan
 	var run []Interval // consecutive intervals to merge into one
@@ -122,10 +113,6 @@ func (s *Intervals) Compact(pins []uint64) Plan {
 		run = run[:0]
 	}
 	for _, iv := range s.list {
-		if len(pins) > 0 && iv.End <= floor {
-			plan.Drop = append(plan.Drop, iv.End)
-			continue
-		}
 		run = append(run, iv)
 		if pinned[iv.End] {
 			flush()
