@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the programs the tests drive (real NBD and Prometheus peers) when
+# they are missing. Under CI=true a tool that cannot be installed is a
+# failure; elsewhere too, but with the command to run by hand.
+set -euo pipefail
+
+# command -> Debian package
+declare -A tools=(
+  [qemu-img]=qemu-utils [qemu-io]=qemu-utils [qemu-nbd]=qemu-utils
+  [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=libnbd-bin
+  [nbdkit]=nbdkit
+  [fio]=fio
+  [promtool]=prometheus
+)
+# python modules nbdsh needs, checked with the system python
+python_pkgs=(python3-libnbd)
+
+missing=()
+for cmd in "${!tools[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${tools[$cmd]}")
+done
+if ! /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1; then
+  missing+=("${python_pkgs[@]}")
+fi
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+echo "ensure-tools: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+if ! command -v apt-get >/dev/null 2>&1 ||
+   ! { $sudo apt-get update -qq &&
+       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+  echo "ensure-tools: could not install ${missing[*]}; run: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
