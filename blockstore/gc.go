@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -175,10 +176,34 @@ func (s *Store) finishJob(j gcJob) error {
 	return commit(b, false)
 }
 
+// gcChunk is how many 64 KiB candidate blocks one view covers.
+const gcChunk = 256
+
+// gcView is what one chunk of collection is planned against: the pins and
+// an iterator opened in the same critical section, so every version it
+// shows was written before every pin it does not list.
+type gcView struct {
+	it         *pebble.Iterator
+	pins       []uint64
+	floor      uint64 // newest data pin, or 0
+	head       uint64
+	headPinned bool // a live volume writes at head
+	hasParent  bool
+	pinChanges uint64
+}
+
 // collectBlocks deletes dead versions among the 64 KiB blocks candidates
-// picks (called with s.mu held), using the pins as they are now. Pins
-// added meanwhile sit at the head, above every version planned dead, so
-// planning outside s.mu is safe.
+// picks (called with s.mu held). It works in chunks; each chunk's versions
+// and pins come from one moment (see gcView), which is what makes planning
+// outside s.mu safe:
+//
+//   - a pin created later sits at a head at least as new as every version
+//     in the view, so it sees none of the versions planned dead (each has a
+//     newer version in the view);
+//   - writes only create versions at the head, so a version below the head
+//     is never rewritten under the collector's feet; versions at the head
+//     of a live lineage are never deleted (a write may be re-setting that
+//     very key).
 //
 // It also prunes the lineage's orphan set: a 64 KiB block left with no
 // version between the newest pin and the head holds nothing a later
@@ -190,88 +215,115 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 		s.mu.Unlock()
 		return 0, 0, nil
 	}
-	cand := candidates(lin)
-	pins := lin.sortedDataPins()
-	floor := uint64(0)
-	if len(pins) > 0 {
-		floor = pins[len(pins)-1]
-	}
-	head := lin.rec.Head
-	pinChanges := lin.pinChanges
-	headPinned := lin.live != nil
-	hasParent := lin.parent != nil
+	all := candidates(lin).ToArray()
 	s.mu.Unlock()
-
-	b := s.db.NewBatch()
-	defer func() {
-		if b != nil {
-			b.Close()
+	for len(all) > 0 {
+		n := min(len(all), gcChunk)
+		b, d, err := s.collectChunk(lin, all[:n])
+		blocks += b
+		deleted += d
+		if err != nil {
+			return blocks, deleted, err
 		}
-	}()
+		all = all[n:]
+	}
+	return blocks, deleted, nil
+}
+
+func (s *Store) openGCView(lin *lineage, first, last uint64) (*gcView, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lineages[lin.rec.ID] != lin || s.usable() != nil {
+		return nil, nil // dropped or closing: nothing to collect
+	}
+	lo, hi := blockSpan(lin.rec.ID, first<<4, (last+1)<<4)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, err
+	}
+	v := &gcView{
+		it: it, pins: lin.sortedDataPins(), head: lin.rec.Head,
+		headPinned: lin.live != nil, hasParent: lin.parent != nil, pinChanges: lin.pinChanges,
+	}
+	if len(v.pins) > 0 {
+		v.floor = v.pins[len(v.pins)-1]
+	}
+	return v, nil
+}
+
+func (s *Store) collectChunk(lin *lineage, cands []uint32) (blocks, deleted int, err error) {
+	linID := lin.rec.ID
+	view, err := s.openGCView(lin, uint64(cands[0]), uint64(cands[len(cands)-1]))
+	if view == nil || err != nil {
+		return 0, 0, err
+	}
+	it := view.it
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer b.Close()
 	clean := roaring.New() // 64 KiB blocks with no orphan version left
 	var vs []version
-	var keys [][]byte
+	var keys, headHoles [][]byte
 	orphaned := false
 	flushBlock := func() {
-		for i, dead := range deadVersions(vs, pins, headPinned, hasParent) {
-			if dead {
+		for i, dead := range deadVersions(vs, view.pins, view.headPinned, view.hasParent) {
+			switch {
+			case dead && view.headPinned && vs[i].gen >= view.head:
+				// Only a redundant hole can be dead at a live head; a write
+				// may be re-setting its key, so it is deleted under lock.
+				headHoles = append(headHoles, keys[i])
+			case dead:
 				_ = b.Delete(keys[i], nil)
 				deleted++
-			} else if vs[i].gen > floor && vs[i].gen < head {
+			case vs[i].gen > view.floor && vs[i].gen < view.head:
 				orphaned = true
 			}
 		}
 		vs, keys = vs[:0], keys[:0]
 	}
-	it := cand.Iterator()
-	for it.HasNext() {
-		c := uint64(it.Next())
+	var seek [dataKeyLen]byte
+	for _, c32 := range cands {
+		c := uint64(c32)
 		blocks++
-		lo, hi := blockSpan(linID, c<<4, (c+1)<<4)
-		iter, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-		if err != nil {
-			return blocks, deleted, err
-		}
-		cur := ^uint64(0)
 		orphaned = false
-		for iter.First(); iter.Valid(); iter.Next() {
-			blk, gen, ok := decodeDataKey(iter.Key(), linID)
-			if !ok {
-				iter.Close()
-				return blocks, deleted, fmt.Errorf("blockstore: gc lineage %d: %w: key %x", linID, ErrCorrupt, iter.Key())
+		cur := ^uint64(0)
+		for ok := it.SeekGE(dataKey(seek[:0], linID, c<<4, cbt.Head)); ok; ok = it.Next() {
+			blk, gen, valid := decodeDataKey(it.Key(), linID)
+			if !valid {
+				return blocks, deleted, fmt.Errorf("blockstore: gc lineage %d: %w: key %x", linID, ErrCorrupt, it.Key())
+			}
+			if blk >= (c+1)<<4 {
+				break
 			}
 			if blk != cur {
 				flushBlock()
 				cur = blk
 			}
-			lv := iter.LazyValue()
+			lv := it.LazyValue()
 			vs = append(vs, version{gen: gen, hole: lv.Len() == 0})
-			keys = append(keys, append([]byte(nil), iter.Key()...))
+			keys = append(keys, append([]byte(nil), it.Key()...))
 		}
 		flushBlock()
-		if err := iter.Close(); err != nil {
+		if err := it.Error(); err != nil {
 			return blocks, deleted, err
 		}
 		if !orphaned {
-			clean.Add(uint32(c))
-		}
-		if b.Count() >= 4096 {
-			lin.changes.Add(1)
-			if err := commit(b, false); err != nil {
-				b = nil
-				return blocks, deleted, err
-			}
-			b = s.db.NewBatch()
+			clean.Add(c32)
 		}
 	}
-	err = commit(b, false)
-	b = nil
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return blocks, deleted, fmt.Errorf("blockstore: gc lineage %d: %w", linID, err)
+	}
 	lin.changes.Add(1)
-	if err != nil {
-		return blocks, deleted, err
+	if len(headHoles) > 0 {
+		n, err := s.deleteHeadHoles(lin, view.head, headHoles)
+		deleted += n
+		if err != nil {
+			return blocks, deleted, err
+		}
 	}
 	s.mu.Lock()
-	if s.lineages[linID] == lin && lin.pinChanges == pinChanges && lin.rec.Head == head {
+	if s.lineages[linID] == lin && lin.pinChanges == view.pinChanges && lin.rec.Head == view.head {
 		lin.mu.Lock()
 		if lin.orphan != nil {
 			lin.orphan.AndNot(clean)
@@ -283,4 +335,49 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 	}
 	s.mu.Unlock()
 	return blocks, deleted, nil
+}
+
+// deleteHeadHoles deletes redundant discard markers at the head generation
+// of a live lineage. It holds what a write holds (the lineage read lock and
+// the block's stripe, exclusively here), re-reads each key and deletes it
+// only if it is still a hole, all before releasing: a write to the block
+// either committed before (the key is data now: kept) or waits until after.
+func (s *Store) deleteHeadHoles(lin *lineage, head uint64, keys [][]byte) (int, error) {
+	lin.mu.RLock()
+	defer lin.mu.RUnlock()
+	if lin.rec.Head != head {
+		return 0, nil // sealed meanwhile: a later job sees them below the head
+	}
+	var stripes [stripeCount]bool
+	for _, k := range keys {
+		blk, _, _ := decodeDataKey(k, lin.rec.ID)
+		stripes[blk%stripeCount] = true
+	}
+	for i, on := range stripes {
+		if on {
+			lin.stripes[i].Lock()
+			defer lin.stripes[i].Unlock()
+		}
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		val, closer, err := s.db.Get(k)
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("blockstore: gc lineage %d: %w", lin.rec.ID, err)
+		}
+		hole := len(val) == 0
+		closer.Close()
+		if hole {
+			_ = b.Delete(k, nil)
+		}
+	}
+	n := int(b.Count())
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("blockstore: gc lineage %d: %w", lin.rec.ID, err)
+	}
+	return n, nil
 }

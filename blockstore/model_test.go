@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -49,26 +50,44 @@ type model struct {
 	vols map[string]*mvol
 	next int
 	log  []string
+
+	peak   int
+	counts map[string]int
 }
 
 // TestModel runs thousands of random operations against the store and a
 // plain in-memory model, comparing every read and every changed-block list.
 // -model.steps sets the length; the seeds are fixed.
 func TestModel(t *testing.T) {
+	steps := *modelSteps
 	for _, m := range []mode{modes[0], modes[2]} {
 		for seed := int64(1); seed <= 3; seed++ {
-			if m.name != "mem" && seed > 1 {
+			if (m.name != "mem" || testing.Short()) && seed > 1 {
 				continue
+			}
+			if testing.Short() {
+				steps = min(steps, 500)
 			}
 			t.Run(fmt.Sprintf("%s/seed=%d", m.name, seed), func(t *testing.T) {
 				mo := &model{t: t, e: newEnv(t, m), rng: rand.New(rand.NewSource(seed)), vols: map[string]*mvol{}}
-				mo.runSteps(*modelSteps)
+				mo.runSteps(steps)
+				t.Logf("%d steps: at most %d volumes, %d snapshots, %d clones, %d changed-block lists (%d answered, the rest refused as XenAPI does), %d reopens",
+					steps, mo.peak, mo.counts["snapshot"], mo.counts["clone"], mo.counts["changed"], mo.counts["answered"], mo.counts["reopen"])
 			})
 		}
 	}
 }
 
+// maxVolumes keeps the model small enough that every volume is checked
+// often; past it, destroys replace creates.
+const maxVolumes = 24
+
 func (m *model) logf(format string, args ...any) {
+	if m.counts == nil {
+		m.counts = map[string]int{}
+	}
+	m.counts[strings.Fields(format)[0]]++
+	m.peak = max(m.peak, len(m.vols))
 	m.log = append(m.log, fmt.Sprintf("%d: ", m.seq)+fmt.Sprintf(format, args...))
 	if len(m.log) > 40 {
 		m.log = m.log[1:]
@@ -150,8 +169,10 @@ func (m *model) runSteps(steps int) {
 
 func (m *model) step() {
 	switch r := m.rng.Intn(100); {
-	case r < 4 || len(m.vols) == 0:
+	case len(m.vols) == 0 || (r < 4 && len(m.vols) < maxVolumes):
 		m.create()
+	case r < 4 || (len(m.vols) >= maxVolumes && r < 30):
+		m.destroy()
 	case r < 40:
 		m.write()
 	case r < 46:
@@ -173,6 +194,7 @@ func (m *model) step() {
 	case r < 89:
 		m.e.reopen()
 		m.logf("reopen")
+		m.checkAll()
 	case r < 93:
 		if err := m.e.s.CollectGarbage(); err != nil {
 			m.fatalf("gc: %v", err)
@@ -193,6 +215,20 @@ func (m *model) create() {
 		m.fatalf("create: %v", err)
 	}
 	m.vols[id] = &mvol{id: id, kind: KindLive, data: make([]byte, size), lineage: &mlineage{}}
+	m.maybeEnableCBT(m.vols[id])
+}
+
+// maybeEnableCBT turns CBT on for half the new volumes, so that chains
+// long enough to diff exist.
+func (m *model) maybeEnableCBT(v *mvol) {
+	if m.rng.Intn(2) == 0 {
+		return
+	}
+	if _, err := m.e.s.EnableCBT(v.id); err != nil {
+		m.fatalf("enable cbt on %s: %v", v.id, err)
+	}
+	v.lineage.epochs++
+	v.cbtOn, v.epoch = true, v.lineage.epochs
 }
 
 func (m *model) attach(v *mvol) *Disk {
@@ -262,6 +298,9 @@ func (m *model) trimOrZero() {
 }
 
 func (m *model) snapshot() {
+	if len(m.vols) >= maxVolumes {
+		return
+	}
 	var reqs []SnapshotRequest
 	var srcs []*mvol
 	for i := 0; i < 1+m.rng.Intn(3); i++ {
@@ -288,6 +327,9 @@ func (m *model) snapshot() {
 }
 
 func (m *model) clone() {
+	if len(m.vols) >= maxVolumes {
+		return
+	}
 	src := m.pick(hasData)
 	if src == nil {
 		return
@@ -298,6 +340,10 @@ func (m *model) clone() {
 		m.fatalf("clone: %v", err)
 	}
 	m.vols[id] = &mvol{id: id, kind: KindLive, data: slices.Clone(src.data), lineage: &mlineage{}}
+	if v, _ := m.e.s.Volume(id); v.CBTEnabled {
+		m.fatalf("clone %s starts with CBT on", id)
+	}
+	m.maybeEnableCBT(m.vols[id])
 }
 
 func (m *model) destroy() {
@@ -340,7 +386,7 @@ func (m *model) setCBT() {
 	if v == nil {
 		return
 	}
-	on := m.rng.Intn(3) > 0
+	on := m.rng.Intn(5) > 0
 	m.logf("cbt %s %v", v.id, on)
 	var err error
 	if on {
@@ -417,8 +463,18 @@ func (m *model) expectChanged(from, to *mvol) (*roaring.Bitmap, bool) {
 
 func (m *model) changedBlocks() {
 	from, to := m.pick(any_), m.pick(any_)
-	if m.rng.Intn(2) == 0 { // bias towards pairs in one lineage
+	switch m.rng.Intn(3) {
+	case 0: // a pair in one lineage, often refused
 		to = m.pick(func(v *mvol) bool { return v.lineage == from.lineage })
+	case 1: // a CBT base and a later point of its chain: usually answered
+		if f := m.pick(func(v *mvol) bool { return v.kind != KindLive && v.cbtOn }); f != nil {
+			from = f
+			if t := m.pick(func(v *mvol) bool {
+				return v.lineage == f.lineage && v.cbtOn && v.epoch == f.epoch && (v.kind == KindLive || v.seq > f.seq)
+			}); t != nil {
+				to = t
+			}
+		}
 	}
 	want, ok := m.expectChanged(from, to)
 	got, size, err := m.e.s.ChangedBlocks(from.id, to.id)
@@ -432,6 +488,7 @@ func (m *model) changedBlocks() {
 	if err != nil {
 		m.fatalf("changed blocks %s..%s: %v", from.id, to.id, err)
 	}
+	m.counts["answered"]++
 	want.RemoveRange(cbt.Blocks(size), 1<<32)
 	if !got.Equals(want) {
 		m.fatalf("changed blocks %s..%s:\n got %v\nwant %v", from.id, to.id, got.ToArray(), want.ToArray())

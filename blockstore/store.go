@@ -79,6 +79,8 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.gc.stop()
+	s.gc.mu.Lock() // wait for a CollectGarbage call already running
+	s.gc.mu.Unlock()
 	s.data.Lock()
 	s.dataClosed = true
 	s.data.Unlock()

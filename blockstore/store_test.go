@@ -435,3 +435,43 @@ func TestCBTSemantics(t *testing.T) {
 		}
 	})
 }
+
+func TestHandlesAndClose(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		e.create("a", mib(2))
+		d, err := e.s.Attach("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.Destroy("a"); !errors.Is(err, ErrInUse) {
+			t.Fatalf("destroy attached: %v", err)
+		}
+		if v, _ := e.s.Volume("a"); v.Attached != 1 {
+			t.Fatalf("attached count %d", v.Attached)
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Close(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("second close: %v", err)
+		}
+		if err := d.Write(0, []byte{1}, 0); !errors.Is(err, ErrClosed) {
+			t.Fatalf("write after close: %v", err)
+		}
+		// A handle left open is reported at Close and is dead afterwards.
+		leaked, _ := e.s.Attach("a")
+		if err := e.s.Close(); err == nil || !bytes.Contains([]byte(err.Error()), []byte("leaked")) {
+			t.Fatalf("close with a leaked handle: %v", err)
+		}
+		if _, err := leaked.ReadAt(make([]byte, 1), 0); !errors.Is(err, ErrClosed) {
+			t.Fatalf("read through a leaked handle after close: %v", err)
+		}
+		if _, err := e.s.Volume("a"); !errors.Is(err, ErrClosed) {
+			t.Fatalf("metadata after close: %v", err)
+		}
+		if err := e.s.CollectGarbage(); !errors.Is(err, ErrClosed) {
+			t.Fatalf("gc after close: %v", err)
+		}
+		e.s = nil
+	})
+}
