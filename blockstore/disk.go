@@ -355,7 +355,7 @@ func (w *writer) commit(c0, c1 uint64, sync bool) error {
 	marked := lin.liveBM.CardinalityInRange(c0, c1) == c1-c0
 	lin.liveMu.Unlock()
 	if !marked {
-		_ = w.b.Set(markerKey(lin.rec.ID, uint32(c0), uint32(c1)), nil, nil)
+		_ = w.b.Set(markerKey(lin.rec.ID, c0, c1), nil, nil)
 	}
 	err := commit(w.b, sync)
 	w.b = nil

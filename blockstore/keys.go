@@ -10,7 +10,7 @@ import (
 // design note measured it 15-25% faster on seeks than a Split comparer).
 //
 //	'd' lineage block ^gen           data version of one 4 KiB block (25 bytes)
-//	'c' lineage start end            live-interval change marker, 64 KiB blocks [start,end)
+//	'c' lineage start end            live-interval change marker, 64 KiB blocks [start,end) (u64 each)
 //	'i' lineage end                  sealed interval bitmap (roaring), generations (prev,end]
 //	'l' lineage                      lineage record (JSON)
 //	'v' volume-id                    volume record (JSON)
@@ -64,17 +64,23 @@ func blockSpan(lin, first, last uint64) (start, end []byte) {
 	return dataKey(nil, lin, first, ^uint64(0)), dataKey(nil, lin, last, ^uint64(0))
 }
 
-func markerKey(lin uint64, start, end uint32) []byte {
+// markerKey names 64 KiB blocks [start, end). end can be 2^32 (the last
+// block of a MaxSize volume), so both are 64-bit.
+func markerKey(lin, start, end uint64) []byte {
 	k := binary.BigEndian.AppendUint64([]byte{tagMarker}, lin)
-	k = binary.BigEndian.AppendUint32(k, start)
-	return binary.BigEndian.AppendUint32(k, end)
+	k = binary.BigEndian.AppendUint64(k, start)
+	return binary.BigEndian.AppendUint64(k, end)
 }
 
-func decodeMarkerKey(k []byte) (lin uint64, start, end uint32, err error) {
-	if len(k) != 17 || k[0] != tagMarker {
+func decodeMarkerKey(k []byte) (lin, start, end uint64, err error) {
+	if len(k) != 25 || k[0] != tagMarker {
 		return 0, 0, 0, fmt.Errorf("%w: bad marker key %x", ErrCorrupt, k)
 	}
-	return binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint32(k[9:]), binary.BigEndian.Uint32(k[13:]), nil
+	lin, start, end = binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:]), binary.BigEndian.Uint64(k[17:])
+	if start >= end || end > 1<<32 {
+		return 0, 0, 0, fmt.Errorf("%w: marker [%d,%d) of lineage %d", ErrCorrupt, start, end, lin)
+	}
+	return lin, start, end, nil
 }
 
 func intervalKey(lin, end uint64) []byte {

@@ -221,7 +221,7 @@ func (s *Store) load() error {
 			return err
 		}
 		if lin := s.lineages[id]; lin != nil {
-			lin.liveBM.AddRange(uint64(start), uint64(end))
+			lin.liveBM.AddRange(start, end)
 		}
 		return nil
 	}); err != nil {

@@ -475,3 +475,23 @@ func TestHandlesAndClose(t *testing.T) {
 		e.s = nil
 	})
 }
+
+// The largest volume has 2^32 CBT blocks; a write to the last one must
+// survive a restart in the live interval (its marker's end is 2^32).
+func TestCBTAtMaxSize(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		e.create("big", MaxSize)
+		if _, err := e.s.EnableCBT("big"); err != nil {
+			t.Fatal(err)
+		}
+		e.snapshot("big", "s")
+		e.write("big", MaxSize-BlockSize, fill(1, BlockSize))
+		e.reopen()
+		if got := e.changed("s", "big"); !slices.Equal(got, []uint32{1<<32 - 1}) {
+			t.Fatalf("changed after reopen: %v", got)
+		}
+		if got := e.read("big", MaxSize-BlockSize, BlockSize); !bytes.Equal(got, fill(1, BlockSize)) {
+			t.Fatal("last block of the largest volume")
+		}
+	})
+}
