@@ -197,17 +197,17 @@ func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val 
 		return err
 	}
 	var key [dataKeyLen]byte
-	for blk := first; blk < last; {
-		if !it.SeekGE(dataKey(key[:0], id, blk, l.gen)) {
-			break
-		}
+	valid := it.SeekGE(dataKey(key[:0], id, first, l.gen))
+	for valid {
 		kb, kg, ok := decodeDataKey(it.Key(), id)
 		if !ok {
 			it.Close()
 			return fmt.Errorf("blockstore: lineage %d: %w: key %x", id, ErrCorrupt, it.Key())
 		}
-		if kg > l.gen { // only versions newer than this layer sees; seek within kb
-			blk = kb
+		if kg > l.gen {
+			// Only versions newer than this layer sees: seek to kb's newest
+			// at or below gen (SeekGE never lands on this key again).
+			valid = it.SeekGE(dataKey(key[:0], id, kb, l.gen))
 			continue
 		}
 		val, err := it.ValueAndErr()
@@ -219,7 +219,13 @@ func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val 
 			it.Close()
 			return err
 		}
-		blk = kb + 1
+		// Usually the next key is the next block's newest version: step to
+		// it rather than seek; skip older versions of kb with a seek.
+		if valid = it.Next(); valid {
+			if nb, _, _ := decodeDataKey(it.Key(), id); nb == kb {
+				valid = it.SeekGE(dataKey(key[:0], id, kb+1, l.gen))
+			}
+		}
 	}
 	return it.Close()
 }
@@ -268,7 +274,7 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	unlock := lin.lockStripes(first, last, partialFirst, partialLast)
 	defer unlock()
 
-	w := writer{d: d, lin: lin, b: d.s.db.NewBatch(), gen: lin.rec.Head}
+	w := writer{d: d, lin: lin, b: d.s.db.NewBatch(), gen: lin.rec.Head, c0: first >> 4, c1: (last >> 4) + 1}
 	defer func() {
 		if w.b != nil {
 			w.b.Close()
@@ -287,11 +293,15 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 			} else {
 				clear(buf[lo-bstart : hi-bstart])
 			}
-			w.setBlock(blk, buf, f)
+			if err := w.setBlock(blk, buf); err != nil {
+				return err
+			}
 			continue
 		}
 		if p != nil {
-			w.setBlock(blk, p[lo-off:hi-off], f)
+			if err := w.setBlock(blk, p[lo-off:hi-off]); err != nil {
+				return err
+			}
 			continue
 		}
 		// Whole blocks of zeros: handled as one range below.
@@ -303,23 +313,40 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 			return err
 		}
 	}
-	return w.commit(first>>4, (last>>4)+1, f&FUA != 0)
+	return w.commit(f&FUA != 0)
 }
 
 // writer accumulates one write's batch.
 type writer struct {
-	d   *Disk
-	lin *lineage
-	b   *pebble.Batch
-	gen uint64
-	key [dataKeyLen]byte
+	d      *Disk
+	lin    *lineage
+	b      *pebble.Batch
+	gen    uint64
+	c0, c1 uint64 // the 64 KiB blocks the whole operation touches
+	key    [dataKeyLen]byte
 }
 
-func (w *writer) setBlock(blk uint64, val []byte, f Flags) {
+// maxBatchOps bounds one batch of a zero or trim over a huge range.
+const maxBatchOps = 1 << 16
+
+func (w *writer) setBlock(blk uint64, val []byte) error {
 	if bytes.Equal(val, zeroBlock) {
 		val = valueZero
 	}
 	_ = w.b.Set(dataKey(w.key[:0], w.lin.rec.ID, blk, w.gen), val, nil)
+	if w.b.Count() < maxBatchOps {
+		return nil
+	}
+	// Trims and zeroes of huge ranges commit in pieces (NBD does not make
+	// them atomic). Each piece carries the marker for the whole operation,
+	// so whatever piece survives a crash is covered by CBT.
+	_ = w.b.Set(markerKey(w.lin.rec.ID, w.c0, w.c1), nil, nil)
+	err := commit(w.b, false)
+	w.b = w.d.s.db.NewBatch()
+	if err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", w.d.v.rec.ID, err)
+	}
+	return nil
 }
 
 // zeroRange zeroes whole blocks [first, last). With nothing that can see
@@ -329,7 +356,9 @@ func (w *writer) zeroRange(first, last uint64, f Flags) error {
 	id := w.lin.rec.ID
 	if f&NoHole != 0 {
 		for blk := first; blk < last; blk++ {
-			_ = w.b.Set(dataKey(w.key[:0], id, blk, w.gen), valueZero, nil)
+			if err := w.setBlock(blk, valueZero); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -341,7 +370,7 @@ func (w *writer) zeroRange(first, last uint64, f Flags) error {
 		if len(val) == 0 {
 			return nil // already a hole
 		}
-		return w.b.Set(dataKey(w.key[:0], id, blk, w.gen), valueHole, nil)
+		return w.setBlock(blk, valueHole)
 	})
 }
 
@@ -349,8 +378,8 @@ func (w *writer) zeroRange(first, last uint64, f Flags) error {
 // already committed, then commits. The marker rides in the same batch as
 // the data, so after a crash every surviving write has its marker: CBT may
 // over-report, never under-report.
-func (w *writer) commit(c0, c1 uint64, sync bool) error {
-	lin := w.lin
+func (w *writer) commit(sync bool) error {
+	lin, c0, c1 := w.lin, w.c0, w.c1
 	lin.liveMu.Lock()
 	marked := lin.liveBM.CardinalityInRange(c0, c1) == c1-c0
 	lin.liveMu.Unlock()

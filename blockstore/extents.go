@@ -100,12 +100,22 @@ func (d *Disk) Extents(off, n uint64, fn func(Extent) error) error {
 	return fn(cur)
 }
 
+// nextAbsent returns the first value in [from, limit) not in bm, or limit.
+// NB: roaring v2.30.0's NextAbsentValue is wrong once a container is full
+// (it answers 65536 for {0..76799}, and 11264 from 65536), so this finds
+// the end of the run by binary search on a monotone predicate: "all of
+// [from, x) is present". O(log(limit-from)) cardinality queries.
 func nextAbsent(bm *roaring.Bitmap, from, limit uint64) uint64 {
-	v := bm.NextAbsentValue(uint32(from))
-	if v < 0 || uint64(v) > limit {
-		return limit
+	lo, hi := from, limit // [from, lo) all present; the answer is in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		if bm.CardinalityInRange(from, mid) == mid-from {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
 	}
-	return uint64(v)
+	return lo
 }
 
 func nextPresent(bm *roaring.Bitmap, from, limit uint64) uint64 {

@@ -543,6 +543,26 @@ func (m *model) checkRead(v *mvol) {
 	}
 }
 
+// checkExtents checks that the extents tile the volume in order and that
+// whatever they call zero reads as zeros in the model.
+func (m *model) checkExtents(d *Disk, v *mvol) error {
+	var next uint64
+	err := d.Extents(0, d.Size(), func(x Extent) error {
+		if x.Offset != next || x.Length == 0 {
+			return fmt.Errorf("extent %+v does not follow %d", x, next)
+		}
+		next = x.Offset + x.Length
+		if x.Flags&Zero != 0 && !bytes.Equal(v.data[x.Offset:next], make([]byte, x.Length)) {
+			return fmt.Errorf("extent %+v is reported zero but holds data", x)
+		}
+		return nil
+	})
+	if err == nil && next != d.Size() {
+		err = fmt.Errorf("extents end at %d of %d", next, d.Size())
+	}
+	return err
+}
+
 func firstDiff(a, b []byte) int {
 	for i := range a {
 		if a[i] != b[i] {
@@ -569,6 +589,9 @@ func (m *model) checkAll() {
 		d := m.attach(v)
 		p := make([]byte, len(v.data))
 		_, err := d.ReadAt(p, 0)
+		if err == nil {
+			err = m.checkExtents(d, v)
+		}
 		d.Close()
 		if err != nil {
 			m.fatalf("read %s: %v", v.id, err)

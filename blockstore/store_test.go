@@ -495,3 +495,41 @@ func TestCBTAtMaxSize(t *testing.T) {
 		}
 	})
 }
+
+// A zero over more blocks than one batch holds commits in pieces; every
+// piece is covered by the operation's CBT marker.
+func TestHugeZeroCommitsInPieces(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		const n = 300 << 20 // 76800 blocks > maxBatchOps
+		e.create("a", mib(512))
+		if _, err := e.s.EnableCBT("a"); err != nil {
+			t.Fatal(err)
+		}
+		e.write("a", n-BlockSize, fill(1, 2*BlockSize)) // straddles the end of the range
+		e.snapshot("a", "s")
+		d := e.attach("a")
+		if err := d.Zero(0, n, NoHole); err != nil {
+			t.Fatal(err)
+		}
+		var exts []Extent
+		if err := d.Extents(0, mib(512), func(x Extent) error { exts = append(exts, x); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want := []Extent{{0, n, Zero}, {n, BlockSize, 0}, {n + BlockSize, mib(512) - n - BlockSize, Hole | Zero}}
+		if !slices.Equal(exts, want) {
+			t.Fatalf("extents\n got %v\nwant %v", exts, want)
+		}
+		d.Close()
+		e.reopen()
+		got := e.changed("s", "a")
+		if len(got) != n/cbt.BlockSize || got[0] != 0 || got[len(got)-1] != n/cbt.BlockSize-1 {
+			t.Fatalf("changed after reopen: %d blocks, want %d", len(got), n/cbt.BlockSize)
+		}
+		if got := e.read("s", n-BlockSize, 2*BlockSize); !bytes.Equal(got, fill(1, 2*BlockSize)) {
+			t.Fatal("zeroing changed the snapshot")
+		}
+		if got := e.read("a", n-BlockSize, 2*BlockSize); !bytes.Equal(got[:BlockSize], make([]byte, BlockSize)) || !bytes.Equal(got[BlockSize:], fill(1, 2*BlockSize)[BlockSize:]) {
+			t.Fatal("zeroed range edges")
+		}
+	})
+}
