@@ -3,6 +3,7 @@ package cbt
 import (
 	"encoding/base64"
 	"fmt"
+	"strings"
 
 	"github.com/RoaringBitmap/roaring/v2"
 )
@@ -41,6 +42,10 @@ func Raw(changed *roaring.Bitmap, size uint64) []byte {
 // refuses anything Encode would not produce: bad base64, a wrong length, or
 // bits set past the last block.
 func Decode(s string, size uint64) (*roaring.Bitmap, error) {
+	// NB: even Strict base64 skips CR and LF; XenAPI's answer has none.
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		return nil, fmt.Errorf("cbt: decode bitmap: line break at byte %d", i)
+	}
 	raw, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil {
 		return nil, fmt.Errorf("cbt: decode bitmap: %w", err)

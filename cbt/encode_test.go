@@ -80,6 +80,8 @@ func TestDecodeRefusesBadInput(t *testing.T) {
 		{"too short", "gAAA", 4 << 20},
 		{"too long", "gAAAAEAAAAAA", 4 << 20},
 		{"bit past the end", "4Q==", 3 * BlockSize},
+		{"line break", "gAAAAEAA\nAAA=", 4 << 20},
+		{"carriage return only", "\r", 0},
 	} {
 		if _, err := Decode(tc.in, tc.size); err == nil {
 			t.Errorf("%s: Decode(%q) succeeded", tc.name, tc.in)
