@@ -220,7 +220,12 @@ func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val 
 			return err
 		}
 		// Usually the next key is the next block's newest version: step to
-		// it rather than seek; skip older versions of kb with a seek.
+		// it rather than seek; skip older versions of kb with a seek. Never
+		// step past the last block asked for: without value separation each
+		// value is its own pebble block, and that step would load one more.
+		if kb+1 >= last {
+			break
+		}
 		if valid = it.Next(); valid {
 			if nb, _, _ := decodeDataKey(it.Key(), id); nb == kb {
 				valid = it.SeekGE(dataKey(key[:0], id, kb+1, l.gen))
