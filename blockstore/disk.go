@@ -409,40 +409,52 @@ func (w *writer) commit(sync bool) error {
 	return nil
 }
 
+// Stripe lock modes.
+const (
+	stripeFree uint8 = iota
+	stripeShared
+	stripeExclusive
+)
+
 // lockStripes locks the stripes of blocks [first, last]: exclusively where
-// a partial block needs read-modify-write, shared elsewhere. Ascending order
-// avoids deadlock between writers.
+// a partial block needs read-modify-write, shared elsewhere.
 func (l *lineage) lockStripes(first, last uint64, partialFirst, partialLast bool) (unlock func()) {
-	var mode [stripeCount]uint8 // 0 unused, 1 shared, 2 exclusive
+	var mode [stripeCount]uint8
 	if last-first+1 >= stripeCount {
 		for i := range mode {
-			mode[i] = 1
+			mode[i] = stripeShared
 		}
 	} else {
 		for blk := first; blk <= last; blk++ {
-			mode[blk%stripeCount] = max(mode[blk%stripeCount], 1)
+			mode[blk%stripeCount] = stripeShared
 		}
 	}
 	if partialFirst {
-		mode[first%stripeCount] = 2
+		mode[first%stripeCount] = stripeExclusive
 	}
 	if partialLast {
-		mode[last%stripeCount] = 2
+		mode[last%stripeCount] = stripeExclusive
 	}
+	return l.lockStripeModes(&mode)
+}
+
+// lockStripeModes locks each stripe in the given mode, in ascending order
+// so that no two lockers deadlock.
+func (l *lineage) lockStripeModes(mode *[stripeCount]uint8) (unlock func()) {
 	for i, m := range mode {
 		switch m {
-		case 1:
+		case stripeShared:
 			l.stripes[i].RLock()
-		case 2:
+		case stripeExclusive:
 			l.stripes[i].Lock()
 		}
 	}
 	return func() {
 		for i, m := range mode {
 			switch m {
-			case 1:
+			case stripeShared:
 				l.stripes[i].RUnlock()
-			case 2:
+			case stripeExclusive:
 				l.stripes[i].Unlock()
 			}
 		}

@@ -348,17 +348,12 @@ func (s *Store) deleteHeadHoles(lin *lineage, head uint64, keys [][]byte) (int, 
 	if lin.rec.Head != head {
 		return 0, nil // sealed meanwhile: a later job sees them below the head
 	}
-	var stripes [stripeCount]bool
+	var mode [stripeCount]uint8
 	for _, k := range keys {
 		blk, _, _ := decodeDataKey(k, lin.rec.ID)
-		stripes[blk%stripeCount] = true
+		mode[blk%stripeCount] = stripeExclusive
 	}
-	for i, on := range stripes {
-		if on {
-			lin.stripes[i].Lock()
-			defer lin.stripes[i].Unlock()
-		}
-	}
+	defer lin.lockStripeModes(&mode)()
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, k := range keys {
