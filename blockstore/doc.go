@@ -84,8 +84,8 @@
 // # One database per daemon
 //
 // All pools share one pebble instance: one WAL means one fsync answers an
-// NBD FLUSH for every volume (BenchmarkFlushPools: 0.27 ms for writes in 4
-// pools, against 1.02 ms with a database per pool), and one block cache and
+// NBD FLUSH for every volume (BenchmarkFlushPools: 0.26 ms for writes in 4
+// pools, against 1.0 ms with a database per pool), and one block cache and
 // memtable budget bound the daemon's memory (each pebble instance queues up
 // to 4 x 64 MiB of memtables). A pool is an attribute of a volume.
 //
