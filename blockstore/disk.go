@@ -3,7 +3,7 @@ package blockstore
 import (
 	"bytes"
 	"fmt"
-	"sync/atomic"
+	"sync"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
@@ -38,8 +38,12 @@ type layer struct {
 type Disk struct {
 	s      *Store
 	v      *volume
+	id     string  // v.rec.ID, copied: v.rec is replaced under Store.mu
 	layers []layer // the volume's own first, then its clone parents
-	closed atomic.Bool
+	// mu is held (read) by every operation, so Close waits for them and
+	// Destroy never runs under a write still in flight.
+	mu     sync.RWMutex
+	closed bool
 }
 
 // Attach opens a volume for I/O. Snapshots attach read-only; metadata-only
@@ -58,7 +62,7 @@ func (s *Store) Attach(id string) (*Disk, error) {
 	if v.rec.Kind == KindLive {
 		gen = cbt.Head
 	}
-	d := &Disk{s: s, v: v, layers: []layer{{v.lin, gen}}}
+	d := &Disk{s: s, v: v, id: v.rec.ID, layers: []layer{{v.lin, gen}}}
 	for l := v.lin; l.parent != nil; l = l.parent {
 		d.layers = append(d.layers, layer{l.parent, l.rec.ParentGen})
 	}
@@ -66,17 +70,21 @@ func (s *Store) Attach(id string) (*Disk, error) {
 	return d, nil
 }
 
-// Close detaches the handle. A second Close returns ErrClosed.
+// Close detaches the handle once the operations in flight on it are done.
+// A second Close returns ErrClosed.
 func (d *Disk) Close() error {
-	if !d.closed.CompareAndSwap(false, true) {
-		return fmt.Errorf("blockstore: close %s: %w", d.v.rec.ID, ErrClosed)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return fmt.Errorf("blockstore: close %s: %w", d.id, ErrClosed)
 	}
+	d.closed = true
 	d.v.attached.Add(-1)
 	return nil
 }
 
 // ID returns the attached volume's ID.
-func (d *Disk) ID() string { return d.v.rec.ID }
+func (d *Disk) ID() string { return d.id }
 
 // Size returns the current virtual size in bytes.
 func (d *Disk) Size() uint64 { return d.v.size.Load() }
@@ -89,24 +97,31 @@ func (d *Disk) Flush() error {
 	if err := d.enter(); err != nil {
 		return err
 	}
-	defer d.s.data.RUnlock()
-	return d.s.Flush()
+	defer d.leave()
+	return d.s.flush()
 }
 
-// enter guards a data operation against Close; on success the caller must
-// RUnlock s.data.
+// enter guards a data operation against Disk.Close and Store.Close; on
+// success the caller must call leave.
 func (d *Disk) enter() error {
+	d.mu.RLock()
 	d.s.data.RLock()
-	if d.s.dataClosed || d.closed.Load() {
+	if d.s.dataClosed || d.closed {
 		d.s.data.RUnlock()
-		return fmt.Errorf("blockstore: %s: %w", d.v.rec.ID, ErrClosed)
+		d.mu.RUnlock()
+		return fmt.Errorf("blockstore: %s: %w", d.id, ErrClosed)
 	}
 	return nil
 }
 
+func (d *Disk) leave() {
+	d.s.data.RUnlock()
+	d.mu.RUnlock()
+}
+
 func (d *Disk) checkRange(op string, off, n uint64) error {
 	if end := off + n; end < off || end > d.Size() {
-		return fmt.Errorf("blockstore: %s %s [%d,+%d): %w (size %d)", op, d.v.rec.ID, off, n, ErrOutOfRange, d.Size())
+		return fmt.Errorf("blockstore: %s %s [%d,+%d): %w (size %d)", op, d.id, off, n, ErrOutOfRange, d.Size())
 	}
 	return nil
 }
@@ -115,12 +130,12 @@ func (d *Disk) checkRange(op string, off, n uint64) error {
 // the end returns ErrOutOfRange and no data.
 func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("blockstore: read %s: %w: negative offset", d.v.rec.ID, ErrInvalid)
+		return 0, fmt.Errorf("blockstore: read %s: %w: negative offset", d.id, ErrInvalid)
 	}
 	if err := d.enter(); err != nil {
 		return 0, err
 	}
-	defer d.s.data.RUnlock()
+	defer d.leave()
 	if err := d.checkRange("read", uint64(off), uint64(len(p))); err != nil {
 		return 0, err
 	}
@@ -138,7 +153,7 @@ func (d *Disk) read(p []byte, off uint64) error {
 	first, last := off>>blockShift, (off+uint64(len(p))-1)>>blockShift
 	return d.s.visit(d.layers, first, last+1, func(blk uint64, val []byte) error {
 		if len(val) != BlockSize {
-			return checkMarker(d.v.rec.ID, blk, val)
+			return checkMarker(d.id, blk, val)
 		}
 		bstart := blk << blockShift
 		lo, hi := max(bstart, off), min(bstart+BlockSize, off+uint64(len(p)))
@@ -159,6 +174,13 @@ func checkMarker(id string, blk uint64, val []byte) error {
 // generation, the first layer that has one winning. Absent blocks read as
 // zeros and are not visited. val is only valid during the call.
 func (s *Store) visit(layers []layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
+	// resolved is indexed by 32-bit offsets from first: cut longer ranges.
+	for last-first > maxExtentBlocks {
+		if err := s.visit(layers, first, first+maxExtentBlocks, fn); err != nil {
+			return err
+		}
+		first += maxExtentBlocks
+	}
 	var resolved *roaring.Bitmap // blocks an earlier layer answered (relative to first)
 	if len(layers) > 1 {
 		resolved = roaring.New()
@@ -260,9 +282,9 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	if err := d.enter(); err != nil {
 		return err
 	}
-	defer d.s.data.RUnlock()
+	defer d.leave()
 	if d.ReadOnly() {
-		return fmt.Errorf("blockstore: %s %s: %w", op, d.v.rec.ID, ErrReadOnly)
+		return fmt.Errorf("blockstore: %s %s: %w", op, d.id, ErrReadOnly)
 	}
 	if err := d.checkRange(op, off, n); err != nil {
 		return err
@@ -349,8 +371,9 @@ func (w *writer) setBlock(blk uint64, val []byte) error {
 	err := commit(w.b, false)
 	w.b = w.d.s.db.NewBatch()
 	if err != nil {
-		return fmt.Errorf("blockstore: write %s: %w", w.d.v.rec.ID, err)
+		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 	}
+	w.committed()
 	return nil
 }
 
@@ -394,8 +417,18 @@ func (w *writer) commit(sync bool) error {
 	err := commit(w.b, sync)
 	w.b = nil
 	if err != nil {
-		return fmt.Errorf("blockstore: write %s: %w", w.d.v.rec.ID, err)
+		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 	}
+	w.committed()
+	return nil
+}
+
+// committed records in memory what a committed batch (with its marker)
+// changed: the live interval, and orphaned versions it made garbage. It runs
+// after every piece, so a later piece failing cannot leave the live interval
+// short of blocks whose markers a snapshot would then delete.
+func (w *writer) committed() {
+	lin, c0, c1 := w.lin, w.c0, w.c1
 	lin.changes.Add(1)
 	lin.liveMu.Lock()
 	lin.liveBM.AddRange(c0, c1)
@@ -406,7 +439,6 @@ func (w *writer) commit(sync bool) error {
 		w.d.s.gc.poke()
 	}
 	lin.liveMu.Unlock()
-	return nil
 }
 
 // Stripe lock modes.

@@ -34,7 +34,7 @@ func (d *Disk) Extents(off, n uint64, fn func(Extent) error) error {
 	if err := d.enter(); err != nil {
 		return err
 	}
-	defer d.s.data.RUnlock()
+	defer d.leave()
 	if err := d.checkRange("extents", off, n); err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func (d *Disk) Extents(off, n uint64, fn func(Extent) error) error {
 		case len(val) == 1 && val[0] == 'z':
 			zero.Add(rel)
 		case len(val) != 0:
-			return fmt.Errorf("blockstore: extents %s block %d: %w", d.v.rec.ID, blk, ErrCorrupt)
+			return fmt.Errorf("blockstore: extents %s block %d: %w", d.id, blk, ErrCorrupt)
 		}
 		return nil
 	})

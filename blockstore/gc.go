@@ -26,14 +26,23 @@ import (
 // job, still persisted, runs again.
 
 // gcJob is a persisted piece of work: dead versions may exist among blocks
-// changed in generations (lo, hi] of a lineage.
+// changed in generations (lo, hi] of a lineage, or, when blocks is set,
+// among those 64 KiB blocks (hi is then 0).
 type gcJob struct {
 	lin, lo, hi uint64
+	blocks      *roaring.Bitmap
 }
 
 // addJob records a job in the batch and in memory. REQUIRES: s.mu held.
 func (s *Store) addJob(b *pebble.Batch, j gcJob) {
-	_ = b.Set(gcKey(j.lin, j.lo, j.hi), nil, nil)
+	var val []byte
+	if j.blocks != nil {
+		var err error
+		if val, err = j.blocks.ToBytes(); err != nil {
+			panic(err) // serialising an in-memory bitmap cannot fail
+		}
+	}
+	_ = b.Set(gcKey(j.lin, j.lo, j.hi), val, nil)
 	s.gcJobs = append(s.gcJobs, j)
 }
 
@@ -141,6 +150,9 @@ func (s *Store) collect() (GCStats, error) {
 	}
 	for _, j := range jobs {
 		n, d, err := s.collectBlocks(j.lin, func(lin *lineage) *roaring.Bitmap {
+			if j.blocks != nil {
+				return j.blocks
+			}
 			bm := lin.intervals.Union(j.lo, j.hi)
 			if j.hi == cbt.Head {
 				lin.liveMu.Lock()
@@ -165,6 +177,9 @@ func (s *Store) collect() (GCStats, error) {
 func (s *Store) finishJob(j gcJob) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err // the job may not have run: keep it for the next open
+	}
 	for i, x := range s.gcJobs {
 		if x == j {
 			s.gcJobs = append(s.gcJobs[:i], s.gcJobs[i+1:]...)
@@ -210,10 +225,14 @@ type gcView struct {
 // overwrite could orphan, so writes there stop scheduling collection.
 func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.Bitmap) (blocks, deleted int, err error) {
 	s.mu.Lock()
-	lin := s.lineages[linID]
-	if lin == nil || s.usable() != nil {
+	if err := s.usable(); err != nil {
 		s.mu.Unlock()
-		return 0, 0, nil
+		return 0, 0, err
+	}
+	lin := s.lineages[linID]
+	if lin == nil {
+		s.mu.Unlock()
+		return 0, 0, nil // dropped with all its keys
 	}
 	all := candidates(lin).ToArray()
 	s.mu.Unlock()
@@ -233,8 +252,11 @@ func (s *Store) collectBlocks(linID uint64, candidates func(*lineage) *roaring.B
 func (s *Store) openGCView(lin *lineage, first, last uint64) (*gcView, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lineages[lin.rec.ID] != lin || s.usable() != nil {
-		return nil, nil // dropped or closing: nothing to collect
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
+	if s.lineages[lin.rec.ID] != lin {
+		return nil, nil // dropped with all its keys: nothing to collect
 	}
 	lo, hi := blockSpan(lin.rec.ID, first<<4, (last+1)<<4)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})

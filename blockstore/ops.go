@@ -212,6 +212,15 @@ func (s *Store) sealHead(b *pebble.Batch, lin *lineage) (uint64, *roaring.Bitmap
 	_ = b.Set(intervalKey(lin.rec.ID, frozen), buf, nil)
 	lo, hi := lineageSpan(tagMarker, lin.rec.ID)
 	_ = b.DeleteRange(lo, hi, nil)
+	// Blocks whose orphaned versions the head overwrote are only noted in
+	// memory; once sealed, a restart could not find them again (the new pin
+	// ends the orphan range), so they become a persisted job.
+	lin.liveMu.Lock()
+	if !lin.pending.IsEmpty() {
+		s.addJob(b, gcJob{lin: lin.rec.ID, lo: frozen, blocks: lin.pending})
+		lin.pending = roaring.New()
+	}
+	lin.liveMu.Unlock()
 	rec := lin.rec
 	rec.Head++
 	putJSON(b, lineageKey(lin.rec.ID), rec)

@@ -55,6 +55,10 @@ func (s *Store) PhysicalUtilisation(id string) (uint64, error) {
 // pool (the OVS stored_data of a vPool).
 func (s *Store) PoolUsage(pool string) (uint64, error) {
 	s.mu.Lock()
+	if err := s.usable(); err != nil {
+		s.mu.Unlock()
+		return 0, fmt.Errorf("blockstore: pool usage %s: %w", pool, err)
+	}
 	var lins []*lineage
 	for _, lin := range s.lineages {
 		if o := s.owner(lin); o != nil && o.rec.Pool == pool {
@@ -125,6 +129,11 @@ func (s *Store) lineageBytes(lin *lineage) (uint64, error) {
 // data leaves the disk now rather than eventually. For operators and tests;
 // the store never needs it for correctness.
 func (s *Store) Compact() error {
+	s.data.RLock()
+	defer s.data.RUnlock()
+	if s.dataClosed {
+		return fmt.Errorf("blockstore: compact: %w", ErrClosed)
+	}
 	if err := s.db.Flush(); err != nil {
 		return fmt.Errorf("blockstore: compact: %w", err)
 	}

@@ -98,6 +98,17 @@ func (s *Store) Close() error {
 // Flush makes every write acknowledged so far durable. Concurrent flushes
 // share one fsync: pebble's log writer groups pending sync requests.
 func (s *Store) Flush() error {
+	s.data.RLock()
+	defer s.data.RUnlock()
+	if s.dataClosed {
+		return fmt.Errorf("blockstore: flush: %w", ErrClosed)
+	}
+	return s.flush()
+}
+
+// flush is Flush for callers already inside s.data (a second RLock could
+// deadlock against a waiting Close).
+func (s *Store) flush() error {
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
 		return fmt.Errorf("blockstore: flush: %w", err)
 	}
@@ -228,12 +239,19 @@ func (s *Store) load() error {
 		return err
 	}
 
-	if err := s.scan(tagGC, func(k, _ []byte) error {
+	if err := s.scan(tagGC, func(k, v []byte) error {
 		id, lo, hi, err := decodeGCKey(k)
 		if err != nil {
 			return err
 		}
-		s.gcJobs = append(s.gcJobs, gcJob{lin: id, lo: lo, hi: hi})
+		j := gcJob{lin: id, lo: lo, hi: hi}
+		if len(v) > 0 {
+			j.blocks = roaring.New()
+			if err := j.blocks.UnmarshalBinary(v); err != nil {
+				return fmt.Errorf("%w: gc job %d/%d: %v", ErrCorrupt, id, lo, err)
+			}
+		}
+		s.gcJobs = append(s.gcJobs, j)
 		return nil
 	}); err != nil {
 		return err
