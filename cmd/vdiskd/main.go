@@ -1,23 +1,29 @@
 // Command vdiskd is the vdiskd daemon: virtual disks in storage pools,
-// stored copy-on-write with changed-block tracking.
+// stored copy-on-write with changed-block tracking, managed over REST.
 //
-// At this stage it opens the block store in --data-dir and serves nothing
-// else; the NBD server and the REST API attach to the same store.
+// Every flag has an environment twin VDISKD_<FLAG> (dashes as
+// underscores); the flag wins when both are given.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/internal/datadir"
+	"github.com/vdiskd/vdiskd/mgmt"
 )
 
 func main() {
@@ -26,52 +32,155 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
 }
 
-// run is main with its inputs injected, so tests drive it in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+// config is the daemon's configuration, from flags and their env twins.
+type config struct {
+	dataDir, nbdAddr, httpAddr string
+	tlsCert, tlsKey            string
+	nbdAuth, zone, logLevel    string
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, int) {
 	fs := flag.NewFlagSet("vdiskd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", envOr(getenv, "VDISKD_DATA_DIR", "./data"),
-		"where vdiskd keeps its data (env VDISKD_DATA_DIR)")
+	c := &config{}
+	str := func(p *string, name, def, usage string) {
+		env := "VDISKD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v := getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
+	}
+	str(&c.dataDir, "data-dir", "./data", "where vdiskd keeps its data")
+	str(&c.nbdAddr, "nbd-addr", "127.0.0.1:10809", "NBD listen address")
+	str(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address: REST under /api")
+	str(&c.tlsCert, "tls-cert", "", "PEM certificate for HTTPS and NBD STARTTLS (with --tls-key)")
+	str(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
+	str(&c.nbdAuth, "nbd-auth", "token", "NBD export auth: token (/<uuid>?session_id=<token>) or none")
+	str(&c.zone, "zone", "local", "this daemon's zone name")
+	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return nil, 0
 		}
-		return 2
+		return nil, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vdiskd: unexpected arguments %q\n", fs.Args())
-		return 2
+		return nil, 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if msg := c.check(); msg != "" {
+		fmt.Fprintf(stderr, "vdiskd: %s\n", msg)
+		return nil, 2
+	}
+	return c, -1
+}
 
-	dir, err := datadir.Open(*dataDir)
+// check refuses bad values before anything starts.
+func (c *config) check() string {
+	for _, a := range []struct{ name, addr string }{{"--nbd-addr", c.nbdAddr}, {"--http-addr", c.httpAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			return fmt.Sprintf("%s %q: want host:port (%v)", a.name, a.addr, err)
+		}
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return "--tls-cert and --tls-key go together"
+	}
+	if c.nbdAuth != "token" && c.nbdAuth != "none" {
+		return fmt.Sprintf("--nbd-auth %q: want token or none", c.nbdAuth)
+	}
+	if c.zone == "" || strings.ContainsAny(c.zone, " /") {
+		return fmt.Sprintf("--zone %q: want a name without spaces or slashes", c.zone)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	return ""
+}
+
+// run is main with its inputs injected, so tests drive it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	c, code := parseFlags(args, getenv, stderr)
+	if c == nil {
+		return code
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.logLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	var tlsConf *tls.Config
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			log.Error("cannot load the TLS certificate", "cert", c.tlsCert, "key", c.tlsKey, "err", err)
+			return 1
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	dir, err := datadir.Open(c.dataDir)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
 	defer dir.Close()
 	store, err := blockstore.Open(dir.Store(), blockstore.Options{
-		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) },
+		Logf: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		log.Error("cannot open the block store", "dir", dir.Store(), "err", err)
 		return 1
 	}
-	log.Info("vdiskd ready", "data_dir", dir.Path, "volumes", len(store.Volumes()))
+	defer func() {
+		if store != nil {
+			_ = store.Close()
+		}
+	}()
+	api, err := mgmt.New(mgmt.Options{
+		Store: store, DataDir: dir.Path, Logger: log.With("component", "mgmt"),
+		AdminPassword: getenv("VDISKD_ADMIN_PASSWORD"), Zone: c.zone, Address: c.httpAddr,
+	})
+	if err != nil {
+		log.Error("cannot start the management API", "err", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp", c.httpAddr)
+	if err != nil {
+		log.Error("cannot listen for HTTP", "addr", c.httpAddr, "err", err)
+		return 1
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		ln, scheme = tls.NewListener(ln, tlsConf), "https"
+	}
+	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("vdiskd ready", "data_dir", dir.Path, "volumes", len(store.Volumes()),
+		"api", scheme+"://"+ln.Addr().String()+"/api", "zone", c.zone)
+	log.Warn("NBD serving is not built yet; --nbd-addr and --nbd-auth are accepted and unused", "nbd_addr", c.nbdAddr)
 
-	<-ctx.Done()
-	log.Info("shutting down")
-	if err := store.Close(); err != nil {
+	exit := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-served:
+		log.Error("HTTP server failed", "err", err)
+		exit = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("HTTP shutdown", "err", err)
+	}
+	_ = api.Close()
+	err = store.Close()
+	store = nil
+	if err != nil {
 		log.Error("closing the block store", "err", err)
 		return 1
 	}
 	log.Info("stopped")
-	return 0
-}
-
-func envOr(getenv func(string) string, key, def string) string {
-	if v := getenv(key); v != "" {
-		return v
-	}
-	return def
+	return exit
 }

@@ -47,12 +47,12 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"--data-dir", dir}, func(string) string { return "" }, &out) }()
+	go func() { done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out) }()
 	waitFor(t, &out, "vdiskd ready")
 
 	// A second daemon on the same directory fails clearly.
 	var out2 syncBuffer
-	if code := run(context.Background(), nil, func(k string) string {
+	if code := run(context.Background(), []string{"--http-addr", "127.0.0.1:0"}, func(k string) string {
 		if k == "VDISKD_DATA_DIR" {
 			return dir
 		}
@@ -78,6 +78,26 @@ func TestRunRejectsBadArguments(t *testing.T) {
 	if code := run(context.Background(), []string{"extra"}, os.Getenv, &out); code != 2 {
 		t.Fatalf("extra argument: exit %d", code)
 	}
+	for _, bad := range [][]string{
+		{"--http-addr", "nonsense"}, {"--nbd-addr", "1.2.3.4"}, {"--nbd-auth", "maybe"},
+		{"--tls-cert", "a.pem"}, {"--zone", "a b"}, {"--log-level", "loud"},
+	} {
+		var out syncBuffer
+		if code := run(context.Background(), bad, func(string) string { return "" }, &out); code != 2 || out.String() == "" {
+			t.Errorf("%v: exit %d, output %q; want 2 and a message", bad, code, out.String())
+		}
+	}
+	// Env twins are read like their flags.
+	out = syncBuffer{}
+	env := func(k string) string {
+		if k == "VDISKD_NBD_AUTH" {
+			return "sometimes"
+		}
+		return ""
+	}
+	if code := run(context.Background(), nil, env, &out); code != 2 || !strings.Contains(out.String(), "sometimes") {
+		t.Errorf("VDISKD_NBD_AUTH=sometimes: exit %d, output %q", code, out.String())
+	}
 }
 
 // The real binary exits 0 on SIGTERM, as make run's users stop it.
@@ -90,7 +110,7 @@ func TestBinaryExitsCleanlyOnSIGTERM(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	var out syncBuffer
-	cmd := exec.Command(bin, "--data-dir", t.TempDir())
+	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0")
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,258 @@
+package mgmt
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/vdiskd/vdiskd/mgmt/api"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// tokenPrefix marks vdiskd tokens, so secret scanners and people can tell.
+const tokenPrefix = "vdt_"
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+// authenticate establishes who is calling. Password calls take Basic
+// user:password; every other call takes a token, as Bearer or as the
+// password of Basic user:token.
+func (s *Server) authenticate(c *call) *api.Error {
+	r := c.r
+	authz := r.Header.Get("Authorization")
+	if c.rpc.Auth == api.AuthPassword {
+		user, pw, ok := r.BasicAuth()
+		if !ok {
+			return unauthorized(api.CodeAuthFailed, "send Basic user:password to obtain a token")
+		}
+		role, ok := s.checkPassword(user, pw)
+		if !ok {
+			s.log.Warn("login failed", "user", user)
+			return unauthorized(api.CodeAuthFailed, "wrong user name or password")
+		}
+		c.user, c.role = user, role
+		return nil
+	}
+	var tok, basicUser string
+	switch {
+	case authz == "":
+		return unauthorized(api.CodeSessionInvalid, "no credentials: send Authorization: Bearer <token> (POST /api/token gives one)")
+	case strings.HasPrefix(authz, "Bearer "):
+		tok = strings.TrimSpace(strings.TrimPrefix(authz, "Bearer "))
+	default:
+		u, p, ok := r.BasicAuth()
+		if !ok {
+			return unauthorized(api.CodeSessionInvalid, "unsupported Authorization scheme: use Bearer <token> or Basic user:token")
+		}
+		tok, basicUser = p, u
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tokens[hashToken(tok)]
+	if t == nil {
+		return unauthorized(api.CodeSessionInvalid, "the token is unknown or revoked")
+	}
+	if !s.opts.Now().Before(t.Expires) {
+		delete(s.tokens, t.Hash)
+		return unauthorized(api.CodeSessionInvalid, "the token expired at "+t.Expires.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	if basicUser != "" && subtle.ConstantTimeCompare([]byte(basicUser), []byte(t.Username)) != 1 {
+		return unauthorized(api.CodeSessionInvalid, "the token belongs to another user")
+	}
+	u := s.st.user(t.Username)
+	if u == nil {
+		return unauthorized(api.CodeSessionInvalid, "the token's user no longer exists")
+	}
+	c.user, c.role, c.token = u.Username, u.Role, tok
+	return nil
+}
+
+func unauthorized(code, msg string) *api.Error {
+	return api.Errorf(http.StatusUnauthorized, code, nil, "%s", msg)
+}
+
+// checkPassword compares with bcrypt; an unknown user costs the same time
+// as a known one, so timing does not tell which names exist.
+func (s *Server) checkPassword(user, pw string) (api.Role, bool) {
+	s.mu.Lock()
+	u := s.st.user(user)
+	hash, role := s.dummy, api.Role(0)
+	if u != nil {
+		hash, role = []byte(u.Hash), u.Role
+	}
+	s.mu.Unlock()
+	err := bcrypt.CompareHashAndPassword(hash, []byte(pw))
+	return role, err == nil && u != nil
+}
+
+// TokenUser reports whose a token is and its role, for the NBD server's
+// export names (/<uuid>?session_id=<token>).
+func (s *Server) TokenUser(tok string) (string, api.Role, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tokens[hashToken(tok)]
+	if t == nil || !s.opts.Now().Before(t.Expires) {
+		return "", 0, false
+	}
+	u := s.st.user(t.Username)
+	if u == nil {
+		return "", 0, false
+	}
+	return u.Username, u.Role, true
+}
+
+func (s *Server) login(c *call, _ *api.NoArgs) (any, error) {
+	tok := tokenPrefix + randomSecret(32)
+	now := s.opts.Now().UTC()
+	t := &tokenState{Hash: hashToken(tok), Username: c.user, Created: now, Expires: now.Add(s.opts.TokenTTL)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[t.Hash] = t
+	s.st.Tokens = slices.DeleteFunc(s.st.Tokens, func(x *tokenState) bool { return !now.Before(x.Expires) })
+	s.st.Tokens = append(s.st.Tokens, t)
+	if err := s.saveLocked(); err != nil {
+		delete(s.tokens, t.Hash)
+		s.st.Tokens = s.st.Tokens[:len(s.st.Tokens)-1]
+		return nil, err
+	}
+	s.log.Info("token issued", "user", c.user, "expires", t.Expires)
+	return api.Token{Token: tok, ExpiresAt: t.Expires, Role: c.role, Username: c.user}, nil
+}
+
+func (s *Server) logout(c *call, _ *api.NoArgs) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revokeLocked(func(t *tokenState) bool { return t.Hash == hashToken(c.token) })
+	return nil, s.saveLocked()
+}
+
+// revokeLocked drops the tokens matching drop. REQUIRES: s.mu held.
+func (s *Server) revokeLocked(drop func(*tokenState) bool) {
+	s.st.Tokens = slices.DeleteFunc(s.st.Tokens, drop)
+	for h, t := range s.tokens {
+		if drop(t) {
+			delete(s.tokens, h)
+		}
+	}
+}
+
+func userRecord(u *userState) api.User {
+	return api.User{Username: u.Username, Role: u.Role, Created: u.Created}
+}
+
+func (s *Server) userList(c *call, a *api.UserListArgs) (any, error) {
+	s.mu.Lock()
+	users := make([]api.User, 0, len(s.st.Users))
+	for _, u := range s.st.Users {
+		users = append(users, userRecord(u))
+	}
+	s.mu.Unlock()
+	return page(users, a.PageArgs, "username")
+}
+
+func (s *Server) userGet(c *call, a *api.UserRef) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.st.user(a.Username)
+	if u == nil {
+		return nil, api.NotFound("user", a.Username)
+	}
+	return userRecord(u), nil
+}
+
+func (s *Server) userCreate(c *call, a *api.UserCreateArgs) (any, error) {
+	role, _ := api.ParseRole(a.Role)
+	hash, err := bcrypt.GenerateFromPassword([]byte(a.Password), s.opts.BcryptCost)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st.user(a.Username) != nil {
+		return nil, api.Conflict(api.CodeNameTaken, []string{"user", a.Username}, "user %q exists", a.Username)
+	}
+	u := &userState{Username: a.Username, Hash: string(hash), Role: role, Created: s.opts.Now().UTC()}
+	s.st.Users = append(s.st.Users, u)
+	if err := s.saveLocked(); err != nil {
+		s.st.Users = s.st.Users[:len(s.st.Users)-1]
+		return nil, err
+	}
+	s.log.Info("user created", "user", a.Username, "role", role, "by", c.user)
+	return created{location: "/api/users/" + u.Username, body: userRecord(u)}, nil
+}
+
+func (s *Server) userUpdate(c *call, a *api.UserUpdateArgs) (any, error) {
+	var hash []byte
+	if a.Password != nil {
+		h, err := bcrypt.GenerateFromPassword([]byte(*a.Password), s.opts.BcryptCost)
+		if err != nil {
+			return nil, err
+		}
+		hash = h
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.st.user(a.Username)
+	if u == nil {
+		return nil, api.NotFound("user", a.Username)
+	}
+	old := *u
+	if a.Role != nil {
+		role, _ := api.ParseRole(*a.Role)
+		if u.Role == api.PoolAdmin && role != api.PoolAdmin && s.poolAdminsLocked() == 1 {
+			return nil, api.Conflict(api.CodeLastAdmin, []string{u.Username}, "%s is the last pool-admin", u.Username)
+		}
+		u.Role = role
+	}
+	if hash != nil {
+		u.Hash = string(hash)
+	}
+	if err := s.saveLocked(); err != nil {
+		*u = old
+		return nil, err
+	}
+	if hash != nil {
+		s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username })
+		_ = s.saveLocked()
+	}
+	s.log.Info("user updated", "user", u.Username, "role", u.Role, "password_changed", hash != nil, "by", c.user)
+	return userRecord(u), nil
+}
+
+func (s *Server) userDelete(c *call, a *api.UserRef) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.st.user(a.Username)
+	if u == nil {
+		return nil, api.NotFound("user", a.Username)
+	}
+	if u.Role == api.PoolAdmin && s.poolAdminsLocked() == 1 {
+		return nil, api.Conflict(api.CodeLastAdmin, []string{u.Username}, "%s is the last pool-admin", u.Username)
+	}
+	users := s.st.Users
+	s.st.Users = slices.DeleteFunc(slices.Clone(users), func(x *userState) bool { return x == u })
+	if err := s.saveLocked(); err != nil {
+		s.st.Users = users
+		return nil, err
+	}
+	s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username })
+	_ = s.saveLocked()
+	s.log.Info("user deleted", "user", u.Username, "by", c.user)
+	return nil, nil
+}
+
+func (s *Server) poolAdminsLocked() int {
+	n := 0
+	for _, u := range s.st.Users {
+		if u.Role == api.PoolAdmin {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,124 @@
+package mgmt
+
+import (
+	"cmp"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vdiskd/vdiskd/mgmt/api"
+)
+
+// defaultPageSize is OVS's.
+const defaultPageSize = 10
+
+// page sorts items (sort=field,-field; default by defSort) and cuts the
+// requested page, as OVS lists do: without page every item comes back;
+// page 0 returns none; a page past the end is the last page.
+func page[T any](items []T, p api.PageArgs, defSort string) (api.List[T], error) {
+	keys := defSort
+	if p.Sort != "" {
+		keys = p.Sort
+	}
+	var less []func(a, b reflect.Value) int
+	for _, k := range strings.Split(keys, ",") {
+		desc := strings.HasPrefix(k, "-")
+		name := strings.TrimPrefix(k, "-")
+		idx, ok := jsonField(reflect.TypeFor[T](), name)
+		if !ok {
+			return api.List[T]{}, api.InvalidValue("sort", k, "no sortable field %q", name)
+		}
+		less = append(less, func(a, b reflect.Value) int {
+			c := compareValues(a.FieldByIndex(idx), b.FieldByIndex(idx))
+			if desc {
+				return -c
+			}
+			return c
+		})
+	}
+	slices.SortStableFunc(items, func(a, b T) int {
+		va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+		for _, f := range less {
+			if c := f(va, vb); c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+	total := len(items)
+	out := api.List[T]{Data: items, Paging: api.Paging{TotalItems: total, CurrentPage: 1, MaxPage: 1, StartNumber: 1, EndNumber: total}}
+	if total == 0 {
+		out.Paging.StartNumber = 0
+	}
+	if p.Page == 0 && p.PageSize == 0 {
+		if out.Data == nil {
+			out.Data = []T{}
+		}
+		return out, nil
+	}
+	size := p.PageSize
+	if size == 0 {
+		size = defaultPageSize
+	}
+	out.Paging.MaxPage = max(1, (total+size-1)/size)
+	if p.Page == 0 {
+		out.Data, out.Paging.CurrentPage, out.Paging.StartNumber, out.Paging.EndNumber = []T{}, 0, 0, 0
+		return out, nil
+	}
+	pg := min(p.Page, out.Paging.MaxPage)
+	lo, hi := (pg-1)*size, min(pg*size, total)
+	out.Data = items[lo:hi]
+	if out.Data == nil {
+		out.Data = []T{}
+	}
+	out.Paging.CurrentPage, out.Paging.StartNumber, out.Paging.EndNumber = pg, lo+1, hi
+	if hi == lo {
+		out.Paging.StartNumber = 0
+	}
+	return out, nil
+}
+
+// jsonField finds the scalar field a JSON name denotes.
+func jsonField(t reflect.Type, name string) ([]int, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag != name {
+			continue
+		}
+		switch f.Type.Kind() {
+		case reflect.String, reflect.Bool, reflect.Int, reflect.Int64, reflect.Float64:
+			return f.Index, true
+		}
+		if f.Type == reflect.TypeFor[time.Time]() || f.Type == reflect.TypeFor[api.Role]() {
+			return f.Index, true
+		}
+	}
+	return nil, false
+}
+
+func compareValues(a, b reflect.Value) int {
+	switch a.Kind() {
+	case reflect.String:
+		return cmp.Compare(a.String(), b.String())
+	case reflect.Bool:
+		return cmp.Compare(boolInt(a.Bool()), boolInt(b.Bool()))
+	case reflect.Int, reflect.Int64:
+		return cmp.Compare(a.Int(), b.Int())
+	case reflect.Float64:
+		return cmp.Compare(a.Float(), b.Float())
+	}
+	if t, ok := a.Interface().(time.Time); ok {
+		return t.Compare(b.Interface().(time.Time))
+	}
+	panic(fmt.Sprintf("mgmt: cannot sort by %s", a.Type()))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
