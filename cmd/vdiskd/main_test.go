@@ -47,7 +47,9 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out) }()
+	go func() {
+		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out)
+	}()
 	waitFor(t, &out, "vdiskd ready")
 
 	// A second daemon on the same directory fails clearly.
