@@ -28,6 +28,9 @@ type mvol struct {
 	seq      int // when frozen (snapshots); live volumes are "now"
 	cbtOn    bool
 	epoch    int
+	pool     string
+	attrs    []byte
+	origin   string // the live volume whose history it froze (snapshots), else its own ID
 }
 
 // mlineage is the model of a write history: every change, in order, for
@@ -71,8 +74,9 @@ func TestModel(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/seed=%d", m.name, seed), func(t *testing.T) {
 				mo := &model{t: t, e: newEnv(t, m), rng: rand.New(rand.NewSource(seed)), vols: map[string]*mvol{}}
 				mo.runSteps(steps)
-				t.Logf("%d steps: at most %d volumes, %d snapshots, %d clones, %d changed-block lists (%d answered, the rest refused as XenAPI does), %d reopens",
-					steps, mo.peak, mo.counts["snapshot"], mo.counts["clone"], mo.counts["changed"], mo.counts["answered"], mo.counts["reopen"])
+				t.Logf("%d steps: at most %d volumes, %d snapshots, %d clones, %d reverts (%d to another volume's snapshot, %d refused), %d pool moves (%d refused), %d changed-block lists (%d answered, the rest refused as XenAPI does; %d checked refused right after a revert), %d reopens",
+					steps, mo.peak, mo.counts["snapshot"], mo.counts["clone"], mo.counts["revert"], mo.counts["revert-foreign"], mo.counts["revert-refused"],
+					mo.counts["move"], mo.counts["move-refused"], mo.counts["changed"], mo.counts["answered"], mo.counts["reverted-chain-refused"], mo.counts["reopen"])
 			})
 		}
 	}
@@ -168,7 +172,7 @@ func (m *model) runSteps(steps int) {
 }
 
 func (m *model) step() {
-	switch r := m.rng.Intn(100); {
+	switch r := m.rng.Intn(106); {
 	case len(m.vols) == 0 || (r < 4 && len(m.vols) < maxVolumes):
 		m.create()
 	case r < 4 || (len(m.vols) >= maxVolumes && r < 30):
@@ -202,19 +206,28 @@ func (m *model) step() {
 		m.logf("gc")
 	case r < 96:
 		m.setReadOnly()
-	default:
+	case r < 100:
 		m.badInput()
+	case r < 104:
+		m.revert()
+	default:
+		m.movePool()
 	}
 }
 
 func (m *model) create() {
 	size := uint64(1+m.rng.Intn(4)) * SizeAlign
 	id := m.newID()
-	m.logf("create %s %d", id, size)
-	if _, err := m.e.s.Create(CreateRequest{ID: id, Size: size - uint64(m.rng.Intn(1000))}); err != nil {
+	pool := modelPools[m.rng.Intn(len(modelPools))]
+	var attrs []byte
+	if m.rng.Intn(2) == 0 {
+		attrs = []byte("attrs of " + id)
+	}
+	m.logf("create %s %d pool=%q", id, size, pool)
+	if _, err := m.e.s.Create(CreateRequest{ID: id, Pool: pool, Attrs: attrs, Size: size - uint64(m.rng.Intn(1000))}); err != nil {
 		m.fatalf("create: %v", err)
 	}
-	m.vols[id] = &mvol{id: id, kind: KindLive, data: make([]byte, size), lineage: &mlineage{}}
+	m.vols[id] = &mvol{id: id, kind: KindLive, data: make([]byte, size), lineage: &mlineage{}, pool: pool, attrs: attrs, origin: id}
 	m.maybeEnableCBT(m.vols[id])
 }
 
@@ -322,7 +335,7 @@ func (m *model) snapshot() {
 			seq = src.seq
 		}
 		m.vols[r.ID] = &mvol{id: r.ID, kind: KindSnapshot, data: slices.Clone(src.data), readOnly: true,
-			lineage: src.lineage, seq: seq, cbtOn: src.cbtOn, epoch: src.epoch}
+			lineage: src.lineage, seq: seq, cbtOn: src.cbtOn, epoch: src.epoch, pool: src.pool, origin: src.origin}
 	}
 }
 
@@ -339,7 +352,7 @@ func (m *model) clone() {
 	if _, err := m.e.s.Clone(CloneRequest{Source: src.id, ID: id}); err != nil {
 		m.fatalf("clone: %v", err)
 	}
-	m.vols[id] = &mvol{id: id, kind: KindLive, data: slices.Clone(src.data), lineage: &mlineage{}}
+	m.vols[id] = &mvol{id: id, kind: KindLive, data: slices.Clone(src.data), lineage: &mlineage{}, pool: src.pool, origin: id}
 	if v, _ := m.e.s.Volume(id); v.CBTEnabled {
 		m.fatalf("clone %s starts with CBT on", id)
 	}
@@ -580,8 +593,9 @@ func (m *model) checkAll() {
 	}
 	for _, info := range infos {
 		v := m.vols[info.ID]
-		if v == nil || info.Kind != v.kind || info.CBTEnabled != v.cbtOn {
-			m.fatalf("volume %+v does not match the model %+v", info, v)
+		if v == nil || info.Kind != v.kind || info.CBTEnabled != v.cbtOn || info.Pool != v.pool ||
+			info.ReadOnly != v.readOnly || !bytes.Equal(info.Attrs, v.attrs) || (v.data != nil && info.Size != uint64(len(v.data))) {
+			m.fatalf("volume %+v does not match the model %s", info, v)
 		}
 		if v.data == nil {
 			continue

@@ -356,7 +356,14 @@ func (s *Store) unpin(b *pebble.Batch, lin *lineage, gen uint64, dataGone bool) 
 		s.addJob(b, gcJob{lin: lin.rec.ID, lo: pins[len(pins)-1], hi: cbt.Head})
 	case dataGone:
 		// Versions seen by gen and overwritten before the next pin are dead.
-		s.addJob(b, gcJob{lin: lin.rec.ID, lo: gen, hi: nextPin(lin.sortedDataPins(), gen)})
+		pins := lin.sortedDataPins()
+		lo, hi := gen, nextPin(pins, gen)
+		if hi == cbt.Head && lin.live == nil {
+			// gen was the newest reader and no head reads above it, so
+			// everything written after the newest remaining pin is dead.
+			lo = pins[len(pins)-1]
+		}
+		s.addJob(b, gcJob{lin: lin.rec.ID, lo: lo, hi: hi})
 	}
 	plan := lin.intervals.Compact(lin.allPins())
 	for _, end := range plan.Drop {
