@@ -1,0 +1,191 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// bindFlag defines flag name on fs, writing straight into field (an
+// addressable field of the call's argument struct).
+func bindFlag(fs *pflag.FlagSet, name string, field reflect.Value, usage string) error {
+	switch p := field.Addr().Interface().(type) {
+	case *string:
+		fs.StringVar(p, name, "", usage)
+	case *bool:
+		fs.BoolVar(p, name, false, usage)
+	case *int:
+		fs.IntVar(p, name, 0, usage)
+	case *int64:
+		fs.Var((*sizeValue)(p), name, usage)
+	case *float64:
+		fs.Float64Var(p, name, 0, usage)
+	case **string:
+		fs.Var(&optString{p}, name, usage)
+	case **bool:
+		fs.VarPF(&optBool{p}, name, "", usage).NoOptDefVal = "true"
+	case *map[string]string:
+		fs.Var(&mapValue{p}, name, usage)
+	case *[]string:
+		fs.Var(&listValue{p}, name, usage)
+	default:
+		return fmt.Errorf("flag --%s: vdiskctl cannot take an argument of type %s", name, field.Type())
+	}
+	return nil
+}
+
+// flagUsage is an argument's doc plus how to write its value.
+func flagUsage(name, doc string, t reflect.Type, required bool) string {
+	u := doc
+	add := func(s string) {
+		if u == "" {
+			u = s
+		} else {
+			u += " " + s
+		}
+	}
+	switch t.Kind() {
+	case reflect.Int64:
+		add("(bytes, or with a K, M, G or T suffix: powers of 1024)")
+	case reflect.Map:
+		add("(key=value, repeatable; --" + name + "= for an empty map)")
+	case reflect.Slice:
+		add("(repeatable; --" + name + "= for an empty set)")
+	}
+	if required {
+		add("(required)")
+	}
+	return u
+}
+
+// sizeValue is an int64 byte count with optional unit suffix.
+type sizeValue int64
+
+func (v *sizeValue) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *sizeValue) Type() string   { return "size" }
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*v = sizeValue(n)
+	return nil
+}
+
+// optString is a *string argument: nil until the flag is given.
+type optString struct{ p **string }
+
+func (v *optString) Type() string { return "string" }
+func (v *optString) String() string {
+	if *v.p == nil {
+		return ""
+	}
+	return **v.p
+}
+func (v *optString) Set(s string) error { *v.p = &s; return nil }
+
+// optBool is a *bool argument: nil until the flag is given.
+type optBool struct{ p **bool }
+
+func (v *optBool) Type() string { return "bool" }
+func (v *optBool) String() string {
+	if *v.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(**v.p)
+}
+func (v *optBool) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v.p = &b
+	return nil
+}
+
+// mapValue is a (string -> string) map, one key=value per use of the flag.
+// An empty value ("--other-config=") gives an empty map.
+type mapValue struct{ p *map[string]string }
+
+func (v *mapValue) Type() string { return "key=value" }
+func (v *mapValue) String() string {
+	if len(*v.p) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(*v.p)) {
+		parts = append(parts, k+"="+(*v.p)[k])
+	}
+	return strings.Join(parts, ",")
+}
+func (v *mapValue) Set(s string) error {
+	if *v.p == nil {
+		*v.p = map[string]string{}
+	}
+	if s == "" {
+		return nil
+	}
+	k, val, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q: want key=value", s)
+	}
+	if _, dup := (*v.p)[k]; dup {
+		return fmt.Errorf("key %q given twice", k)
+	}
+	(*v.p)[k] = val
+	return nil
+}
+
+// listValue is a string set, one member per use of the flag (no comma
+// splitting: a tag may hold a comma). An empty value gives an empty set.
+type listValue struct{ p *[]string }
+
+func (v *listValue) Type() string   { return "string" }
+func (v *listValue) String() string { return strings.Join(*v.p, ",") }
+func (v *listValue) Set(s string) error {
+	if *v.p == nil {
+		*v.p = []string{}
+	}
+	if s != "" {
+		*v.p = append(*v.p, s)
+	}
+	return nil
+}
+
+// queryValues writes an argument for a URL query.
+func queryValues(v reflect.Value) []string {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return nil
+		}
+		return queryValues(v.Elem())
+	case reflect.String:
+		return []string{v.String()}
+	case reflect.Bool:
+		return []string{strconv.FormatBool(v.Bool())}
+	case reflect.Int, reflect.Int64:
+		return []string{strconv.FormatInt(v.Int(), 10)}
+	case reflect.Float64:
+		return []string{strconv.FormatFloat(v.Float(), 'g', -1, 64)}
+	case reflect.Slice:
+		var out []string
+		for i := 0; i < v.Len(); i++ {
+			out = append(out, queryValues(v.Index(i))...)
+		}
+		return out
+	case reflect.Map:
+		m, _ := v.Interface().(map[string]string)
+		var out []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			out = append(out, k+"="+m[k])
+		}
+		return out
+	}
+	return []string{fmt.Sprint(v.Interface())}
+}
