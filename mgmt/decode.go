@@ -110,7 +110,7 @@ func readBody(r *http.Request) (map[string]json.RawMessage, *api.Error) {
 		return nil, api.BadRequest(api.CodeInvalidJSON, nil, "the body must be a JSON object: %v", jsonReason(err))
 	}
 	if body == nil {
-		return nil, api.BadRequest(api.CodeInvalidJSON, nil, "the body must be a JSON object, not null")
+		body = map[string]json.RawMessage{} // null: no arguments, as an empty body
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, api.BadRequest(api.CodeInvalidJSON, nil, "unexpected data after the JSON object")

@@ -57,7 +57,7 @@ func (e *env) advance(d time.Duration) {
 
 func (e *env) start() {
 	e.t.Helper()
-	st, err := blockstore.Open("store", blockstore.Options{FS: e.fs, GCInterval: -1, CacheSize: 8 << 20, MemTableSize: 4 << 20,
+	st, err := blockstore.Open("store", blockstore.Options{FS: e.fs, GCInterval: -1, CacheSize: 8 << 20, Now: e.clock, MemTableSize: 4 << 20,
 		Logf: func(string, ...any) {}})
 	if err != nil {
 		e.t.Fatal(err)

@@ -138,6 +138,11 @@ func (s *Server) addOpsLocked(task string, ops map[string]string) {
 func (s *Server) releaseOps(task string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.releaseOpsLocked(task)
+}
+
+// releaseOpsLocked is releaseOps. REQUIRES: s.mu held.
+func (s *Server) releaseOpsLocked(task string) {
 	for id, m := range s.ops {
 		delete(m, task)
 		if len(m) == 0 {

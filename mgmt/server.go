@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,6 +59,8 @@ type Server struct {
 	ops    map[string]map[string]string // VDI -> task uuid -> operation
 	tasks  *taskTable
 	dummy  []byte // bcrypt hash compared against for unknown users
+
+	copyHook atomic.Pointer[func(ctx context.Context)] // tests: runs before each chunk a copy moves
 }
 
 // New loads (or on first start creates) the API's state: the node, the

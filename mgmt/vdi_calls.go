@@ -207,15 +207,30 @@ func (s *Server) vdiIntroduce(c *call, a *api.VDIIntroduceArgs) (any, error) {
 	if a.IsASnapshot && !v.info.IsSnapshot() || a.SnapshotOf != "" && a.SnapshotOf != v.info.SnapshotOf {
 		return nil, api.InvalidValue("snapshot_of", a.SnapshotOf, "does not match what the store holds for %s", id)
 	}
-	attrs := vdiAttrs{
-		NameLabel: a.NameLabel, NameDescription: a.NameDescription, Type: a.Type, Sharable: a.Sharable,
-		OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData,
-		SnapshotTime: snapTime, MetadataOfPool: a.MetadataOfPool,
-		// What the store still knows survives the forget.
-		OnBoot: v.attrs.OnBoot, OnBootBase: v.attrs.OnBootBase, Tags: v.attrs.Tags, AllowCaching: v.attrs.AllowCaching,
+	// What the call leaves empty keeps its value from before the forget
+	// (xapi keeps name and description unless overridden).
+	attrs := v.attrs.clone()
+	attrs.Forgotten = false
+	attrs.Sharable = a.Sharable
+	for _, f := range []struct {
+		dst *string
+		val string
+	}{{&attrs.NameLabel, a.NameLabel}, {&attrs.NameDescription, a.NameDescription}, {&attrs.Type, a.Type},
+		{&attrs.MetadataOfPool, a.MetadataOfPool}} {
+		if f.val != "" {
+			*f.dst = f.val
+		}
 	}
-	if snapTime.IsZero() {
-		attrs.SnapshotTime = v.attrs.SnapshotTime
+	for _, f := range []struct {
+		dst *map[string]string
+		val map[string]string
+	}{{&attrs.OtherConfig, a.OtherConfig}, {&attrs.SMConfig, a.SMConfig}, {&attrs.XenstoreData, a.XenstoreData}} {
+		if f.val != nil {
+			*f.dst = f.val
+		}
+	}
+	if !snapTime.IsZero() {
+		attrs.SnapshotTime = snapTime
 	}
 	if _, err := s.store.SetAttrs(id, attrs.encode()); err != nil {
 		return nil, storeError(err, id, "introduce")

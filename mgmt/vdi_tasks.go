@@ -138,6 +138,8 @@ func (s *Server) runCopy(ctx context.Context, t *task, p copyPlan) (any, error) 
 		}
 		return nil, err
 	}
+	// The answer is the record as it will be: without this copy running.
+	s.releaseOpsLocked(t.rec.UUID)
 	if p.fresh {
 		info, err := s.store.Volume(p.dst)
 		if err != nil {
@@ -197,6 +199,9 @@ func (s *Server) copyBlocks(ctx context.Context, t *task, p copyPlan) error {
 	for off := uint64(0); off < size; off += copyChunk {
 		if ctx.Err() != nil {
 			return errCancelled
+		}
+		if hook := s.copyHook.Load(); hook != nil {
+			(*hook)(ctx)
 		}
 		n := min(uint64(copyChunk), size-off)
 		if err := s.copyChunk(sd, dd, bd, off, buf[:n], baseBuf[:n], zeros, changed, p.fresh); err != nil {

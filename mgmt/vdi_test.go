@@ -234,6 +234,13 @@ func TestForgetAndIntroduce(t *testing.T) {
 		t.Fatal("data lost over forget/introduce")
 	}
 	e.fails(409, api.CodeLocationNotUnique, "POST", "/api/vdis/introduce", e.admin, map[string]any{"uuid": v.UUID})
+	// What introduce leaves out keeps its value from before the forget.
+	e.post(v.UUID, "add_to_other_config", map[string]any{"key": "k", "value": "v"})
+	e.must(204, "POST", "/api/vdis/"+v.UUID+"/forget", e.admin, nil, nil)
+	e.must(201, "POST", "/api/vdis/introduce", e.admin, map[string]any{"uuid": v.UUID}, &back)
+	if back.NameLabel != "back" || back.OtherConfig["k"] != "v" {
+		t.Fatalf("introduce without fields lost them: %+v", back)
+	}
 }
 
 // on_boot=reset: each writable attach starts from the content at the time
