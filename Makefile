@@ -6,7 +6,7 @@ export GOFLAGS := -tags=pebblegozstd
 DATA_DIR ?= ./data
 FUZZTIME ?= 10s
 # Fuzz targets, as package:Target.
-FUZZ     := ./cbt:FuzzDecode
+FUZZ     := ./cbt:FuzzDecode ./mgmt:FuzzCalls
 BENCH    ?= .
 BENCHTIME ?= 2s
 

@@ -15,8 +15,9 @@ import (
 const defaultPageSize = 10
 
 // page sorts items (sort=field,-field; default by defSort) and cuts the
-// requested page, as OVS lists do: without page every item comes back;
-// page 0 returns none; a page past the end is the last page.
+// requested page, as OVS lists do: without page every item comes back; a
+// page past the end is the last page. (OVS answers page=0 with nothing;
+// here 0 means absent, as Go's zero value does.)
 func page[T any](items []T, p api.PageArgs, defSort string) (api.List[T], error) {
 	keys := defSort
 	if p.Sort != "" {
@@ -52,7 +53,7 @@ func page[T any](items []T, p api.PageArgs, defSort string) (api.List[T], error)
 	if total == 0 {
 		out.Paging.StartNumber = 0
 	}
-	if p.Page == 0 && p.PageSize == 0 {
+	if p.Page == 0 {
 		if out.Data == nil {
 			out.Data = []T{}
 		}
@@ -63,10 +64,6 @@ func page[T any](items []T, p api.PageArgs, defSort string) (api.List[T], error)
 		size = defaultPageSize
 	}
 	out.Paging.MaxPage = max(1, (total+size-1)/size)
-	if p.Page == 0 {
-		out.Data, out.Paging.CurrentPage, out.Paging.StartNumber, out.Paging.EndNumber = []T{}, 0, 0, 0
-		return out, nil
-	}
 	pg := min(p.Page, out.Paging.MaxPage)
 	lo, hi := (pg-1)*size, min(pg*size, total)
 	out.Data = items[lo:hi]

@@ -85,6 +85,14 @@ func TestCopy(t *testing.T) {
 		}
 	}
 
+	// A huge sparse VDI copies in time proportional to its data.
+	huge := e.createVDI(map[string]any{"virtual_size": int64(api.MaxVirtualSize)})
+	e.write(huge.UUID, 1<<40, pattern(6, 4096))
+	hc := e.copyResult(e.startCopy(huge.UUID, nil))
+	if !bytes.Equal(e.read(hc.UUID, 1<<40, 4096), pattern(6, 4096)) {
+		t.Fatal("huge sparse copy lost its block")
+	}
+
 	// xapi's refusals, synchronous, changing nothing.
 	n := e.volumes()
 	small := e.createVDI(map[string]any{"virtual_size": 2 << 20})

@@ -6,15 +6,12 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
-
-// copyChunk is the unit of a copy: big enough to stream, small enough that
-// cancellation is prompt.
-const copyChunk = 1 << 20
 
 // copyPlan says what a copy task does.
 type copyPlan struct {
@@ -163,10 +160,12 @@ func (s *Server) destroyBuilt(id string) {
 	}
 }
 
-// copyBlocks moves the data. With a base, only 64 KiB blocks that differ
-// are written: from the CBT chain when base and source share one, else by
-// comparing contents. A fresh destination reads as zeros, so zeros and
-// holes are skipped; an existing one gets them written as zeros.
+// copyBlocks moves the data, in 64 KiB blocks, touching only blocks that
+// can matter, so a sparse VDI copies in time proportional to its data:
+//   - with a base in the source's CBT chain: the changed blocks;
+//   - with another base: blocks holding data in either, compared;
+//   - without a base: the source's data blocks (an existing destination is
+//     zeroed first, a fresh one reads as zeros already).
 func (s *Server) copyBlocks(ctx context.Context, t *task, p copyPlan) error {
 	sd, err := s.store.Attach(p.src)
 	if err != nil {
@@ -179,90 +178,107 @@ func (s *Server) copyBlocks(ctx context.Context, t *task, p copyPlan) error {
 	}
 	defer dd.Close()
 	size := sd.Size()
-	var changed func(off uint64) bool // nil: every block counts
 	var bd *blockstore.Disk
-	if p.base != "" && p.useCBT {
-		bm, _, err := s.store.ChangedBlocks(p.base, p.src)
-		if err != nil {
+	var todo *roaring.Bitmap
+	switch {
+	case p.base != "" && p.useCBT:
+		if todo, _, err = s.store.ChangedBlocks(p.base, p.src); err != nil {
 			return err
 		}
-		changed = func(off uint64) bool { return bm.Contains(uint32(off / cbt.BlockSize)) }
-	} else if p.base != "" {
+	case p.base != "":
 		if bd, err = s.store.Attach(p.base); err != nil {
 			return err
 		}
 		defer bd.Close()
+		if todo, err = dataBlocks(sd, size); err != nil {
+			return err
+		}
+		baseData, err := dataBlocks(bd, min(size, bd.Size()))
+		if err != nil {
+			return err
+		}
+		todo.Or(baseData)
+	default:
+		if !p.fresh {
+			if err := dd.Zero(0, size, 0); err != nil {
+				return err
+			}
+		}
+		if todo, err = dataBlocks(sd, size); err != nil {
+			return err
+		}
 	}
-	buf := make([]byte, copyChunk)
-	baseBuf := make([]byte, copyChunk)
+	buf := make([]byte, cbt.BlockSize)
+	baseBuf := make([]byte, cbt.BlockSize)
 	zeros := make([]byte, cbt.BlockSize)
-	for off := uint64(0); off < size; off += copyChunk {
+	total, done := todo.GetCardinality(), uint64(0)
+	it := todo.Iterator()
+	for it.HasNext() {
 		if ctx.Err() != nil {
 			return errCancelled
 		}
 		if hook := s.copyHook.Load(); hook != nil {
 			(*hook)(ctx)
 		}
-		n := min(uint64(copyChunk), size-off)
-		if err := s.copyChunk(sd, dd, bd, off, buf[:n], baseBuf[:n], zeros, changed, p.fresh); err != nil {
+		off := uint64(it.Next()) * cbt.BlockSize
+		if off >= size {
+			break
+		}
+		n := min(uint64(cbt.BlockSize), size-off)
+		blk := buf[:n]
+		if _, err := sd.ReadAt(blk, int64(off)); err != nil {
 			return err
 		}
-		t.setProgress(float64(off+n) / float64(size))
+		if bd != nil {
+			base := baseBuf[:n]
+			clear(base)
+			if bs := bd.Size(); off < bs {
+				if _, err := bd.ReadAt(base[:min(n, bs-off)], int64(off)); err != nil {
+					return err
+				}
+			}
+			if bytes.Equal(blk, base) {
+				done++
+				continue
+			}
+		}
+		switch {
+		case !bytes.Equal(blk, zeros[:n]):
+			err = dd.Write(off, blk, 0)
+		case !p.fresh:
+			err = dd.Zero(off, n, 0)
+		}
+		if err != nil {
+			return err
+		}
+		done++
+		t.setProgress(float64(done) / float64(total))
 	}
 	return dd.Flush()
 }
 
-// copyChunk copies [off, off+len(buf)) in 64 KiB blocks.
-func (s *Server) copyChunk(sd, dd, bd *blockstore.Disk, off uint64, buf, baseBuf, zeros []byte,
-	changed func(uint64) bool, fresh bool) error {
-	n := uint64(len(buf))
-	if changed == nil && bd == nil {
-		// A full copy: allocation tells what to read.
-		return sd.Extents(off, n, func(e blockstore.Extent) error {
-			if e.Flags != 0 {
-				if fresh {
-					return nil
-				}
-				return dd.Zero(e.Offset, e.Length, 0)
+// dataBlocks returns the 64 KiB blocks of d below size that hold data (not
+// holes, not zeros), in time proportional to the data.
+func dataBlocks(d *blockstore.Disk, size uint64) (*roaring.Bitmap, error) {
+	bm := roaring.New()
+	for off := uint64(0); off < size; {
+		next := off
+		err := d.Extents(off, size-off, func(e blockstore.Extent) error {
+			if e.Flags == 0 {
+				bm.AddRange(e.Offset/cbt.BlockSize, (e.Offset+e.Length+cbt.BlockSize-1)/cbt.BlockSize)
 			}
-			p := buf[:e.Length]
-			if _, err := sd.ReadAt(p, int64(e.Offset)); err != nil {
-				return err
-			}
-			return dd.Write(e.Offset, p, 0)
+			next = e.Offset + e.Length
+			return nil
 		})
-	}
-	if _, err := sd.ReadAt(buf, int64(off)); err != nil {
-		return err
-	}
-	if bd != nil {
-		clear(baseBuf)
-		if bs := bd.Size(); off < bs {
-			if _, err := bd.ReadAt(baseBuf[:min(n, bs-off)], int64(off)); err != nil {
-				return err
-			}
+		if err != nil {
+			return nil, err
 		}
-	}
-	for b := uint64(0); b < n; b += cbt.BlockSize {
-		blk := buf[b:min(b+cbt.BlockSize, n)]
-		switch {
-		case changed != nil && !changed(off+b):
-			continue
-		case bd != nil && bytes.Equal(blk, baseBuf[b:b+uint64(len(blk))]):
-			continue
-		case bytes.Equal(blk, zeros[:len(blk)]):
-			if !fresh {
-				if err := dd.Zero(off+b, uint64(len(blk)), 0); err != nil {
-					return err
-				}
-			}
-		default:
-			if err := dd.Write(off+b, blk, 0); err != nil {
-				return err
-			}
+		if next <= off {
+			return nil, fmt.Errorf("mgmt: extents of %s made no progress at %d", d.ID(), off)
 		}
+		off = next
 	}
-	return nil
+	return bm, nil
 }
 
 // vdiPoolMigrate moves a VDI, its snapshots (and theirs) to another vPool.

@@ -21,7 +21,7 @@ const (
 
 // PageArgs are OVS's list parameters.
 type PageArgs struct {
-	Page     int    `query:"page" doc:"page number, from 1 (0 returns no items); all items when absent"`
+	Page     int    `query:"page" doc:"page number, from 1; absent or 0: every item on one page"`
 	PageSize int    `query:"page_size" doc:"items per page when page is given (default 10, at most 1000)"`
 	Sort     string `query:"sort" doc:"comma-separated fields, a leading - for descending: sort=name_label,-virtual_size"`
 }
