@@ -53,6 +53,7 @@ type app struct {
 	url, token, configPath string
 	jsonOut, insecure      bool
 	wait                   bool
+	field                  string
 
 	cfg       *config // loaded on first use
 	cfgLoaded bool
@@ -136,6 +137,7 @@ func (a *app) newRoot() *cobra.Command {
 	pf.BoolVar(&a.insecure, "insecure", false, "skip TLS certificate verification for https URLs")
 	pf.StringVar(&a.configPath, "config", "", "config file (env VDISKCTL_CONFIG; default $XDG_CONFIG_HOME/vdiskctl/config.json)")
 	pf.BoolVar(&a.wait, "wait", false, "when the call answers with a task, wait for it to end and print its result")
+	pf.StringVar(&a.field, "field", "", "print only this field of the answer (of each item of a list), one per line: --field uuid")
 
 	root.AddCommand(a.loginCommand(), a.logoutCommand())
 	a.addRPCCommands(root)

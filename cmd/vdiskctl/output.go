@@ -34,7 +34,39 @@ func (a *app) printResponse(r *api.RPC, resp *response) error {
 			return nil
 		}
 	}
-	return printHuman(a.stdout, r, resp.body)
+	return a.human(r, resp.body)
+}
+
+// human prints an answer for people, or with --field only that field.
+func (a *app) human(r *api.RPC, body []byte) error {
+	if a.field == "" {
+		return printHuman(a.stdout, r, body)
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return &exitError{code: exitAPI, msg: fmt.Sprintf("--field: the answer is not JSON: %v", err)}
+	}
+	rows := []any{v}
+	if m, ok := v.(map[string]any); ok {
+		if data, ok := m["data"].([]any); ok {
+			rows = data
+		} else if val, ok := m["value"]; ok && len(m) == 1 {
+			rows = []any{map[string]any{a.field: val}}
+		}
+	} else if list, ok := v.([]any); ok {
+		rows = list
+	}
+	for _, row := range rows {
+		m, _ := row.(map[string]any)
+		val, ok := m[a.field]
+		if !ok {
+			return &exitError{code: exitUsage, msg: fmt.Sprintf("--field %s: the answer has no such field", a.field)}
+		}
+		fmt.Fprintln(a.stdout, scalar(val))
+	}
+	return nil
 }
 
 // printJSON pretty-prints a JSON body, numbers exactly as sent.
@@ -311,7 +343,7 @@ func (a *app) handleTask(r *api.RPC, body []byte) error {
 			fmt.Fprintf(a.stdout, "task %s: %s\n", t.UUID, t.Status)
 			return nil
 		}
-		return printHuman(a.stdout, r, res.Result)
+		return a.human(r, res.Result)
 	case api.TaskFailure:
 		msg := fmt.Sprintf("task %s failed", t.UUID)
 		if t.Error != nil {

@@ -226,3 +226,21 @@ func TestTaskWait(t *testing.T) {
 		t.Fatalf("task without result: %q", res.stdout)
 	}
 }
+
+// --field prints one field: of an object, of each list item, of a value.
+func TestFieldOutput(t *testing.T) {
+	f := newFake(t)
+	f.on("GET", "/api/vdis", http.StatusOK, vdiList)
+	f.on("GET", "/api/vdis/U", http.StatusOK, `{"uuid":"U","virtual_size":4194304,"tags":["a"]}`)
+	f.on("GET", "/api/vdis/U/get_virtual_size", http.StatusOK, `{"value":4194304}`)
+	if res := f.do(t, "vdi", "list", "--field", "uuid").wantCode(t, 0); res.stdout != "11111111-aaaa\n22222222-bbbb\n" {
+		t.Fatalf("list --field uuid: %q", res.stdout)
+	}
+	if res := f.do(t, "vdi", "get", "U", "--field", "virtual_size").wantCode(t, 0); res.stdout != "4194304\n" {
+		t.Fatalf("get --field virtual_size: %q", res.stdout)
+	}
+	if res := f.do(t, "vdi", "get-virtual-size", "U", "--field", "value").wantCode(t, 0); res.stdout != "4194304\n" {
+		t.Fatalf("getter --field value: %q", res.stdout)
+	}
+	f.do(t, "vdi", "get", "U", "--field", "nope").wantCode(t, 2)
+}
