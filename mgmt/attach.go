@@ -36,7 +36,9 @@ func (s *Server) AttachVBD(id, user string, writable bool) (*VBD, error) {
 		return nil, api.Conflict(api.CodeVDIReadOnly, []string{id}, "VDI %s is read-only", id)
 	}
 	for _, op := range s.ops[id] {
-		if op != "copy" {
+		// A copy reads the source as it is: it may be read alongside, not
+		// written; and nothing attaches a copy's destination.
+		if op != "copy" || writable || s.copyTargets[id] != "" {
 			return nil, api.Conflict(api.CodeOtherOperation, []string{"VDI", id}, "VDI %s is busy with %s", id, op)
 		}
 	}

@@ -12,6 +12,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// maxTokensPerUser bounds the live tokens of one user; a new login past it
+// revokes the oldest.
+const maxTokensPerUser = 64
+
 // tokenPrefix marks vdiskd tokens, so secret scanners and people can tell.
 const tokenPrefix = "vdt_"
 
@@ -113,8 +117,19 @@ func (s *Server) login(c *call, _ *api.NoArgs) (any, error) {
 	t := &tokenState{Hash: hashToken(tok), Username: c.user, Created: now, Expires: now.Add(s.opts.TokenTTL)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.revokeLocked(func(x *tokenState) bool { return !now.Before(x.Expires) })
+	// Bound what one user's logins can pile up: the oldest go first.
+	var mine []*tokenState
+	for _, x := range s.st.Tokens {
+		if x.Username == c.user {
+			mine = append(mine, x)
+		}
+	}
+	if extra := len(mine) - (maxTokensPerUser - 1); extra > 0 {
+		old := mine[:extra]
+		s.revokeLocked(func(x *tokenState) bool { return slices.Contains(old, x) })
+	}
 	s.tokens[t.Hash] = t
-	s.st.Tokens = slices.DeleteFunc(s.st.Tokens, func(x *tokenState) bool { return !now.Before(x.Expires) })
 	s.st.Tokens = append(s.st.Tokens, t)
 	if err := s.saveLocked(); err != nil {
 		delete(s.tokens, t.Hash)
@@ -213,13 +228,12 @@ func (s *Server) userUpdate(c *call, a *api.UserUpdateArgs) (any, error) {
 	if hash != nil {
 		u.Hash = string(hash)
 	}
-	if err := s.saveLocked(); err != nil {
-		*u = old
-		return nil, err
-	}
 	if hash != nil {
 		s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username })
-		_ = s.saveLocked()
+	}
+	if err := s.saveLocked(); err != nil {
+		*u = old // the revoked tokens stay revoked: safer than back
+		return nil, err
 	}
 	s.log.Info("user updated", "user", u.Username, "role", u.Role, "password_changed", hash != nil, "by", c.user)
 	return userRecord(u), nil
@@ -235,14 +249,13 @@ func (s *Server) userDelete(c *call, a *api.UserRef) (any, error) {
 	if u.Role == api.PoolAdmin && s.poolAdminsLocked() == 1 {
 		return nil, api.Conflict(api.CodeLastAdmin, []string{u.Username}, "%s is the last pool-admin", u.Username)
 	}
-	users := s.st.Users
-	s.st.Users = slices.DeleteFunc(slices.Clone(users), func(x *userState) bool { return x == u })
+	// Drop the user and its tokens in one save, so no restart brings the
+	// tokens back; if the save fails they stay revoked in memory anyway.
+	s.st.Users = slices.DeleteFunc(s.st.Users, func(x *userState) bool { return x == u })
+	s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username })
 	if err := s.saveLocked(); err != nil {
-		s.st.Users = users
 		return nil, err
 	}
-	s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username })
-	_ = s.saveLocked()
 	s.log.Info("user deleted", "user", u.Username, "by", c.user)
 	return nil, nil
 }

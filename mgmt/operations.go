@@ -14,6 +14,7 @@ type opState struct {
 	sharable     bool
 	resetBoot    bool
 	current      map[string]string // task -> operation
+	copyTarget   bool              // a copy is writing into it
 	vbds, rwVBDs int
 }
 
@@ -21,6 +22,7 @@ func (s *Server) opStateLocked(v vdi) opState {
 	st := opState{
 		uuid: v.info.ID, kind: v.info.Kind, vdiType: v.attrs.vdiType(v.info.Kind), cbt: v.info.CBTEnabled,
 		sharable: v.attrs.Sharable, resetBoot: v.attrs.onBoot() == "reset", current: s.ops[v.info.ID],
+		copyTarget: s.copyTargets[v.info.ID] != "",
 	}
 	for _, b := range s.vbds[v.info.ID] {
 		st.vbds++
@@ -56,8 +58,11 @@ var cbtMetadataOps = map[string]bool{"data_destroy": true, "destroy": true, "lis
 // chain survives a move between vPools here.
 func checkOperation(st opState, op string) *api.Error {
 	id := st.uuid
+	if st.copyTarget {
+		return api.Conflict(api.CodeOtherOperation, []string{"VDI", id}, "VDI %s is being written by a copy", id)
+	}
 	for _, cur := range st.current {
-		if cur != "copy" {
+		if cur != "copy" || op == "destroy" {
 			return api.Conflict(api.CodeOtherOperation, []string{"VDI", id}, "VDI %s is busy with %s", id, cur)
 		}
 	}
@@ -143,6 +148,11 @@ func (s *Server) releaseOps(task string) {
 
 // releaseOpsLocked is releaseOps. REQUIRES: s.mu held.
 func (s *Server) releaseOpsLocked(task string) {
+	for id, t := range s.copyTargets {
+		if t == task {
+			delete(s.copyTargets, id)
+		}
+	}
 	for id, m := range s.ops {
 		delete(m, task)
 		if len(m) == 0 {

@@ -52,13 +52,14 @@ type Server struct {
 	// mu guards st, tokens, vbds and ops, and serialises metadata changes
 	// (they are quick: one durable store batch each). Long work (copy) runs
 	// outside it.
-	mu     sync.Mutex
-	st     *state
-	tokens map[string]*tokenState       // by SHA-256 of the token
-	vbds   map[string]map[string]*VBD   // VDI -> VBD uuid -> attachment
-	ops    map[string]map[string]string // VDI -> task uuid -> operation
-	tasks  *taskTable
-	dummy  []byte // bcrypt hash compared against for unknown users
+	mu          sync.Mutex
+	st          *state
+	tokens      map[string]*tokenState       // by SHA-256 of the token
+	vbds        map[string]map[string]*VBD   // VDI -> VBD uuid -> attachment
+	ops         map[string]map[string]string // VDI -> task uuid -> operation
+	copyTargets map[string]string            // VDI a copy writes into -> task
+	tasks       *taskTable
+	dummy       []byte // bcrypt hash compared against for unknown users
 
 	copyHook atomic.Pointer[func(ctx context.Context)] // tests: runs before each chunk a copy moves
 }
@@ -90,10 +91,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{
 		opts: opts, store: opts.Store, log: opts.Logger,
-		file:   stateFile{path: filepath.Join(opts.DataDir, "mgmt.json")},
-		tokens: map[string]*tokenState{},
-		vbds:   map[string]map[string]*VBD{},
-		ops:    map[string]map[string]string{},
+		file:        stateFile{path: filepath.Join(opts.DataDir, "mgmt.json")},
+		tokens:      map[string]*tokenState{},
+		vbds:        map[string]map[string]*VBD{},
+		ops:         map[string]map[string]string{},
+		copyTargets: map[string]string{},
 	}
 	s.tasks = newTaskTable(s)
 	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password of anyone"), opts.BcryptCost)

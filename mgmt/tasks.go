@@ -77,17 +77,22 @@ func (tt *taskTable) start(id, name, object, owner string, fn taskFunc) (*api.Ta
 		defer tt.mu.Unlock()
 		t.rec.Finished = &now
 		switch {
-		case ctx.Err() != nil:
-			t.rec.Status = api.TaskCancelled
-			t.rec.Error = api.Errorf(http.StatusConflict, api.CodeTaskCancelled, []string{id}, "task %s was cancelled", id)
-		case err != nil:
-			t.rec.Status = api.TaskFailure
-			t.rec.Error = storeError(err, object, name)
-			tt.s.log.Warn("task failed", "task", id, "name", name, "object", object, "err", err)
-		default:
+		case err == nil:
+			// Done, even if a cancel arrived after the work was: what the
+			// task made stays, so it must say success.
 			t.rec.Status = api.TaskSuccess
 			t.rec.Result = res
 			t.setProgress(1)
+		case ctx.Err() != nil:
+			t.rec.Status = api.TaskCancelled
+			t.rec.Error = api.Errorf(http.StatusConflict, api.CodeTaskCancelled, []string{id}, "task %s was cancelled", id)
+		default:
+			t.rec.Status = api.TaskFailure
+			t.rec.Error = storeError(err, object, name)
+			if t.rec.Error == nil {
+				t.rec.Error = api.Errorf(500, api.CodeInternal, nil, "%v", err)
+			}
+			tt.s.log.Warn("task failed", "task", id, "name", name, "object", object, "err", err)
 		}
 	}()
 	return &rec, nil

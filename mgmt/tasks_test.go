@@ -134,6 +134,24 @@ func TestCopyCancelAndCrashLeaveNothing(t *testing.T) {
 	if got := e.vdi(src.UUID); got.CurrentOperations[task.UUID] != "copy" {
 		t.Fatalf("current_operations of the source: %v", got.CurrentOperations)
 	}
+	// While it runs: the source may be read, not written; the destination
+	// takes nothing.
+	if _, err := e.s.AttachVBD(src.UUID, "admin", true); err == nil {
+		t.Fatal("writable attach of a copy's source accepted")
+	}
+	ro, err := e.s.AttachVBD(src.UUID, "admin", false)
+	if err != nil {
+		t.Fatalf("read-only attach of a copy's source: %v", err)
+	}
+	ro.Close()
+	if _, err := e.s.AttachVBD(during.UUID, "admin", false); err == nil {
+		t.Fatal("attach of a copy's destination accepted")
+	}
+	e.fails(409, api.CodeOtherOperation, "POST", "/api/vdis/"+during.UUID+"/resize", e.admin, map[string]any{"size": 128 << 20})
+	e.fails(409, api.CodeOtherOperation, "DELETE", "/api/vdis/"+src.UUID, e.admin, nil)
+	if len(during.AllowedOperations) != 0 {
+		t.Fatalf("a copy's destination allows %v", during.AllowedOperations)
+	}
 	var cancelled api.Task
 	e.must(200, "POST", "/api/tasks/"+task.UUID+"/cancel", e.admin, nil, &cancelled)
 	if cancelled.Status != api.TaskCancelled || cancelled.Error == nil || cancelled.Error.Code != api.CodeTaskCancelled {

@@ -177,6 +177,9 @@ func (s *Server) vdiIntroduce(c *call, a *api.VDIIntroduceArgs) (any, error) {
 			return nil, api.InvalidValue("snapshot_time", a.SnapshotTime, "expected RFC 3339, like 2026-01-02T15:04:05Z")
 		}
 		snapTime = t.UTC()
+		if y := snapTime.Year(); y < 1 || y > 9999 {
+			return nil, api.InvalidValue("snapshot_time", a.SnapshotTime, "year %d is out of range", y)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,7 +214,9 @@ func (s *Server) vdiIntroduce(c *call, a *api.VDIIntroduceArgs) (any, error) {
 	// (xapi keeps name and description unless overridden).
 	attrs := v.attrs.clone()
 	attrs.Forgotten = false
-	attrs.Sharable = a.Sharable
+	if a.Sharable != nil {
+		attrs.Sharable = *a.Sharable
+	}
 	for _, f := range []struct {
 		dst *string
 		val string
@@ -235,8 +240,8 @@ func (s *Server) vdiIntroduce(c *call, a *api.VDIIntroduceArgs) (any, error) {
 	if _, err := s.store.SetAttrs(id, attrs.encode()); err != nil {
 		return nil, storeError(err, id, "introduce")
 	}
-	if v.info.Kind == blockstore.KindLive && a.ReadOnly != v.info.ReadOnly {
-		if _, err := s.store.SetReadOnly(id, a.ReadOnly); err != nil {
+	if v.info.Kind == blockstore.KindLive && a.ReadOnly != nil && *a.ReadOnly != v.info.ReadOnly {
+		if _, err := s.store.SetReadOnly(id, *a.ReadOnly); err != nil {
 			return nil, storeError(err, id, "introduce")
 		}
 	}
@@ -380,21 +385,34 @@ func (s *Server) vdiDataDestroy(c *call, a *api.VDIRef) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.info.Kind == blockstore.KindCBTMetadata {
+	if v.info.Kind != blockstore.KindCBTMetadata {
+		// Like xapi, give attachments a moment to go before refusing. The
+		// VDI is busy meanwhile, so nothing else changes it.
+		if len(s.vbds[a.UUID]) > 0 {
+			op := newTaskID()
+			s.addOpsLocked(op, map[string]string{a.UUID: "data_destroy"})
+			for deadline := time.Now().Add(dataDestroyWait); len(s.vbds[a.UUID]) > 0 && time.Now().Before(deadline); {
+				s.mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+				s.mu.Lock()
+			}
+			s.releaseOpsLocked(op)
+			if n := len(s.vbds[a.UUID]); n > 0 {
+				return nil, api.Conflict(api.CodeVDIInUse, []string{a.UUID, "data_destroy"}, "snapshot %s is still attached (%d)", a.UUID, n)
+			}
+			if _, v, err = s.vdiFor(a.UUID, "data_destroy"); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := s.store.DataDestroy(a.UUID); err != nil {
+			return nil, storeError(err, a.UUID, "data_destroy")
+		}
+	}
+	if v.attrs.OtherConfig["content_id"] == cbtMetadataContentID {
 		return s.recordLockedByID(a.UUID) // idempotent
 	}
-	// Like xapi, give attachments a moment to go before refusing.
-	for deadline := time.Now().Add(dataDestroyWait); len(s.vbds[a.UUID]) > 0 && time.Now().Before(deadline); {
-		s.mu.Unlock()
-		time.Sleep(50 * time.Millisecond)
-		s.mu.Lock()
-	}
-	if n := len(s.vbds[a.UUID]); n > 0 {
-		return nil, api.Conflict(api.CodeVDIInUse, []string{a.UUID, "data_destroy"}, "snapshot %s is still attached (%d)", a.UUID, n)
-	}
-	if _, err := s.store.DataDestroy(a.UUID); err != nil {
-		return nil, storeError(err, a.UUID, "data_destroy")
-	}
+	// A second commit; if a crash comes first, the next data_destroy (a
+	// no-op otherwise) writes it.
 	attrs := v.attrs.clone()
 	if attrs.OtherConfig == nil {
 		attrs.OtherConfig = map[string]string{}

@@ -18,6 +18,9 @@ func (s *Server) changeAttrs(id, op string, change func(v vdi, a *vdiAttrs) *api
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkNotBusyLocked(v); err != nil {
+		return nil, err
+	}
 	attrs := v.attrs.clone()
 	if err := change(v, &attrs); err != nil {
 		return nil, err
@@ -55,6 +58,9 @@ func (s *Server) vdiSetReadOnly(c *call, a *api.VDIBoolValue) (any, error) {
 	defer s.mu.Unlock()
 	_, v, err := s.vdiFor(a.UUID, "")
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkNotBusyLocked(v); err != nil {
 		return nil, err
 	}
 	if v.info.IsSnapshot() {
@@ -194,4 +200,18 @@ func (s *Server) getField(field string) func(c *call, a *api.VDIRef) (any, error
 		}
 		return api.Value{Value: reflect.ValueOf(rec).Field(idx).Interface()}, nil
 	}
+}
+
+// checkNotBusyLocked refuses field changes while an exclusive operation
+// (anything but a copy reading the VDI) runs on it. REQUIRES: s.mu held.
+func (s *Server) checkNotBusyLocked(v vdi) *api.Error {
+	if s.copyTargets[v.info.ID] != "" {
+		return api.Conflict(api.CodeOtherOperation, []string{"VDI", v.info.ID}, "VDI %s is being written by a copy", v.info.ID)
+	}
+	for _, op := range s.ops[v.info.ID] {
+		if op != "copy" {
+			return api.Conflict(api.CodeOtherOperation, []string{"VDI", v.info.ID}, "VDI %s is busy with %s", v.info.ID, op)
+		}
+	}
+	return nil
 }

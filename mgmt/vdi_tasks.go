@@ -84,6 +84,7 @@ func (s *Server) vdiCopy(c *call, a *api.VDICopyArgs) (any, error) {
 		}
 	}
 	s.addOpsLocked(taskID, map[string]string{plan.src: "copy", plan.dst: "copy"})
+	s.copyTargets[plan.dst] = taskID
 	s.mu.Unlock()
 	t, serr := s.tasks.start(taskID, "VDI.copy", a.UUID, c.user, func(ctx context.Context, t *task) (any, error) {
 		return s.runCopy(ctx, t, plan)
@@ -287,15 +288,13 @@ func dataBlocks(d *blockstore.Disk, size uint64) (*roaring.Bitmap, error) {
 func (s *Server) vdiPoolMigrate(c *call, a *api.VDIPoolMigrateArgs) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w, v, err := s.vdiFor(a.UUID, "mirror")
-	if err != nil {
+	if _, _, err := s.vdiFor(a.UUID, "mirror"); err != nil {
 		return nil, err
 	}
 	pool, perr := s.poolFor(a.SR)
 	if perr != nil {
 		return nil, perr
 	}
-	ids := family(w, v.info.ID)
 	taskID := newTaskID()
 	s.addOpsLocked(taskID, map[string]string{a.UUID: "mirror"})
 	s.mu.Unlock()
@@ -305,10 +304,19 @@ func (s *Server) vdiPoolMigrate(c *call, a *api.VDIPoolMigrateArgs) (any, error)
 		if ctx.Err() != nil {
 			return nil, errCancelled
 		}
-		if err := s.store.MovePool(pool.GUID, ids...); err != nil {
+		// Resolve again: the vPool or a snapshot may have gone meanwhile.
+		dest := s.st.pool(pool.GUID)
+		if dest == nil {
+			return nil, api.NotFound("SR", pool.GUID)
+		}
+		w := s.lookWorld()
+		if _, err := w.vdi(a.UUID); err != nil {
 			return nil, err
 		}
-		s.log.Info("VDI migrated", "vdi", a.UUID, "pool", pool.Name, "volumes", len(ids))
+		if err := s.store.MovePool(dest.GUID, family(w, a.UUID)...); err != nil {
+			return nil, err
+		}
+		s.log.Info("VDI migrated", "vdi", a.UUID, "pool", dest.Name)
 		return s.recordLockedByID(a.UUID)
 	})
 	s.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
@@ -233,12 +234,14 @@ func TestForgetAndIntroduce(t *testing.T) {
 	if !bytes.Equal(e.read(v.UUID, 0, 4096), pattern(9, 4096)) {
 		t.Fatal("data lost over forget/introduce")
 	}
-	e.fails(409, api.CodeLocationNotUnique, "POST", "/api/vdis/introduce", e.admin, map[string]any{"uuid": v.UUID})
+	e.fails(400, api.CodeInvalidValue, "POST", "/api/vdis/introduce", e.admin, map[string]any{"uuid": v.UUID, "snapshot_time": "9999-12-31T23:59:59-23:00"})
 	// What introduce leaves out keeps its value from before the forget.
+	e.post(v.UUID, "set_read_only", map[string]any{"value": true})
+	e.post(v.UUID, "set_sharable", map[string]any{"value": true})
 	e.post(v.UUID, "add_to_other_config", map[string]any{"key": "k", "value": "v"})
 	e.must(204, "POST", "/api/vdis/"+v.UUID+"/forget", e.admin, nil, nil)
 	e.must(201, "POST", "/api/vdis/introduce", e.admin, map[string]any{"uuid": v.UUID}, &back)
-	if back.NameLabel != "back" || back.OtherConfig["k"] != "v" {
+	if back.NameLabel != "back" || back.OtherConfig["k"] != "v" || !back.ReadOnly || !back.Sharable {
 		t.Fatalf("introduce without fields lost them: %+v", back)
 	}
 }
@@ -337,4 +340,36 @@ func TestAttachedVDI(t *testing.T) {
 		t.Fatalf("allowed_operations while attached: %v", got.AllowedOperations)
 	}
 	_ = http.StatusOK
+}
+
+// data_destroy waits for attachments to go, and meanwhile the VDI is busy:
+// no other change slips in to be overwritten.
+func TestDataDestroyWaitsForDetach(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVDI(map[string]any{"name_label": "w"})
+	e.post(v.UUID, "enable_cbt", nil)
+	s := e.post(v.UUID, "snapshot", nil)
+	b, err := e.s.AttachVBD(s.UUID, "backup", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan api.VDI)
+	go func() {
+		var out api.VDI
+		code, buf := e.request("POST", "/api/vdis/"+s.UUID+"/data_destroy", e.admin, nil)
+		if code == 200 {
+			_ = json.Unmarshal(buf, &out)
+		}
+		done <- out
+	}()
+	for len(e.vdi(s.UUID).CurrentOperations) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.fails(409, api.CodeOtherOperation, "POST", "/api/vdis/"+s.UUID+"/set_name_label", e.admin, map[string]any{"value": "x"})
+	e.fails(409, api.CodeOtherOperation, "POST", "/api/vdis/"+s.UUID+"/forget", e.admin, nil)
+	b.Close()
+	got := <-done
+	if got.Type != "cbt_metadata" || got.NameLabel != "w" {
+		t.Fatalf("data_destroy after detach: %+v", got)
+	}
 }

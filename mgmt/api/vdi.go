@@ -96,8 +96,8 @@ type VDIIntroduceArgs struct {
 	NameDescription     string            `json:"name_description" doc:"a notes field"`
 	SR                  string            `json:"SR" doc:"the vPool the disk is in (default: the one that holds it)"`
 	Type                string            `json:"type" doc:"vdi_type (default user)"`
-	Sharable            bool              `json:"sharable" doc:"may be attached by several clients"`
-	ReadOnly            bool              `json:"read_only" doc:"may only be attached read-only"`
+	Sharable            *bool             `json:"sharable" doc:"may be attached by several clients (default: as before)"`
+	ReadOnly            *bool             `json:"read_only" doc:"may only be attached read-only (default: as before)"`
 	OtherConfig         map[string]string `json:"other_config" doc:"additional configuration"`
 	Location            string            `json:"location" doc:"where the data is: the UUID (default)"`
 	XenstoreData        map[string]string `json:"xenstore_data" doc:"data for the guest's xenstore"`
