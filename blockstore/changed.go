@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/vdiskd/vdiskd/cbt"
@@ -134,4 +135,24 @@ func (v *volume) cbtPoint() cbt.Point {
 		ID: v.rec.ID, Lineage: v.lin.rec.ID, Gen: gen,
 		Enabled: v.rec.CBTEnabled, Epoch: v.rec.CBTEpoch,
 	}
+}
+
+// CBTBases lists the volumes that ChangedBlocks(base, to) accepts as base:
+// the snapshots before to in its changed-block chain.
+func (s *Store) CBTBases(to string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.lookup("changed-block bases", to)
+	if err != nil {
+		return nil, err
+	}
+	tp := t.cbtPoint()
+	var out []string
+	for id, f := range s.volumes {
+		if f.lin == t.lin && cbt.CheckChain(f.cbtPoint(), tp) == nil {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

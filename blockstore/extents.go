@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/vdiskd/vdiskd/cbt"
 )
 
 // ExtentFlags describe a run of blocks; the values are NBD base:allocation's.
@@ -83,12 +84,12 @@ func (d *Disk) Extents(off, n uint64, fn func(Extent) error) error {
 		var runEnd uint64
 		switch {
 		case data.Contains(uint32(rel)):
-			runEnd = nextAbsent(data, rel, nblocks)
+			runEnd = cbt.NextAbsent(data, rel, nblocks)
 		case zero.Contains(uint32(rel)):
-			flags, runEnd = Zero, nextAbsent(zero, rel, nblocks)
+			flags, runEnd = Zero, cbt.NextAbsent(zero, rel, nblocks)
 		default:
 			flags = Hole | Zero
-			runEnd = min(nextPresent(data, rel, nblocks), nextPresent(zero, rel, nblocks))
+			runEnd = min(cbt.NextPresent(data, rel, nblocks), cbt.NextPresent(zero, rel, nblocks))
 		}
 		lo := max((first+rel)<<blockShift, off)
 		hi := min((first+runEnd)<<blockShift, end)
@@ -98,30 +99,4 @@ func (d *Disk) Extents(off, n uint64, fn func(Extent) error) error {
 		rel = runEnd
 	}
 	return fn(cur)
-}
-
-// nextAbsent returns the first value in [from, limit) not in bm, or limit.
-// NB: roaring v2.30.0's NextAbsentValue is wrong once a container is full
-// (it answers 65536 for {0..76799}, and 11264 from 65536), so this finds
-// the end of the run by binary search on a monotone predicate: "all of
-// [from, x) is present". O(log(limit-from)) cardinality queries.
-func nextAbsent(bm *roaring.Bitmap, from, limit uint64) uint64 {
-	lo, hi := from, limit // [from, lo) all present; the answer is in [lo, hi]
-	for lo < hi {
-		mid := lo + (hi-lo+1)/2
-		if bm.CardinalityInRange(from, mid) == mid-from {
-			lo = mid
-		} else {
-			hi = mid - 1
-		}
-	}
-	return lo
-}
-
-func nextPresent(bm *roaring.Bitmap, from, limit uint64) uint64 {
-	v := bm.NextValue(uint32(from))
-	if v < 0 || uint64(v) > limit {
-		return limit
-	}
-	return uint64(v)
 }

@@ -36,10 +36,12 @@ type Options struct {
 	TokenTTL      time.Duration
 	BcryptCost    int // default bcrypt.DefaultCost; tests lower it
 
-	// NBDInfo answers get_nbd_info for a VDI and the caller's token; nil
-	// while no NBD server runs (the answer is then an empty list, as
-	// XenServer's when no network has an NBD purpose).
-	NBDInfo func(vdi, token string) []api.NBDInfo
+	// NBDInfo answers get_nbd_info for an export name, one record per
+	// address the NBD server listens on; nil while no NBD server runs (the
+	// answer is then an empty list, as XenServer's when no network has
+	// an NBD purpose). NBDAuth says which export names work.
+	NBDInfo func(exportName string) []api.NBDInfo
+	NBDAuth NBDAuth
 }
 
 // Server serves the management API. Close it to stop its tasks.

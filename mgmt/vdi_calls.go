@@ -447,7 +447,15 @@ func (s *Server) vdiNBDInfo(c *call, a *api.VDIRef) (any, error) {
 	if s.opts.NBDInfo == nil {
 		return []api.NBDInfo{}, nil
 	}
-	return orSliceOf(s.opts.NBDInfo(a.UUID, c.token)), nil
+	name := "/" + a.UUID
+	switch {
+	case c.token != "":
+		name += "?session_id=" + c.token
+	case s.opts.NBDAuth == NBDAuthToken:
+		return nil, api.Conflict(api.CodeOperationNotAllowed, []string{"get_nbd_info needs a token session"},
+			"the NBD export name carries the caller's token: call this with a token from POST /api/token, not a password")
+	}
+	return orSliceOf(s.opts.NBDInfo(name)), nil
 }
 
 func orSliceOf[T any](s []T) []T {

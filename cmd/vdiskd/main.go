@@ -24,6 +24,8 @@ import (
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/internal/datadir"
 	"github.com/vdiskd/vdiskd/mgmt"
+	apipkg "github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/nbd"
 )
 
 func main() {
@@ -51,7 +53,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		fs.StringVar(p, name, def, fmt.Sprintf("%s (env %s)", usage, env))
 	}
 	str(&c.dataDir, "data-dir", "./data", "where vdiskd keeps its data")
-	str(&c.nbdAddr, "nbd-addr", "127.0.0.1:10809", "NBD listen address")
+	str(&c.nbdAddr, "nbd-addr", "127.0.0.1:10809", "NBD listen address, or off")
 	str(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address: REST under /api")
 	str(&c.tlsCert, "tls-cert", "", "PEM certificate for HTTPS and NBD STARTTLS (with --tls-key)")
 	str(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
@@ -78,6 +80,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 // check refuses bad values before anything starts.
 func (c *config) check() string {
 	for _, a := range []struct{ name, addr string }{{"--nbd-addr", c.nbdAddr}, {"--http-addr", c.httpAddr}} {
+		if a.name == "--nbd-addr" && a.addr == "off" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
 			return fmt.Sprintf("%s %q: want host:port (%v)", a.name, a.addr, err)
 		}
@@ -136,13 +141,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			_ = store.Close()
 		}
 	}()
+	auth := mgmt.NBDAuthToken
+	if c.nbdAuth == "none" {
+		auth = mgmt.NBDAuthNone
+	}
+	// The NBD listener comes first: get_nbd_info reports its address.
+	var nbdLn net.Listener
+	var info func(string) []apipkg.NBDInfo
+	if c.nbdAddr != "off" {
+		if nbdLn, err = net.Listen("tcp", c.nbdAddr); err != nil {
+			log.Error("cannot listen for NBD", "addr", c.nbdAddr, "err", err)
+			return 1
+		}
+		info = newNBDInfo(nbdLn.Addr(), tlsConf).records
+	}
 	api, err := mgmt.New(mgmt.Options{
 		Store: store, DataDir: dir.Path, Logger: log.With("component", "mgmt"),
 		AdminPassword: getenv("VDISKD_ADMIN_PASSWORD"), Zone: c.zone, Address: c.httpAddr,
+		NBDInfo: info, NBDAuth: auth,
 	})
 	if err != nil {
+		if nbdLn != nil {
+			nbdLn.Close()
+		}
 		log.Error("cannot start the management API", "err", err)
 		return 1
+	}
+	var nbdSrv *nbd.Server
+	nbdServed := make(chan error, 1)
+	if nbdLn != nil {
+		nbdSrv, err = nbd.NewServer(nbd.Options{Exports: api.NBDExports(auth), TLS: tlsConf,
+			Logger: log.With("component", "nbd")})
+		if err != nil {
+			nbdLn.Close()
+			log.Error("cannot start the NBD server", "err", err)
+			return 1
+		}
+		go func() { nbdServed <- nbdSrv.Serve(nbdLn) }()
 	}
 	ln, err := net.Listen("tcp", c.httpAddr)
 	if err != nil {
@@ -157,9 +192,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
+	nbdURL := "off"
+	if nbdLn != nil {
+		nbdURL = "nbd://" + nbdLn.Addr().String()
+		if tlsConf != nil {
+			nbdURL = "nbds://" + nbdLn.Addr().String()
+		}
+	}
 	log.Info("vdiskd ready", "data_dir", dir.Path, "volumes", len(store.Volumes()),
-		"api", scheme+"://"+ln.Addr().String()+"/api", "zone", c.zone)
-	log.Warn("NBD serving is not built yet; --nbd-addr and --nbd-auth are accepted and unused", "nbd_addr", c.nbdAddr)
+		"api", scheme+"://"+ln.Addr().String()+"/api", "nbd", nbdURL, "nbd_auth", c.nbdAuth, "zone", c.zone)
 
 	exit := 0
 	select {
@@ -168,9 +209,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case err := <-served:
 		log.Error("HTTP server failed", "err", err)
 		exit = 1
+	case err := <-nbdServed:
+		log.Error("NBD server failed", "err", err)
+		exit = 1
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if nbdSrv != nil {
+		// Clients get ESHUTDOWN for new requests; those in flight finish.
+		if err := nbdSrv.Shutdown(sctx); err != nil {
+			log.Warn("NBD shutdown cut clients that did not disconnect", "err", err)
+		}
+	}
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("HTTP shutdown", "err", err)
 	}

@@ -1,6 +1,7 @@
-package blockstore
+package cbt
 
 import (
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -10,10 +11,10 @@ import (
 func TestNextAbsentAndPresent(t *testing.T) {
 	full := roaring.New()
 	full.AddRange(0, 76800) // a full first container: roaring's own NextAbsentValue fails here
-	if got := nextAbsent(full, 0, 1<<20); got != 76800 {
+	if got := NextAbsent(full, 0, 1<<20); got != 76800 {
 		t.Fatalf("nextAbsent over a full container = %d, want 76800", got)
 	}
-	if got := nextAbsent(full, 65536, 1<<20); got != 76800 {
+	if got := NextAbsent(full, 65536, 1<<20); got != 76800 {
 		t.Fatalf("nextAbsent from the second container = %d, want 76800", got)
 	}
 	rng := rand.New(rand.NewSource(1))
@@ -40,11 +41,26 @@ func TestNextAbsentAndPresent(t *testing.T) {
 				break
 			}
 		}
-		if got := nextAbsent(bm, from, limit); got != wantAbsent {
-			t.Fatalf("nextAbsent(%d, %d) = %d, want %d", from, limit, got, wantAbsent)
+		if got := NextAbsent(bm, from, limit); got != wantAbsent {
+			t.Fatalf("NextAbsent(%d, %d) = %d, want %d", from, limit, got, wantAbsent)
 		}
-		if got := nextPresent(bm, from, limit); got != wantPresent {
-			t.Fatalf("nextPresent(%d, %d) = %d, want %d", from, limit, got, wantPresent)
+		if got := NextPresent(bm, from, limit); got != wantPresent {
+			t.Fatalf("NextPresent(%d, %d) = %d, want %d", from, limit, got, wantPresent)
 		}
+	}
+}
+
+func TestRuns(t *testing.T) {
+	bm := roaring.New()
+	bm.AddRange(3, 5)
+	bm.Add(9)
+	var got []string
+	_ = Runs(bm, 1, 11, func(lo, hi uint64, set bool) error {
+		got = append(got, fmt.Sprintf("%d-%d:%v", lo, hi, set))
+		return nil
+	})
+	want := "[1-3:false 3-5:true 5-9:false 9-10:true 10-11:false]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("Runs = %v, want %s", got, want)
 	}
 }

@@ -1,0 +1,201 @@
+package nbd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Options configure a Server. Zero values mean the defaults noted.
+type Options struct {
+	Exports Exports
+	// TLS, when set, makes the server FORCEDTLS: every option but STARTTLS
+	// and ABORT is refused with ERR_TLS_REQD until STARTTLS succeeds.
+	// Without it STARTTLS gets ERR_POLICY.
+	TLS    *tls.Config
+	Logger *slog.Logger // default: discard
+
+	// MinBlock, PreferredBlock and MaxPayload are INFO_BLOCK_SIZE
+	// (defaults 512, 64 KiB, 32 MiB). Clients that ask for them in GO
+	// must align to MinBlock; others may send any alignment.
+	MinBlock, PreferredBlock, MaxPayload uint32
+	// MaxInFlight bounds the requests a connection has in progress
+	// (default 128) and MaxInFlightBytes the payload and read buffers
+	// they hold (default 128 MiB); at the bound the server stops reading
+	// that client's socket until replies drain.
+	MaxInFlight      int
+	MaxInFlightBytes int64
+	// HandshakeTimeout bounds the whole negotiation (default 2 min).
+	HandshakeTimeout time.Duration
+}
+
+func (o *Options) fill() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MinBlock == 0 {
+		o.MinBlock = 512
+	}
+	if o.PreferredBlock == 0 {
+		o.PreferredBlock = 64 << 10
+	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = 32 << 20
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = 128
+	}
+	if o.MaxInFlightBytes == 0 {
+		o.MaxInFlightBytes = 128 << 20
+	}
+	if o.HandshakeTimeout == 0 {
+		o.HandshakeTimeout = 2 * time.Minute
+	}
+}
+
+// Server speaks NBD on the listeners given to Serve.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	stopping  chan struct{} // closed by Shutdown
+	stopOnce  sync.Once
+	wg        sync.WaitGroup // connections
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("nbd: server closed")
+
+// NewServer checks the options and returns a server that serves nothing
+// until Serve is called.
+func NewServer(o Options) (*Server, error) {
+	o.fill()
+	if o.Exports == nil {
+		return nil, errors.New("nbd: Options.Exports is required")
+	}
+	pow2 := func(v uint32) bool { return v&(v-1) == 0 }
+	switch {
+	case !pow2(o.MinBlock) || o.MinBlock > 64<<10:
+		return nil, errors.New("nbd: MinBlock must be a power of 2 up to 64 KiB")
+	case !pow2(o.PreferredBlock) || o.PreferredBlock < max(o.MinBlock, 512):
+		return nil, errors.New("nbd: PreferredBlock must be a power of 2 at least max(MinBlock, 512)")
+	case o.MaxPayload < o.PreferredBlock:
+		return nil, errors.New("nbd: MaxPayload must be at least PreferredBlock")
+	case o.MaxInFlightBytes < int64(o.MaxPayload)+(1<<20):
+		return nil, errors.New("nbd: MaxInFlightBytes must hold at least one MaxPayload request")
+	}
+	return &Server{opts: o, log: o.Logger, listeners: map[net.Listener]struct{}{},
+		conns: map[*conn]struct{}{}, stopping: make(chan struct{})}, nil
+}
+
+// Serve accepts connections on ln until Shutdown, then returns
+// ErrServerClosed. It closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.isStopping() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isStopping() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				// Out of file descriptors and the like: back off, as
+				// net/http does, instead of spinning or quitting.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("nbd accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.isStopping() {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+func (s *Server) isStopping() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown stops accepting, answers options in negotiation with
+// ERR_SHUTDOWN and new requests with ESHUTDOWN, lets requests in flight
+// finish, and waits for clients to disconnect. When ctx ends first it cuts
+// the remaining connections and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.mu.Lock()
+		for ln := range s.listeners {
+			ln.Close()
+		}
+		for c := range s.conns {
+			c.wakeForShutdown()
+		}
+		s.mu.Unlock()
+	})
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return ctx.Err()
+}
+
+// Connections reports how many clients are connected.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -1,0 +1,294 @@
+package nbd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"time"
+)
+
+// request is one decoded transmission request.
+type request struct {
+	flags   uint16
+	typ     uint16
+	cookie  uint64
+	off     uint64
+	length  uint32
+	payload *[]byte // WRITE data, pooled
+	cost    int64   // budget held until the reply is written
+}
+
+// transmit runs the transmission phase: this goroutine reads requests,
+// each runs on its own goroutine (bounded by the budget), and one writer
+// sends replies in whatever order they finish.
+func (c *conn) transmit(log *slog.Logger) {
+	c.budget.init(c.s.opts.MaxInFlight, c.s.opts.MaxInFlightBytes)
+	c.replies = make(chan *reply, c.s.opts.MaxInFlight)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writeReplies(log)
+	}()
+	err := c.readRequestsSafely(log)
+	switch {
+	case err == nil: // DISC: finish everything, then close
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	default:
+		var ne net.Error
+		if !(errors.As(err, &ne) && ne.Timeout() && c.s.isStopping()) {
+			log.Info("nbd connection dropped", "err", err)
+		}
+	}
+	c.inflight.Wait()
+	close(c.replies)
+	<-writerDone
+}
+
+// readRequestsSafely turns a panic while reading into this connection's
+// end: one client's bad luck must not stop the daemon.
+func (c *conn) readRequestsSafely(log *slog.Logger) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("nbd reader panic", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("nbd: panic: %v", p)
+		}
+	}()
+	return c.readRequests()
+}
+
+// readRequests reads until DISC (nil) or an error.
+func (c *conn) readRequests() error {
+	var h [requestHeaderLen]byte
+	for {
+		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+			return err
+		}
+		if m := binary.BigEndian.Uint32(h[0:]); m != magicRequest {
+			return fmt.Errorf("nbd: request magic %#x", m)
+		}
+		r := &request{
+			flags:  binary.BigEndian.Uint16(h[4:]),
+			typ:    binary.BigEndian.Uint16(h[6:]),
+			cookie: binary.BigEndian.Uint64(h[8:]),
+			off:    binary.BigEndian.Uint64(h[16:]),
+			length: binary.BigEndian.Uint32(h[24:]),
+		}
+		if r.typ == cmdDisc {
+			return nil
+		}
+		if r.typ == cmdWrite && r.length > c.s.opts.MaxPayload {
+			// proto.md lets a server hang up on a payload it deems a denial
+			// of service; anything above the advertised maximum (2^25) is.
+			return fmt.Errorf("nbd: write of %d bytes exceeds the %d-byte maximum payload", r.length, c.s.opts.MaxPayload)
+		}
+		errno := c.check(r)
+		r.cost = c.costOf(r, errno)
+		c.budget.acquire(r.cost)
+		if r.typ == cmdWrite {
+			r.payload = getBuf(int(r.length))
+			if _, err := io.ReadFull(c.br, *r.payload); err != nil {
+				putBuf(r.payload)
+				c.budget.release(r.cost)
+				return err
+			}
+		}
+		if errno == 0 && c.s.isStopping() {
+			errno = ESHUTDOWN
+		}
+		if errno != 0 {
+			putBuf(r.payload)
+			c.replies <- c.errorReply(r, errno, "")
+			continue
+		}
+		c.inflight.Add(1)
+		go c.handle(r)
+	}
+}
+
+// check validates a request against the negotiated state; 0 means valid.
+func (c *conn) check(r *request) Errno {
+	allowed := uint16(cmdFlagFUA) // valid on every command (proto.md)
+	switch r.typ {
+	case cmdRead:
+		if c.structured {
+			allowed |= cmdFlagDF
+		}
+	case cmdWrite, cmdFlush, cmdTrim, cmdCache:
+	case cmdWriteZeroes:
+		allowed |= cmdFlagNoHole
+		if !c.expInfo.ReadOnly {
+			allowed |= cmdFlagFastZero
+		}
+	case cmdBlockStatus:
+		allowed |= cmdFlagReqOne
+	default:
+		return EINVAL
+	}
+	if r.flags&^allowed != 0 {
+		return EINVAL
+	}
+	if r.typ == cmdFlush {
+		if r.off != 0 || r.length != 0 {
+			return EINVAL
+		}
+		return 0
+	}
+	writes := r.typ == cmdWrite || r.typ == cmdTrim || r.typ == cmdWriteZeroes
+	if writes && c.expInfo.ReadOnly {
+		return EPERM
+	}
+	end := r.off + uint64(r.length)
+	if end < r.off || end > c.expInfo.Size {
+		if r.typ == cmdWrite || r.typ == cmdWriteZeroes {
+			return ENOSPC
+		}
+		return EINVAL
+	}
+	if c.strictAlign {
+		m := uint64(c.s.opts.MinBlock)
+		if r.off%m != 0 || (uint64(r.length)%m != 0 && end != c.expInfo.Size) {
+			return EINVAL
+		}
+	}
+	switch r.typ {
+	case cmdRead:
+		if r.length > c.s.opts.MaxPayload {
+			if c.structured {
+				return EOVERFLOW // proto.md: a large read may be refused up front
+			}
+			return EINVAL
+		}
+	case cmdBlockStatus:
+		if !c.structured || len(c.meta) == 0 || r.length == 0 {
+			return EINVAL
+		}
+	}
+	return 0
+}
+
+// maxExtents bounds the descriptors of one BLOCK_STATUS chunk (proto.md
+// suggests 2^20). At 4 KiB granularity that still covers any request below
+// 4 GiB, which virtnbdbackup relies on.
+const maxExtents = 1 << 20
+
+// costOf is what a request holds of the connection's budget until its
+// reply is written: its payload, its read data, or its extent list.
+func (c *conn) costOf(r *request, errno Errno) int64 {
+	const base = 256
+	if r.typ == cmdWrite {
+		return base + int64(r.length)
+	}
+	if errno != 0 {
+		return base
+	}
+	switch r.typ {
+	case cmdRead:
+		return base + int64(r.length)
+	case cmdBlockStatus:
+		n := min(int64(r.length)/int64(c.s.opts.MinBlock)+2, maxExtents)
+		if r.flags&cmdFlagReqOne != 0 {
+			n = 1
+		}
+		return base + 8*n*int64(len(c.meta))
+	}
+	return base
+}
+
+// handle runs one valid request and queues its reply.
+func (c *conn) handle(r *request) {
+	defer c.inflight.Done()
+	var rep *reply
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("nbd request panic", "command", commandName(r.typ), "panic", p, "stack", string(debug.Stack()))
+			c.replies <- c.errorReply(r, EIO, "internal error")
+		}
+	}()
+	switch r.typ {
+	case cmdRead:
+		rep = c.read(r)
+	case cmdBlockStatus:
+		rep = c.blockStatus(r)
+	default:
+		err := c.run(r)
+		putBuf(r.payload)
+		r.payload = nil
+		if err != nil {
+			rep = c.errorReply(r, errnoOf(err), err.Error())
+		} else {
+			rep = c.okReply(r)
+		}
+	}
+	c.replies <- rep
+}
+
+// run executes a command without reply data.
+func (c *conn) run(r *request) error {
+	fua := r.flags&cmdFlagFUA != 0
+	n := uint64(r.length)
+	switch r.typ {
+	case cmdWrite:
+		return c.exp.WriteAt(*r.payload, r.off, fua)
+	case cmdFlush:
+		return c.exp.Flush()
+	case cmdTrim:
+		return c.exp.Trim(r.off, n, fua)
+	case cmdCache:
+		return c.exp.Cache(r.off, n)
+	case cmdWriteZeroes:
+		var f ZeroFlags
+		if fua {
+			f |= ZeroFUA
+		}
+		if r.flags&cmdFlagNoHole != 0 {
+			f |= ZeroNoHole
+		}
+		if r.flags&cmdFlagFastZero != 0 {
+			f |= ZeroFast
+		}
+		return c.exp.Zero(r.off, n, f)
+	}
+	return EINVAL
+}
+
+// writeReplies sends replies as they come, flushing the socket whenever
+// nothing else is queued, so replies that finish together share a write.
+func (c *conn) writeReplies(log *slog.Logger) {
+	dead := false
+	for rep := range c.replies {
+		if !dead {
+			c.rw.SetWriteDeadline(time.Now().Add(writeTimeout))
+			err := c.writeReply(rep)
+			if err != nil {
+				dead = true
+				log.Info("nbd reply failed; closing", "err", err)
+				c.nc.Close() // the reader sees it and stops
+			}
+		}
+		c.budget.release(rep.cost)
+		rep.free()
+	}
+	if !dead {
+		c.bw.Flush()
+	}
+}
+
+func (c *conn) writeReply(rep *reply) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("nbd writer panic", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("nbd: panic: %v", p)
+		}
+	}()
+	if err := rep.writeTo(c.bw); err != nil {
+		return err
+	}
+	if len(c.replies) == 0 {
+		return c.bw.Flush()
+	}
+	return nil
+}
