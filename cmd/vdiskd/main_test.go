@@ -48,7 +48,7 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	var out syncBuffer
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out)
+		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out)
 	}()
 	waitFor(t, &out, "vdiskd ready")
 
@@ -112,7 +112,7 @@ func TestBinaryExitsCleanlyOnSIGTERM(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	var out syncBuffer
-	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0")
+	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0")
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -53,7 +53,7 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 	var out syncBuffer
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0",
+		done <- run(ctx, []string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
 			"--tls-cert", cert, "--tls-key", key}, func(string) string { return "" }, &out)
 	}()
 	defer func() {
@@ -82,7 +82,7 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 	}
 	// A bad certificate path fails the start clearly.
 	var bad syncBuffer
-	if code := run(context.Background(), []string{"--data-dir", filepath.Join(dir, "d2"), "--http-addr", "127.0.0.1:0",
+	if code := run(context.Background(), []string{"--data-dir", filepath.Join(dir, "d2"), "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
 		"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", key}, func(string) string { return "" }, &bad); code != 1 {
 		t.Fatalf("missing certificate: exit %d\n%s", code, bad.String())
 	}
