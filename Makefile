@@ -6,7 +6,7 @@ export GOFLAGS := -tags=pebblegozstd
 DATA_DIR ?= ./data
 FUZZTIME ?= 10s
 # Fuzz targets, as package:Target.
-FUZZ     := ./cbt:FuzzDecode ./mgmt:FuzzCalls
+FUZZ     := ./cbt:FuzzDecode ./mgmt:FuzzCalls ./nbd:FuzzHandshake ./nbd:FuzzRequests
 BENCH    ?= .
 BENCHTIME ?= 2s
 

@@ -2,6 +2,7 @@ package nbd
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +60,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 
 // serve runs the connection to its end.
 func (c *conn) serve() {
-	defer c.nc.Close()
+	defer c.close()
 	log := c.s.log.With("remote", c.info.Remote)
 	exp, info, err := c.negotiateSafely(log)
 	if err != nil {
@@ -82,6 +83,16 @@ func (c *conn) serve() {
 	if err := exp.Close(); err != nil {
 		log.Warn("nbd export close", "err", err)
 	}
+}
+
+// close ends the connection; over TLS it sends close_notify first, as
+// proto.md asks of a soft disconnect.
+func (c *conn) close() {
+	if tc, ok := c.rw.(*tls.Conn); ok {
+		tc.SetWriteDeadline(time.Now().Add(time.Second))
+		tc.Close()
+	}
+	c.nc.Close()
 }
 
 func (c *conn) negotiateSafely(log *slog.Logger) (exp Export, info ExportInfo, err error) {

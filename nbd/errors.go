@@ -3,7 +3,9 @@ package nbd
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
+	"unicode/utf8"
 )
 
 // Errno is an NBD error value. Backends return one (or wrap one) to choose
@@ -94,4 +96,18 @@ func optionReply(err error) (uint32, string) {
 		return oe.reply, oe.Message
 	}
 	return repErrUnknown, "unknown export"
+}
+
+// wireString makes an error message a string as proto.md defines it:
+// UTF-8, no NUL, at most maxString bytes (cut at a character boundary).
+func wireString(msg string) string {
+	msg = strings.ReplaceAll(strings.ToValidUTF8(msg, "\uFFFD"), "\x00", "")
+	if len(msg) > maxString {
+		cut := maxString
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut]
+	}
+	return msg
 }

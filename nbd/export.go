@@ -49,10 +49,12 @@ type Listing struct {
 // may share one backing disk. Offsets and lengths are checked against the
 // size and the block size before they get here.
 type Export interface {
-	// ReadAt fills p from off, all of it or an error. It may report runs
-	// of p that read as zeros and hold no data by calling zero(lo, hi),
-	// byte indexes into p in ascending order; the server then sends holes
-	// instead of zero bytes.
+	// ReadAt fills p from off, all of it or an error; p is not cleared
+	// beforehand (it comes from a pool). It may report runs of p that read
+	// as zeros and hold no data by calling zero(lo, hi), byte indexes into
+	// p in ascending order; the server then sends holes instead of zero
+	// bytes, but those runs of p must hold zeros all the same (DF reads
+	// and simple replies send them as data).
 	ReadAt(p []byte, off uint64, zero func(lo, hi int)) error
 	// WriteAt stores p at off; with fua it is durable before it returns.
 	WriteAt(p []byte, off uint64, fua bool) error

@@ -18,6 +18,10 @@ const maxQueries = 128
 // an EXPORT_NAME that cannot be answered).
 var errHangUp = errors.New("nbd: negotiation ended")
 
+// errNilExport guards against an Exports that opens nothing without
+// saying why: the client is refused instead of stranded.
+var errNilExport = errors.New("nbd: the export could not be opened")
+
 // option is one option request.
 type option struct {
 	code uint32
@@ -153,7 +157,7 @@ func (c *conn) reply(opt, typ uint32, data []byte) {
 
 func (c *conn) replyError(opt, typ uint32, msg string) {
 	c.s.log.Debug("nbd option refused", "remote", c.info.Remote, "option", opt, "reply", typ&^(1<<31), "msg", msg)
-	c.reply(opt, typ, []byte(msg))
+	c.reply(opt, typ, []byte(wireString(msg)))
 }
 
 // checkString applies proto.md's rules for strings.
@@ -178,6 +182,9 @@ func (c *conn) exportName(o option) (Export, ExportInfo, error) {
 	}
 	name := string(o.data)
 	exp, info, err := c.s.opts.Exports.Open(&c.info, name)
+	if err == nil && exp == nil {
+		err = errNilExport
+	}
 	if err != nil {
 		c.s.log.Info("nbd export refused", "remote", c.info.Remote, "err", err)
 		return nil, ExportInfo{}, errHangUp
@@ -293,6 +300,9 @@ func (c *conn) infoOrGo(o option) (Export, ExportInfo, error) {
 	var err error
 	if o.code == optGo {
 		exp, info, err = c.s.opts.Exports.Open(&c.info, name)
+		if err == nil && exp == nil {
+			err = errNilExport
+		}
 	} else {
 		info, err = c.s.opts.Exports.Describe(&c.info, name)
 	}

@@ -19,6 +19,9 @@ func (c *conn) read(r *request) *reply {
 	var onZero func(lo, hi int)
 	if c.structured {
 		onZero = func(lo, hi int) {
+			if k := len(holes); k > 0 && lo < holes[k-1].hi {
+				lo = holes[k-1].hi // overlapping or out of order: chunks must not overlap
+			}
 			if lo < 0 || hi > n || lo >= hi {
 				return
 			}

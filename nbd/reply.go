@@ -106,9 +106,7 @@ func appendChunkHeader(h []byte, flags, typ uint16, cookie uint64, length uint32
 // errorChunk appends a final ERROR chunk: u32 error, u16 message length,
 // message.
 func (rep *reply) errorChunk(errno Errno, cookie uint64, msg string) {
-	if len(msg) > 4096 {
-		msg = msg[:4096]
-	}
+	msg = wireString(msg)
 	rep.chunk(replyFlagDone, chunkError, cookie, uint32(6+len(msg)))
 	lo := len(rep.head)
 	rep.head = binary.BigEndian.AppendUint32(rep.head, uint32(errno))

@@ -164,7 +164,9 @@ func (s *Server) isStopping() bool {
 // Shutdown stops accepting, answers options in negotiation with
 // ERR_SHUTDOWN and new requests with ESHUTDOWN, lets requests in flight
 // finish, and waits for clients to disconnect. When ctx ends first it cuts
-// the remaining connections and returns ctx's error.
+// the remaining connections and returns ctx's error, once the backend
+// calls still in flight have returned: an export is never closed under a
+// running call.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		close(s.stopping)

@@ -1,0 +1,465 @@
+package nbd
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+)
+
+// Scripted sessions (testdata/negotiate, testdata/transmit): each
+// "session" directive runs a fresh server and one client through the
+// lines of its input and prints what the server answered.
+//
+//	session [tls] [minblock=N] [maxpayload=N]
+//	flags N                 client flags (the greeting is read first)
+//	opt NAME|CODE [data=HEX] [name=S] [namehex=HEX] [namelen=N] [info=A,B]
+//	    [q=S]... [qlen=N] [nq=N]     (name= builds the data of INFO, GO,
+//	                                  EXPORT_NAME and the meta-context options)
+//	starttls                STARTTLS, then the TLS handshake on ACK
+//	req CMD [off=N] [len=N] [flags=F|F] [cookie=N]
+//	raw HEX                 bytes as they are
+//	expect-closed           the server must hang up now
+//
+// Run with -rewrite to regenerate the expected output, then review it.
+
+var optNames = map[string]uint32{
+	"EXPORT_NAME": optExportName, "ABORT": optAbort, "LIST": optList, "STARTTLS": optStartTLS,
+	"INFO": optInfo, "GO": optGo, "STRUCTURED_REPLY": optStructuredReply,
+	"LIST_META_CONTEXT": optListMetaContext, "SET_META_CONTEXT": optSetMetaContext,
+	"EXTENDED_HEADERS": optExtendedHeaders,
+}
+
+var cmdNames = map[string]uint16{
+	"READ": cmdRead, "WRITE": cmdWrite, "DISC": cmdDisc, "FLUSH": cmdFlush, "TRIM": cmdTrim,
+	"CACHE": cmdCache, "WRITE_ZEROES": cmdWriteZeroes, "BLOCK_STATUS": cmdBlockStatus,
+}
+
+var cmdFlagNames = map[string]uint16{
+	"FUA": cmdFlagFUA, "NO_HOLE": cmdFlagNoHole, "DF": cmdFlagDF, "REQ_ONE": cmdFlagReqOne,
+	"FAST_ZERO": cmdFlagFastZero,
+}
+
+func errnoName(e uint32) string {
+	switch Errno(e) {
+	case 0:
+		return "ok"
+	case EPERM:
+		return "EPERM"
+	case EIO:
+		return "EIO"
+	case ENOMEM:
+		return "ENOMEM"
+	case EINVAL:
+		return "EINVAL"
+	case ENOSPC:
+		return "ENOSPC"
+	case EOVERFLOW:
+		return "EOVERFLOW"
+	case ENOTSUP:
+		return "ENOTSUP"
+	case ESHUTDOWN:
+		return "ESHUTDOWN"
+	}
+	return fmt.Sprintf("errno(%d)", e)
+}
+
+func TestScripts(t *testing.T) {
+	datadriven.Walk(t, "testdata/scripts", func(t *testing.T, path string) {
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			if d.Cmd != "session" {
+				d.Fatalf(t, "unknown directive %s", d.Cmd)
+			}
+			var out string
+			t.Run(strings.ReplaceAll(d.Pos, "/", "_"), func(t *testing.T) { out = runScript(t, d) })
+			return out
+		})
+	})
+}
+
+type script struct {
+	t      *testing.T
+	ts     *testServer
+	c      *client
+	out    strings.Builder
+	flags  uint32
+	closed bool
+}
+
+func (s *script) printf(format string, args ...any) {
+	fmt.Fprintf(&s.out, format, args...)
+	s.out.WriteByte('\n')
+}
+
+func runScript(t *testing.T, d *datadriven.TestData) string {
+	var tlsClient *tls.Config
+	ts := newTestServer(t, nil, func(o *Options) {
+		for _, a := range d.CmdArgs {
+			switch a.Key {
+			case "tls":
+				o.TLS, tlsClient = testTLS(t)
+			case "minblock":
+				v, _ := strconv.Atoi(a.SingleVal(t))
+				o.MinBlock = uint32(v)
+			case "maxpayload":
+				v, _ := strconv.Atoi(a.SingleVal(t))
+				o.MaxPayload = uint32(v)
+			default:
+				d.Fatalf(t, "unknown session argument %s", a.Key)
+			}
+		}
+	})
+	s := &script{t: t, ts: ts}
+	s.c = newClient(t, ts.rawConn())
+	s.c.nc.SetDeadline(time.Now().Add(20 * time.Second))
+	var h [18]byte
+	if _, err := io.ReadFull(s.c.br, h[:]); err != nil {
+		d.Fatalf(t, "hello: %v", err)
+	}
+	s.printf("hello %s %s flags=%#04x", hex.EncodeToString(h[:8]), hex.EncodeToString(h[8:16]), binary.BigEndian.Uint16(h[16:]))
+	for _, line := range strings.Split(d.Input, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if s.closed {
+			d.Fatalf(t, "%q after the connection closed", line)
+		}
+		f := strings.Fields(line)
+		switch f[0] {
+		case "flags":
+			v, err := strconv.ParseUint(f[1], 0, 32)
+			if err != nil {
+				d.Fatalf(t, "%s: %v", line, err)
+			}
+			s.flags = uint32(v)
+			s.c.sendFlags(s.flags)
+		case "opt":
+			s.option(d, f[1:])
+		case "starttls":
+			s.c.sendOption(optStartTLS, nil)
+			if s.replies("STARTTLS", optStartTLS) == repAck {
+				tc := tls.Client(s.c.nc, tlsClient)
+				if err := tc.Handshake(); err != nil {
+					s.printf("tls: %v", err)
+				} else {
+					s.printf("tls: handshake done")
+					s.c.nc, s.c.br, s.c.sr = tc, bufio.NewReader(tc), false
+				}
+			}
+		case "req":
+			s.request(d, f[1:])
+		case "raw":
+			b, err := hex.DecodeString(strings.Join(f[1:], ""))
+			if err != nil {
+				d.Fatalf(t, "%s: %v", line, err)
+			}
+			s.c.write(b)
+		case "expect-closed":
+			s.expectClosed()
+		default:
+			d.Fatalf(t, "unknown command %q", line)
+		}
+	}
+	return s.out.String()
+}
+
+// expectClosed prints "closed" when the server hangs up without sending
+// more, and what it sent otherwise.
+func (s *script) expectClosed() {
+	s.c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(s.c.br)
+	var ne net.Error
+	switch {
+	case len(b) > 0:
+		s.printf("unexpected %d bytes: %x", len(b), b[:min(len(b), 32)])
+	case errors.As(err, &ne) && ne.Timeout():
+		s.printf("still open")
+	default:
+		s.printf("closed")
+	}
+	s.closed = true
+}
+
+func (s *script) option(d *datadriven.TestData, args []string) {
+	t := s.t
+	code, ok := optNames[args[0]]
+	if !ok {
+		v, err := strconv.ParseUint(args[0], 0, 32)
+		if err != nil {
+			d.Fatalf(t, "unknown option %s", args[0])
+		}
+		code = uint32(v)
+	}
+	var data []byte
+	var name []byte
+	haveName, haveData := false, false
+	var infos []uint16
+	var queries []string
+	for _, a := range args[1:] {
+		k, v, _ := strings.Cut(a, "=")
+		switch k {
+		case "data":
+			b, err := hex.DecodeString(v)
+			if err != nil {
+				d.Fatalf(t, "%s: %v", a, err)
+			}
+			data, haveData = b, true
+		case "name":
+			name, haveName = []byte(v), true
+		case "namehex":
+			b, err := hex.DecodeString(v)
+			if err != nil {
+				d.Fatalf(t, "%s: %v", a, err)
+			}
+			name, haveName = b, true
+		case "namelen":
+			n, _ := strconv.Atoi(v)
+			name, haveName = bytes.Repeat([]byte{'a'}, n), true
+		case "info":
+			for _, x := range strings.Split(v, ",") {
+				n, _ := strconv.Atoi(x)
+				infos = append(infos, uint16(n))
+			}
+		case "q":
+			queries = append(queries, v)
+		case "qlen":
+			n, _ := strconv.Atoi(v)
+			queries = append(queries, strings.Repeat("q", n))
+		case "nq":
+			n, _ := strconv.Atoi(v)
+			for i := range n {
+				queries = append(queries, fmt.Sprintf("x:%d", i))
+			}
+		default:
+			d.Fatalf(t, "unknown option argument %s", a)
+		}
+	}
+	if !haveData && haveName {
+		switch code {
+		case optExportName:
+			data = name
+		case optInfo, optGo:
+			data = infoOptionData(string(name), infos...)
+		case optListMetaContext, optSetMetaContext:
+			data = metaOptionData(string(name), queries...)
+		default:
+			d.Fatalf(t, "name= for option %d", code)
+		}
+	}
+	label := args[0]
+	s.c.sendOption(code, data)
+	switch code {
+	case optExportName:
+		s.exportName(label)
+	case optAbort:
+		if s.replies(label, code) == repAck {
+			s.expectClosed()
+		}
+	case optStructuredReply:
+		if s.replies(label, code) == repAck {
+			s.c.sr = true
+		}
+	default:
+		s.replies(label, code)
+	}
+}
+
+// replies prints the replies to one option up to the final one and returns
+// its type (0 if the server hung up).
+func (s *script) replies(label string, code uint32) uint32 {
+	for {
+		r, err := readOptReply(s.c.br)
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+				s.printf("%s: closed", label)
+				s.closed = true
+				return 0
+			}
+			s.t.Fatalf("%s: %v", label, err)
+		}
+		if err := checkOptReply(code, r); err != nil {
+			s.printf("%s: MALFORMED %v", label, err)
+		}
+		s.printf("%s: %s", label, describeOptReply(r))
+		if r.typ == repAck || r.isErr() {
+			if r.isErr() && code != optAbort {
+				// every error carries a human-readable UTF-8 message
+				if len(r.data) == 0 {
+					s.printf("%s: (no message)", label)
+				}
+			}
+			return r.typ
+		}
+	}
+}
+
+func describeOptReply(r optReply) string {
+	switch r.typ {
+	case repServer:
+		n := binary.BigEndian.Uint32(r.data)
+		return fmt.Sprintf("SERVER %q %q", r.data[4:4+n], r.data[4+n:])
+	case repMetaContext:
+		return fmt.Sprintf("META_CONTEXT id=%d %q", binary.BigEndian.Uint32(r.data), r.data[4:])
+	case repInfo:
+		switch binary.BigEndian.Uint16(r.data) {
+		case infoExport:
+			return fmt.Sprintf("INFO EXPORT size=%d tflags=%#04x", binary.BigEndian.Uint64(r.data[2:]), binary.BigEndian.Uint16(r.data[10:]))
+		case infoName:
+			return fmt.Sprintf("INFO NAME %q", r.data[2:])
+		case infoDescription:
+			return fmt.Sprintf("INFO DESCRIPTION %q", r.data[2:])
+		case infoBlockSize:
+			return fmt.Sprintf("INFO BLOCK_SIZE min=%d pref=%d max=%d", binary.BigEndian.Uint32(r.data[2:]),
+				binary.BigEndian.Uint32(r.data[6:]), binary.BigEndian.Uint32(r.data[10:]))
+		}
+		return fmt.Sprintf("INFO %x", r.data)
+	}
+	return repName(r.typ)
+}
+
+// exportName reads the EXPORT_NAME answer: size, flags and the zeroes
+// unless NO_ZEROES was set.
+func (s *script) exportName(label string) {
+	var b [10]byte
+	if _, err := io.ReadFull(s.c.br, b[:]); err != nil {
+		s.printf("%s: closed", label)
+		s.closed = true
+		return
+	}
+	s.printf("%s: size=%d tflags=%#04x", label, binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint16(b[8:]))
+	if s.flags&flagNoZeroes == 0 {
+		var z [124]byte
+		if _, err := io.ReadFull(s.c.br, z[:]); err != nil {
+			s.printf("%s: zeroes: %v", label, err)
+			return
+		}
+		if z != [124]byte{} {
+			s.printf("%s: padding is not zero", label)
+		}
+		s.printf("%s: 124 zero bytes", label)
+	}
+}
+
+func (s *script) request(d *datadriven.TestData, args []string) {
+	t := s.t
+	typ, ok := cmdNames[args[0]]
+	if !ok {
+		v, err := strconv.ParseUint(args[0], 0, 16)
+		if err != nil {
+			d.Fatalf(t, "unknown command %s", args[0])
+		}
+		typ = uint16(v)
+	}
+	var off uint64
+	var length uint32
+	var flags uint16
+	var payload []byte
+	for _, a := range args[1:] {
+		k, v, _ := strings.Cut(a, "=")
+		switch k {
+		case "off":
+			n, err := strconv.ParseUint(v, 0, 64)
+			if err != nil {
+				d.Fatalf(t, "%s: %v", a, err)
+			}
+			off = n
+		case "len":
+			n, err := strconv.ParseUint(v, 0, 32)
+			if err != nil {
+				d.Fatalf(t, "%s: %v", a, err)
+			}
+			length = uint32(n)
+		case "flags":
+			for _, x := range strings.Split(v, "|") {
+				if fl, ok := cmdFlagNames[x]; ok {
+					flags |= fl
+					continue
+				}
+				n, err := strconv.ParseUint(x, 0, 16)
+				if err != nil {
+					d.Fatalf(t, "%s: %v", a, err)
+				}
+				flags |= uint16(n)
+			}
+		default:
+			d.Fatalf(t, "unknown request argument %s", a)
+		}
+	}
+	if typ == cmdWrite {
+		payload = bytes.Repeat([]byte{0xab}, int(length))
+	}
+	cookie := s.c.next
+	s.c.next++
+	// The server may hang up before it reads everything: ignore write
+	// errors and report what the reply side sees.
+	s.c.nc.Write(append(encodeRequest(flags, typ, cookie, off, length), payload...))
+	if typ != cmdDisc {
+		s.c.pending[cookie] = sent{typ: typ, flags: flags, off: off, length: length}
+	}
+	label := args[0]
+	if typ == cmdDisc {
+		return
+	}
+	r, err := s.c.recvOne(map[uint64]*result{})
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			s.printf("%s: closed", label)
+			s.closed = true
+			return
+		}
+		s.printf("%s: MALFORMED %v", label, err)
+		s.closed = true
+		return
+	}
+	if r.cookie != cookie {
+		s.printf("%s: reply to cookie %d, want %d", label, r.cookie, cookie)
+	}
+	for _, m := range r.msgs {
+		s.printf("%s: %s", label, describeMsg(m))
+	}
+}
+
+func describeMsg(m msg) string {
+	if m.simple {
+		if len(m.payload) > 0 {
+			return fmt.Sprintf("simple %s data=%d", errnoName(m.errno), len(m.payload))
+		}
+		return "simple " + errnoName(m.errno)
+	}
+	done := ""
+	if m.flags&replyFlagDone != 0 {
+		done = " DONE"
+	}
+	p := m.payload
+	switch m.typ {
+	case chunkNone:
+		return "NONE" + done
+	case chunkOffsetData:
+		return fmt.Sprintf("OFFSET_DATA off=%d len=%d%s", binary.BigEndian.Uint64(p), len(p)-8, done)
+	case chunkOffsetHole:
+		return fmt.Sprintf("OFFSET_HOLE off=%d len=%d%s", binary.BigEndian.Uint64(p), binary.BigEndian.Uint32(p[8:]), done)
+	case chunkBlockStatus:
+		id, ext := extents(m)
+		var parts []string
+		for _, e := range ext {
+			parts = append(parts, fmt.Sprintf("%d:%d", e[0], e[1]))
+		}
+		return fmt.Sprintf("BLOCK_STATUS id=%d %s%s", id, strings.Join(parts, " "), done)
+	case chunkError:
+		return fmt.Sprintf("ERROR %s%s", errnoName(binary.BigEndian.Uint32(p)), done)
+	}
+	return fmt.Sprintf("chunk %#x%s", m.typ, done)
+}
