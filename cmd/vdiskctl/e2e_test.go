@@ -395,6 +395,9 @@ func TestE2ECLI(t *testing.T) {
 	if out := c.ok(t, "vdi", "list-changed-blocks", s2.UUID, "--vdi-from", s1.UUID); out != emptyBitmap4M+"\n" {
 		t.Fatalf("vdi list-changed-blocks: %q, want %q", out, emptyBitmap4M+"\n")
 	}
+	if out := c.ok(t, "vdi", "list-changed-blocks", s2.UUID, "--vdi-from", s1.UUID, "--field", "changed_blocks"); out != "0\n" {
+		t.Fatalf("vdi list-changed-blocks --field changed_blocks: %q, want 0", out)
+	}
 	var cb api.ChangedBlocks
 	c.okJSON(t, &cb, "vdi", "list_changed_blocks", s2.UUID, "--vdi-from", s1.UUID)
 	if cb != (api.ChangedBlocks{Bitmap: emptyBitmap4M, Granularity: 64 << 10, ChangedBlocks: 0, VirtualSize: 4 * mib}) {

@@ -27,7 +27,7 @@ func (a *app) printResponse(r *api.RPC, resp *response) error {
 		return a.handleTask(r, resp.body)
 	case a.jsonOut:
 		return printJSON(a.stdout, resp.body)
-	case r == &api.VDIListChangedBlocks.RPC:
+	case r == &api.VDIListChangedBlocks.RPC && a.field == "":
 		var cb api.ChangedBlocks
 		if err := json.Unmarshal(resp.body, &cb); err == nil {
 			fmt.Fprintln(a.stdout, cb.Bitmap)
