@@ -123,7 +123,7 @@ func TestNBDDirtyBitmapIsListChangedBlocks(t *testing.T) {
 	v := e.createVDI(map[string]any{"name_label": "disk", "virtual_size": 8 << 20})
 	e.post(v.UUID, "enable_cbt", nil)
 	s0 := e.post(v.UUID, "snapshot", nil)
-	e.write(v.UUID, 1<<20+100, pattern(1, 5000)) // 64 KiB blocks 16 (and not 17: ends at 1053676)
+	e.write(v.UUID, 1<<20+100, pattern(1, 5000))  // 64 KiB blocks 16 (and not 17: ends at 1053676)
 	e.write(v.UUID, 5<<20-4096, pattern(2, 8192)) // blocks 79 and 80
 	s1 := e.post(v.UUID, "snapshot", nil)
 	ex := e.s.NBDExports(NBDAuthToken)
