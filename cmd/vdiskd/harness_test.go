@@ -87,13 +87,23 @@ const testAdminPassword = "interop-password"
 
 var readyAddrs = regexp.MustCompile(`api=(\S+) nbd=(\S+)`)
 
-// startVdiskd runs vdiskd on free loopback ports with a fresh data dir;
-// extra flags are appended. The test's cleanup stops it with SIGTERM and
-// fails the test if it does not exit 0.
+// startVdiskd runs vdiskd on free loopback ports with a fresh data dir and
+// logs in as admin; extra flags are appended. The test's cleanup stops it
+// with SIGTERM and fails the test if it does not exit 0.
 func startVdiskd(t *testing.T, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{DataDir: t.TempDir(), log: &syncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"--data-dir", d.DataDir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"}, extra...)
+	d := launchVdiskd(t, t.TempDir(), extra...)
+	d.Token = d.login(t, "admin", testAdminPassword)
+	return d
+}
+
+// launchVdiskd starts vdiskd on dataDir (which may hold an earlier run's
+// data) without logging in, for daemons startVdiskd cannot give (HTTPS, a
+// restart on the same data).
+func launchVdiskd(t *testing.T, dataDir string, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{DataDir: dataDir, log: &syncBuffer{}, exited: make(chan struct{})}
+	args := append([]string{"--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"}, extra...)
 	d.cmd = exec.Command(vdiskdBinary(t), args...)
 	d.cmd.Env = append(os.Environ(), "VDISKD_ADMIN_PASSWORD="+testAdminPassword)
 	d.cmd.Stderr = d.log
@@ -109,7 +119,6 @@ func startVdiskd(t *testing.T, extra ...string) *daemon {
 	}
 	d.API = m[1]
 	d.NBDHost = strings.TrimPrefix(strings.TrimPrefix(m[2], "nbds://"), "nbd://")
-	d.Token = d.login(t, "admin", testAdminPassword)
 	return d
 }
 

@@ -1314,33 +1314,6 @@ h2.shutdown()
 }
 
 // ---------------------------------------------------------------------------
-// Daemons the shared harness cannot give: a chosen data dir, HTTPS.
-
-// clLaunch starts vdiskd on dataDir (which may hold an earlier run's data)
-// without logging in; cleanup stops it as startVdiskd's does.
-func clLaunch(t *testing.T, dataDir string, extra ...string) *daemon {
-	t.Helper()
-	d := &daemon{DataDir: dataDir, log: &syncBuffer{}, exited: make(chan struct{})}
-	args := append([]string{"--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"}, extra...)
-	d.cmd = exec.Command(vdiskdBinary(t), args...)
-	d.cmd.Env = append(os.Environ(), "VDISKD_ADMIN_PASSWORD="+testAdminPassword)
-	d.cmd.Stderr = d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.cmd.Wait(); close(d.exited) }()
-	t.Cleanup(func() { d.stop(t) })
-	waitFor(t, d.log, "vdiskd ready")
-	m := readyAddrs.FindStringSubmatch(d.log.String())
-	if m == nil {
-		t.Fatalf("no addresses in the ready line:\n%s", d.log)
-	}
-	d.API = m[1]
-	d.NBDHost = strings.TrimPrefix(strings.TrimPrefix(m[2], "nbds://"), "nbd://")
-	return d
-}
-
-// ---------------------------------------------------------------------------
 // Durability: what the server acknowledged with FUA or FLUSH survives a
 // SIGKILL of the daemon with the client still connected (no clean close, no
 // flush on disconnect). A SIGKILL leaves the kernel's page cache alone, so
@@ -1350,7 +1323,7 @@ func clLaunch(t *testing.T, dataDir string, extra ...string) *daemon {
 func TestNBDClientsCrashDurability(t *testing.T) {
 	requireTool(t, "nbdsh", "qemu-io")
 	dataDir := t.TempDir()
-	d := clLaunch(t, dataDir)
+	d := launchVdiskd(t, dataDir)
 	d.Token = d.login(t, "admin", testAdminPassword)
 	v := d.CreateVDI(t, "durable", 16*clMiB)
 	clQemuIO(t, d.URI(t, v.UUID), "write -P 0x99 2M 1M")
@@ -1381,7 +1354,7 @@ os._exit(0)
 		t.Fatal("vdiskd still runs after SIGKILL")
 	}
 
-	d2 := clLaunch(t, dataDir)
+	d2 := launchVdiskd(t, dataDir)
 	d2.Token = d2.login(t, "admin", testAdminPassword)
 	clQemuIOArgs(t, []string{"-r", "-f", "raw", d2.URI(t, v.UUID)},
 		"read -P 0xa5 0 64k",
@@ -1493,7 +1466,7 @@ func TestNBDClientsTLS(t *testing.T) {
 	requireTool(t, "nbdinfo", "qemu-img", "qemu-io")
 	certDir := t.TempDir()
 	pool, certPEM := clWriteCerts(t, certDir)
-	d := clLaunch(t, t.TempDir(), "--tls-cert", filepath.Join(certDir, "server-cert.pem"),
+	d := launchVdiskd(t, t.TempDir(), "--tls-cert", filepath.Join(certDir, "server-cert.pem"),
 		"--tls-key", filepath.Join(certDir, "server-key.pem"))
 	if !strings.HasPrefix(d.API, "https://") || !strings.Contains(d.Log(), "nbd=nbds://") {
 		t.Fatalf("not TLS:\n%s", d.Log())
