@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/cbt"
+	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/nbd"
 )
@@ -140,7 +141,8 @@ func (e *nbdExports) Open(c *nbd.Conn, name string) (nbd.Export, nbd.ExportInfo,
 		return nil, nbd.ExportInfo{}, nbd.PolicyRefusal("%v", aerr)
 	}
 	e.s.log.Info("NBD attach", "vdi", id, "vbd", vbd.UUID, "user", user, "writable", vbd.Writable, "remote", c.Remote)
-	return &vdiExport{s: e.s, vbd: vbd, d: vbd.Disk, live: !info.ReadOnly, bitmaps: map[string]*roaring.Bitmap{}}, info, nil
+	return &vdiExport{s: e.s, vbd: vbd, d: vbd.Disk, live: !info.ReadOnly, bitmaps: map[string]*roaring.Bitmap{},
+		counters: e.s.opts.Counters.Disk(id)}, info, nil
 }
 
 func (e *nbdExports) List(c *nbd.Conn) ([]nbd.Listing, error) {
@@ -177,6 +179,9 @@ type vdiExport struct {
 	vbd  *VBD
 	d    *blockstore.Disk
 	live bool // writable: its changed blocks move under it
+	// counters are the vDisk's statistics: what the client asked for and
+	// got, counted after the store answered.
+	counters *metrics.Counters
 
 	mu      sync.Mutex
 	bitmaps map[string]*roaring.Bitmap // read-only exports: base -> changed blocks
@@ -198,7 +203,11 @@ func nbdErr(err error) error {
 }
 
 func (x *vdiExport) ReadAt(p []byte, off uint64, zero func(lo, hi int)) error {
-	return nbdErr(x.d.ReadSparse(p, off, zero))
+	if err := x.d.ReadSparse(p, off, zero); err != nil {
+		return nbdErr(err)
+	}
+	x.counters.Read(len(p))
+	return nil
 }
 
 func (x *vdiExport) WriteAt(p []byte, off uint64, fua bool) error {
@@ -206,7 +215,11 @@ func (x *vdiExport) WriteAt(p []byte, off uint64, fua bool) error {
 	if fua {
 		f |= blockstore.FUA
 	}
-	return nbdErr(x.d.Write(off, p, f))
+	if err := x.d.Write(off, p, f); err != nil {
+		return nbdErr(err)
+	}
+	x.counters.Write(len(p))
+	return nil
 }
 
 func (x *vdiExport) Flush() error { return nbdErr(x.d.Flush()) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
+	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -42,6 +43,9 @@ type Options struct {
 	// an NBD purpose). NBDAuth says which export names work.
 	NBDInfo func(exportName string) []api.NBDInfo
 	NBDAuth NBDAuth
+	// Counters are the vDisks' I/O counters (shared with the Prometheus
+	// exposition); nil means a private registry.
+	Counters *metrics.Registry
 }
 
 // Server serves the management API. Close it to stop its tasks.
@@ -61,7 +65,8 @@ type Server struct {
 	ops         map[string]map[string]string // VDI -> task uuid -> operation
 	copyTargets map[string]string            // VDI a copy writes into -> task
 	tasks       *taskTable
-	dummy       []byte // bcrypt hash compared against for unknown users
+	rates       *metrics.Rates // OVS *_ps history per vDisk and vPool
+	dummy       []byte         // bcrypt hash compared against for unknown users
 
 	copyHook atomic.Pointer[func(ctx context.Context)] // tests: runs before each chunk a copy moves
 }
@@ -88,6 +93,9 @@ func New(opts Options) (*Server, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 24 * time.Hour
 	}
+	if opts.Counters == nil {
+		opts.Counters = metrics.NewRegistry()
+	}
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = bcrypt.DefaultCost
 	}
@@ -98,6 +106,7 @@ func New(opts Options) (*Server, error) {
 		vbds:        map[string]map[string]*VBD{},
 		ops:         map[string]map[string]string{},
 		copyTargets: map[string]string{},
+		rates:       metrics.NewRates(opts.Now),
 	}
 	s.tasks = newTaskTable(s)
 	dummy, err := bcrypt.GenerateFromPassword([]byte("not a password of anyone"), opts.BcryptCost)

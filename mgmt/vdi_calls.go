@@ -127,6 +127,7 @@ func (s *Server) vdiDestroy(c *call, a *api.VDIRef) (any, error) {
 	if err := s.store.Destroy(a.UUID); err != nil {
 		return nil, storeError(err, a.UUID, "destroy")
 	}
+	s.forgetCounters(a.UUID)
 	s.dropBaseLocked(v.attrs.OnBootBase)
 	s.log.Info("VDI destroyed", "vdi", a.UUID, "by", c.user)
 	return nil, nil
@@ -470,18 +471,7 @@ func (s *Server) vdiStatistics(c *call, a *api.VDIRef) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.zeroStatistics(), nil
-}
-
-// zeroStatistics is the statistics object before counters exist: every
-// key 0, never an invented number.
-func (s *Server) zeroStatistics() api.Statistics {
-	st := api.Statistics{}
-	for _, k := range api.StatKeys {
-		st[k], st[k+"_ps"] = 0, 0
-	}
-	st["timestamp"] = float64(s.opts.Now().UnixNano()) / 1e9
-	return st
+	return s.vdiskStatistics(a.UUID), nil
 }
 
 func (s *Server) vdiOpenDatabase(c *call, a *api.VDIRef) (any, error) {

@@ -158,7 +158,9 @@ func (s *Server) runCopy(ctx context.Context, t *task, p copyPlan) (any, error) 
 func (s *Server) destroyBuilt(id string) {
 	if err := s.store.Destroy(id); err != nil && !errors.Is(err, blockstore.ErrNotFound) {
 		s.log.Warn("removing a half-made VDI failed; the next start retries", "vdi", id, "err", err)
+		return
 	}
+	s.forgetCounters(id)
 }
 
 // copyBlocks moves the data, in 64 KiB blocks, touching only blocks that

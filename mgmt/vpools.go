@@ -35,7 +35,7 @@ func (s *Server) vpoolRecordLocked(p *poolState, vols []blockstore.VolumeInfo) a
 	}
 	return api.VPool{
 		GUID: p.GUID, Name: p.Name, Description: p.Description, Size: size, Metadata: meta,
-		BackendType: api.BackendLocal, Type: api.BackendLocal, Statistics: s.zeroStatistics(),
+		BackendType: api.BackendLocal, Type: api.BackendLocal, Statistics: s.vpoolStatistics(p.GUID, vols),
 		Status: api.VPoolRunning, StoredData: int64(stored), VMachinesGUIDs: []string{},
 		VDisksGUIDs: vdisks, StorageDriversGUIDs: []string{p.StorageDriver},
 	}
