@@ -142,3 +142,14 @@ func (s *Store) Compact() error {
 	}
 	return nil
 }
+
+// Metrics returns pebble's own metrics (compactions, levels, caches, WAL),
+// for the exposition; nil once the store is closed.
+func (s *Store) Metrics() *pebble.Metrics {
+	s.data.RLock()
+	defer s.data.RUnlock()
+	if s.dataClosed {
+		return nil
+	}
+	return s.db.Metrics()
+}

@@ -79,6 +79,9 @@ func unboundCalls(bs []binding) []string {
 // answer. Auth comes first so an anonymous caller learns nothing else.
 func (s *Server) serveCall(b binding) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sw, ok := w.(*statusWriter); ok {
+			sw.call = b.rpc.Name()
+		}
 		c := &call{w: w, r: r, rpc: b.rpc}
 		if e := s.authenticate(c); e != nil {
 			writeError(w, e)
@@ -129,6 +132,7 @@ type created struct {
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	call   string // the RPC that answered, set by serveCall
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -142,15 +146,19 @@ func (w *statusWriter) WriteHeader(code int) {
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK, call: "none"}
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("panic serving a request", "method", r.Method, "path", r.URL.Path,
 					"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				writeError(sw, api.Errorf(http.StatusInternalServerError, api.CodeInternal, nil, "internal error"))
 			}
+			took := time.Since(start)
 			s.log.Info("http", "method", r.Method, "path", r.URL.Path, "status", sw.status,
-				"ms", time.Since(start).Milliseconds())
+				"ms", took.Milliseconds())
+			if s.opts.ObserveCall != nil {
+				s.opts.ObserveCall(sw.call, sw.status, took)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -46,6 +46,9 @@ type Options struct {
 	// Counters are the vDisks' I/O counters (shared with the Prometheus
 	// exposition); nil means a private registry.
 	Counters *metrics.Registry
+	// ObserveCall hears of every answered REST request: the call's name
+	// ("VDI.snapshot", "none" for unknown routes), status and duration.
+	ObserveCall func(call string, status int, took time.Duration)
 }
 
 // Server serves the management API. Close it to stop its tasks.

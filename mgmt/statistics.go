@@ -34,3 +34,39 @@ func (s *Server) forgetCounters(id string) {
 	s.opts.Counters.Remove(id)
 	s.rates.Forget("vdisk:" + id)
 }
+
+// MetricSources are the vDisk and vPool lists the Prometheus exposition
+// reads at each scrape.
+func (s *Server) MetricSources() (disks func() []metrics.DiskInfo, pools func() []metrics.PoolInfo) {
+	disks = func() []metrics.DiskInfo {
+		var out []metrics.DiskInfo
+		for _, v := range s.store.Volumes() {
+			a := parseAttrs(v.Attrs)
+			if !a.visible() || v.Kind == blockstore.KindCBTMetadata {
+				continue
+			}
+			phys, _ := s.store.PhysicalUtilisation(v.ID)
+			out = append(out, metrics.DiskInfo{ID: v.ID, Pool: v.Pool, Name: a.NameLabel,
+				VirtualSize: v.Size, PhysicalUtilisation: phys})
+		}
+		return out
+	}
+	pools = func() []metrics.PoolInfo {
+		// Not vpoolRecordLocked: that samples the vPool's statistics, and a
+		// scrape must not move the REST rates' history.
+		s.mu.Lock()
+		var out []metrics.PoolInfo
+		for _, p := range s.st.Pools {
+			out = append(out, metrics.PoolInfo{GUID: p.GUID, Name: p.Name, Size: uint64(p.Size)})
+		}
+		s.mu.Unlock()
+		for i := range out {
+			if out[i].Size == 0 {
+				out[i].Size = uint64(s.filesystemSize())
+			}
+			out[i].StoredData, _ = s.store.PoolUsage(out[i].GUID)
+		}
+		return out
+	}
+	return disks, pools
+}

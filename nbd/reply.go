@@ -13,6 +13,7 @@ type reply struct {
 	pieces []piece
 	data   *[]byte // pooled read data, returned after writing
 	cost   int64
+	errno  Errno // the error sent, 0 on success (for the observer)
 }
 
 type piece struct {
@@ -34,7 +35,7 @@ func (rep *reply) free() {
 	if cap(rep.head) > 64<<10 {
 		rep.head = make([]byte, 0, 64) // do not pin large extent lists
 	}
-	rep.head, rep.pieces = rep.head[:0], rep.pieces[:0]
+	rep.head, rep.pieces, rep.errno = rep.head[:0], rep.pieces[:0], 0
 	replyPool.Put(rep)
 }
 
@@ -120,6 +121,7 @@ func (rep *reply) errorChunk(errno Errno, cookie uint64, msg string) {
 // requires it), a simple reply otherwise.
 func (c *conn) errorReply(r *request, errno Errno, msg string) *reply {
 	rep := newReply(r.cost)
+	rep.errno = errno
 	if msg == "" {
 		msg = errno.Error()
 	}

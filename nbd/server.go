@@ -19,6 +19,8 @@ type Options struct {
 	// Without it STARTTLS gets ERR_POLICY.
 	TLS    *tls.Config
 	Logger *slog.Logger // default: discard
+	// Observer hears of connections and requests (metrics); nil: nothing.
+	Observer Observer
 
 	// MinBlock, PreferredBlock and MaxPayload are INFO_BLOCK_SIZE
 	// (defaults 512, 64 KiB, 32 MiB). Clients that ask for them in GO
@@ -37,6 +39,9 @@ type Options struct {
 func (o *Options) fill() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 	if o.MinBlock == 0 {
 		o.MinBlock = 512
@@ -142,8 +147,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		s.opts.Observer.Connections(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.opts.Observer.Connections(-1)
 			c.serve()
 			s.mu.Lock()
 			delete(s.conns, c)

@@ -19,7 +19,8 @@ type request struct {
 	off     uint64
 	length  uint32
 	payload *[]byte // WRITE data, pooled
-	cost    int64   // budget held until the reply is written
+	start   time.Time
+	cost    int64 // budget held until the reply is written
 }
 
 // transmit runs the transmission phase: this goroutine reads requests,
@@ -80,6 +81,7 @@ func (c *conn) readRequests() error {
 		if r.typ == cmdDisc {
 			return nil
 		}
+
 		if r.typ == cmdWrite && r.length > c.s.opts.MaxPayload {
 			// proto.md lets a server hang up on a payload it deems a denial
 			// of service; anything above the advertised maximum (2^25) is.
@@ -96,11 +98,14 @@ func (c *conn) readRequests() error {
 				return err
 			}
 		}
+		r.start = time.Now()
+		c.s.opts.Observer.RequestStarted(Command(r.typ))
 		if errno == 0 && c.s.isStopping() {
 			errno = ESHUTDOWN
 		}
 		if errno != 0 {
 			putBuf(r.payload)
+			c.s.opts.Observer.RequestDone(Command(r.typ), time.Since(r.start), errno)
 			c.replies <- c.errorReply(r, errno, "")
 			continue
 		}
@@ -205,6 +210,7 @@ func (c *conn) handle(r *request) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.s.log.Error("nbd request panic", "command", commandName(r.typ), "panic", p, "stack", string(debug.Stack()))
+			c.s.opts.Observer.RequestDone(Command(r.typ), time.Since(r.start), EIO)
 			c.replies <- c.errorReply(r, EIO, "internal error")
 		}
 	}()
@@ -223,6 +229,7 @@ func (c *conn) handle(r *request) {
 			rep = c.okReply(r)
 		}
 	}
+	c.s.opts.Observer.RequestDone(Command(r.typ), time.Since(r.start), rep.errno)
 	c.replies <- rep
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/internal/datadir"
+	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt"
 	apipkg "github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/nbd"
@@ -155,10 +156,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		info = newNBDInfo(nbdLn.Addr(), tlsConf).records
 	}
+	counters := metrics.NewRegistry()
+	var expo *metrics.Exposition
 	api, err := mgmt.New(mgmt.Options{
 		Store: store, DataDir: dir.Path, Logger: log.With("component", "mgmt"),
 		AdminPassword: getenv("VDISKD_ADMIN_PASSWORD"), Zone: c.zone, Address: c.httpAddr,
-		NBDInfo: info, NBDAuth: auth,
+		NBDInfo: info, NBDAuth: auth, Counters: counters,
+		ObserveCall: func(call string, status int, took time.Duration) { expo.HTTP.Observe(call, status, took) },
 	})
 	if err != nil {
 		if nbdLn != nil {
@@ -167,11 +171,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Error("cannot start the management API", "err", err)
 		return 1
 	}
+	disks, pools := api.MetricSources()
+	expo = metrics.NewExposition(metrics.Sources{Counters: counters, Disks: disks, Pools: pools, Pebble: store.Metrics})
 	var nbdSrv *nbd.Server
 	nbdServed := make(chan error, 1)
 	if nbdLn != nil {
 		nbdSrv, err = nbd.NewServer(nbd.Options{Exports: api.NBDExports(auth), TLS: tlsConf,
-			Logger: log.With("component", "nbd")})
+			Logger: log.With("component", "nbd"), Observer: expo.NBD})
 		if err != nil {
 			nbdLn.Close()
 			log.Error("cannot start the NBD server", "err", err)
@@ -188,7 +194,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if tlsConf != nil {
 		ln, scheme = tls.NewListener(ln, tlsConf), "https"
 	}
-	hs := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", expo.Handler()) // Prometheus text format; no auth, like node_exporter
+	mux.Handle("/", api.Handler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()

@@ -1,0 +1,97 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// storeCollector reads the vDisks, vPools and pebble at scrape time, so a
+// destroyed vDisk's series vanish with it and nothing is kept per series.
+type storeCollector struct{ src Sources }
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	diskLabels = []string{"vpool", "vdisk"}
+
+	descDiskInfo   = desc("vdiskd_vdisk_info", "A vDisk's name (always 1).", "vpool", "vdisk", "name")
+	descReadOps    = desc("vdiskd_vdisk_read_operations_total", "NBD READ requests served.", diskLabels...)
+	descReadBytes  = desc("vdiskd_vdisk_read_bytes_total", "Bytes NBD clients read.", diskLabels...)
+	descWriteOps   = desc("vdiskd_vdisk_write_operations_total", "NBD WRITE requests served.", diskLabels...)
+	descWriteBytes = desc("vdiskd_vdisk_write_bytes_total", "Bytes NBD clients wrote.", diskLabels...)
+	descVirtual    = desc("vdiskd_vdisk_virtual_size_bytes", "A vDisk's virtual size.", diskLabels...)
+	descPhysical   = desc("vdiskd_vdisk_physical_utilisation_bytes", "Bytes of data only this vDisk holds.", diskLabels...)
+
+	descPoolInfo   = desc("vdiskd_vpool_info", "A vPool's name (always 1).", "vpool", "name")
+	descPoolSize   = desc("vdiskd_vpool_size_bytes", "A vPool's configured size (the filesystem's when unset).", "vpool")
+	descPoolStored = desc("vdiskd_vpool_stored_data_bytes", "Bytes of data stored for a vPool's volumes.", "vpool")
+
+	descCompactions  = desc("vdiskd_pebble_compactions_total", "Pebble compactions.")
+	descFlushes      = desc("vdiskd_pebble_flushes_total", "Pebble memtable flushes.")
+	descWriteAmp     = desc("vdiskd_pebble_write_amplification", "Pebble's write amplification over all levels.")
+	descReadAmp      = desc("vdiskd_pebble_read_amplification", "Pebble's read amplification (sublevels and levels a read may visit).")
+	descL0Files      = desc("vdiskd_pebble_l0_files", "Sstables in pebble's level 0.")
+	descL0Sublevels  = desc("vdiskd_pebble_l0_sublevels", "Sublevels of pebble's level 0.")
+	descCacheHits    = desc("vdiskd_pebble_block_cache_hits_total", "Pebble block cache hits.")
+	descCacheMisses  = desc("vdiskd_pebble_block_cache_misses_total", "Pebble block cache misses.")
+	descCacheSize    = desc("vdiskd_pebble_block_cache_bytes", "Bytes in pebble's block cache.")
+	descWALWritten   = desc("vdiskd_pebble_wal_written_bytes_total", "Bytes pebble wrote to its WAL.")
+	descDiskUsage    = desc("vdiskd_pebble_disk_usage_bytes", "Bytes pebble's files take on disk.")
+	descMemtableSize = desc("vdiskd_pebble_memtable_bytes", "Bytes in pebble's memtables.")
+)
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descDiskInfo, descReadOps, descReadBytes, descWriteOps, descWriteBytes,
+		descVirtual, descPhysical, descPoolInfo, descPoolSize, descPoolStored, descCompactions, descFlushes,
+		descWriteAmp, descReadAmp, descL0Files, descL0Sublevels, descCacheHits, descCacheMisses, descCacheSize,
+		descWALWritten, descDiskUsage, descMemtableSize} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	if c.src.Disks != nil {
+		for _, d := range c.src.Disks() {
+			s := c.src.Counters.Sample(d.ID)
+			gauge(descDiskInfo, 1, d.Pool, d.ID, d.Name)
+			counter(descReadOps, float64(s.ReadOps), d.Pool, d.ID)
+			counter(descReadBytes, float64(s.ReadBytes), d.Pool, d.ID)
+			counter(descWriteOps, float64(s.WriteOps), d.Pool, d.ID)
+			counter(descWriteBytes, float64(s.WriteBytes), d.Pool, d.ID)
+			gauge(descVirtual, float64(d.VirtualSize), d.Pool, d.ID)
+			gauge(descPhysical, float64(d.PhysicalUtilisation), d.Pool, d.ID)
+		}
+	}
+	if c.src.Pools != nil {
+		for _, p := range c.src.Pools() {
+			gauge(descPoolInfo, 1, p.GUID, p.Name)
+			gauge(descPoolSize, float64(p.Size), p.GUID)
+			gauge(descPoolStored, float64(p.StoredData), p.GUID)
+		}
+	}
+	if c.src.Pebble == nil {
+		return
+	}
+	m := c.src.Pebble()
+	if m == nil {
+		return
+	}
+	counter(descCompactions, float64(m.Compact.Count))
+	counter(descFlushes, float64(m.Flush.Count))
+	total := m.Total()
+	gauge(descWriteAmp, total.WriteAmp())
+	gauge(descReadAmp, float64(m.ReadAmp()))
+	gauge(descL0Files, float64(m.Levels[0].TablesCount))
+	gauge(descL0Sublevels, float64(m.Levels[0].Sublevels))
+	counter(descCacheHits, float64(m.BlockCache.Hits))
+	counter(descCacheMisses, float64(m.BlockCache.Misses))
+	gauge(descCacheSize, float64(m.BlockCache.Size))
+	counter(descWALWritten, float64(m.WAL.BytesWritten))
+	gauge(descDiskUsage, float64(m.DiskSpaceUsage()))
+	gauge(descMemtableSize, float64(m.MemTable.Size))
+}
