@@ -142,16 +142,26 @@ func (d *Disk) ReadAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := d.read(p, uint64(off)); err != nil {
+	var t readTally
+	found, err := d.read(&t, p, uint64(off))
+	if err != nil {
 		return 0, err
 	}
+	d.v.stats.recordClientRead(&t, blocksOf(uint64(off), uint64(len(p))), found)
 	return len(p), nil
 }
 
-func (d *Disk) read(p []byte, off uint64) error {
+// blocksOf counts the 4 KiB blocks [off, off+n) touches (n > 0).
+func blocksOf(off, n uint64) uint64 {
+	return (off+n-1)>>blockShift - off>>blockShift + 1
+}
+
+// read fills p from off and returns how many blocks had a version.
+func (d *Disk) read(t *readTally, p []byte, off uint64) (found uint64, err error) {
 	clear(p)
 	first, last := off>>blockShift, (off+uint64(len(p))-1)>>blockShift
-	return d.s.visit(d.layers, first, last+1, func(blk uint64, val []byte) error {
+	err = d.s.visit(t, d.layers, first, last+1, func(blk uint64, val []byte) error {
+		found++
 		if len(val) != BlockSize {
 			return checkMarker(d.id, blk, val)
 		}
@@ -160,6 +170,7 @@ func (d *Disk) read(p []byte, off uint64) error {
 		copy(p[lo-off:hi-off], val[lo-bstart:hi-bstart])
 		return nil
 	})
+	return found, err
 }
 
 func checkMarker(id string, blk uint64, val []byte) error {
@@ -173,10 +184,10 @@ func checkMarker(id string, blk uint64, val []byte) error {
 // the chain of layers: the newest version at or below each layer's
 // generation, the first layer that has one winning. Absent blocks read as
 // zeros and are not visited. val is only valid during the call.
-func (s *Store) visit(layers []layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
+func (s *Store) visit(t *readTally, layers []layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
 	// resolved is indexed by 32-bit offsets from first: cut longer ranges.
 	for last-first > maxExtentBlocks {
-		if err := s.visit(layers, first, first+maxExtentBlocks, fn); err != nil {
+		if err := s.visit(t, layers, first, first+maxExtentBlocks, fn); err != nil {
 			return err
 		}
 		first += maxExtentBlocks
@@ -189,7 +200,7 @@ func (s *Store) visit(layers []layer, first, last uint64, fn func(blk uint64, va
 		if resolved != nil && resolved.GetCardinality() == last-first {
 			return nil
 		}
-		err := s.visitLayer(l, first, last, func(blk uint64, val []byte) error {
+		err := s.visitLayer(t, l, first, last, func(blk uint64, val []byte) error {
 			if resolved != nil {
 				rel := uint32(blk - first)
 				if resolved.Contains(rel) {
@@ -211,7 +222,7 @@ func (s *Store) visit(layers []layer, first, last uint64, fn func(blk uint64, va
 // visitLayer visits the newest version at or below l.gen of each block in
 // [first, last) that has one in lineage l.lin. Ascending SeekGE lets pebble
 // step with Next instead of a fresh seek.
-func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
+func (s *Store) visitLayer(t *readTally, l layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
 	id := l.lin.rec.ID
 	lo, hi := blockSpan(id, first, last)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -223,7 +234,7 @@ func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val 
 	for valid {
 		kb, kg, ok := decodeDataKey(it.Key(), id)
 		if !ok {
-			it.Close()
+			closeIter(t, it)
 			return fmt.Errorf("blockstore: lineage %d: %w: key %x", id, ErrCorrupt, it.Key())
 		}
 		if kg > l.gen {
@@ -234,11 +245,14 @@ func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val 
 		}
 		val, err := it.ValueAndErr()
 		if err != nil {
-			it.Close()
+			closeIter(t, it)
 			return err
 		}
+		if t != nil {
+			t.valueBytes += uint64(len(val))
+		}
 		if err := fn(kb, val); err != nil {
-			it.Close()
+			closeIter(t, it)
 			return err
 		}
 		// Usually the next key is the next block's newest version: step to
@@ -253,6 +267,17 @@ func (s *Store) visitLayer(l layer, first, last uint64, fn func(blk uint64, val 
 				valid = it.SeekGE(dataKey(key[:0], id, kb+1, l.gen))
 			}
 		}
+	}
+	return closeIter(t, it)
+}
+
+// closeIter closes a read's iterator, first adding what it cost to t.
+func closeIter(t *readTally, it *pebble.Iterator) error {
+	if t != nil {
+		st := it.Stats()
+		t.iters++
+		t.blockBytes += st.InternalStats.BlockBytes
+		t.inCache += st.InternalStats.BlockBytesInCache
 	}
 	return it.Close()
 }
@@ -312,7 +337,7 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 		lo, hi := max(bstart, off), min(bstart+BlockSize, off+n)
 		if hi-lo < BlockSize { // partial: read, merge, write back
 			buf := make([]byte, BlockSize)
-			if err := d.read(buf, bstart); err != nil {
+			if _, err := d.read(&w.reads, buf, bstart); err != nil {
 				return err
 			}
 			if p != nil {
@@ -351,6 +376,7 @@ type writer struct {
 	gen    uint64
 	c0, c1 uint64 // the 64 KiB blocks the whole operation touches
 	key    [dataKeyLen]byte
+	reads  readTally // read-modify-write and trim lookups, for IOStats
 }
 
 // maxBatchOps bounds one batch of a zero or trim over a huge range.
@@ -368,11 +394,13 @@ func (w *writer) setBlock(blk uint64, val []byte) error {
 	// them atomic). Each piece carries the marker for the whole operation,
 	// so whatever piece survives a crash is covered by CBT.
 	_ = w.b.Set(markerKey(w.lin.rec.ID, w.c0, w.c1), nil, nil)
+	n := w.b.Len()
 	err := commit(w.b, false)
 	w.b = w.d.s.db.NewBatch()
 	if err != nil {
 		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 	}
+	w.d.v.stats.recordWrite(n)
 	w.committed()
 	return nil
 }
@@ -394,7 +422,7 @@ func (w *writer) zeroRange(first, last uint64, f Flags) error {
 		lo, hi := blockSpan(id, first, last)
 		return w.b.DeleteRange(lo, hi, nil)
 	}
-	return w.d.s.visit(w.d.layers, first, last, func(blk uint64, val []byte) error {
+	return w.d.s.visit(&w.reads, w.d.layers, first, last, func(blk uint64, val []byte) error {
 		if len(val) == 0 {
 			return nil // already a hole
 		}
@@ -414,11 +442,14 @@ func (w *writer) commit(sync bool) error {
 	if !marked {
 		_ = w.b.Set(markerKey(lin.rec.ID, c0, c1), nil, nil)
 	}
+	n := w.b.Len()
 	err := commit(w.b, sync)
 	w.b = nil
+	w.d.v.stats.recordRead(&w.reads)
 	if err != nil {
 		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 	}
+	w.d.v.stats.recordWrite(n)
 	w.committed()
 	return nil
 }

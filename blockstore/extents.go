@@ -48,7 +48,9 @@ func (d *Disk) Extents(off, n uint64, fn func(Extent) error) error {
 		n = (last+1)<<blockShift - off
 	}
 	data, zero := roaring.New(), roaring.New()
-	err := d.s.visit(d.layers, first, last+1, func(blk uint64, val []byte) error {
+	var t readTally
+	defer d.v.stats.recordRead(&t)
+	err := d.s.visit(&t, d.layers, first, last+1, func(blk uint64, val []byte) error {
 		rel := uint32(blk - first)
 		switch {
 		case len(val) == BlockSize:

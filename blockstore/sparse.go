@@ -25,7 +25,10 @@ func (d *Disk) ReadSparse(p []byte, off uint64, zero func(lo, hi int)) error {
 	if words := (nblocks + 63) / 64; words > uint64(len(small)) {
 		data = make([]uint64, words)
 	}
-	err := d.s.visit(d.layers, first, last+1, func(blk uint64, val []byte) error {
+	var t readTally
+	var found uint64
+	err := d.s.visit(&t, d.layers, first, last+1, func(blk uint64, val []byte) error {
+		found++
 		if len(val) != BlockSize {
 			return checkMarker(d.id, blk, val)
 		}
@@ -39,6 +42,7 @@ func (d *Disk) ReadSparse(p []byte, off uint64, zero func(lo, hi int)) error {
 	if err != nil {
 		return fmt.Errorf("blockstore: read %s: %w", d.id, err)
 	}
+	d.v.stats.recordClientRead(&t, nblocks, found)
 	if zero == nil {
 		return nil
 	}

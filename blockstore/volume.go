@@ -77,6 +77,7 @@ type volume struct {
 	size     atomic.Uint64
 	readOnly atomic.Bool
 	attached atomic.Int32
+	stats    ioStats
 }
 
 func newVolume(rec volumeRecord, lin *lineage) *volume {

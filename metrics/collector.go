@@ -21,6 +21,15 @@ var (
 	descVirtual    = desc("vdiskd_vdisk_virtual_size_bytes", "A vDisk's virtual size.", diskLabels...)
 	descPhysical   = desc("vdiskd_vdisk_physical_utilisation_bytes", "Bytes of data only this vDisk holds.", diskLabels...)
 
+	descBackendReads      = desc("vdiskd_vdisk_backend_read_operations_total", "Pebble iterators opened for the vDisk's I/O.", diskLabels...)
+	descBackendReadBytes  = desc("vdiskd_vdisk_backend_read_bytes_total", "Value bytes pebble returned for the vDisk.", diskLabels...)
+	descBackendWrites     = desc("vdiskd_vdisk_backend_write_operations_total", "Pebble batches committed for the vDisk.", diskLabels...)
+	descBackendWriteBytes = desc("vdiskd_vdisk_backend_write_bytes_total", "Bytes of pebble batches committed for the vDisk.", diskLabels...)
+	descIndexHits         = desc("vdiskd_vdisk_metadata_store_hits_total", "4 KiB blocks reads found in the block index.", diskLabels...)
+	descIndexMisses       = desc("vdiskd_vdisk_metadata_store_misses_total", "4 KiB blocks reads found in no layer (never written).", diskLabels...)
+	descCacheHits2        = desc("vdiskd_vdisk_cluster_cache_hits_total", "Reads that loaded no sstable block from disk.", diskLabels...)
+	descCacheMisses2      = desc("vdiskd_vdisk_cluster_cache_misses_total", "Reads that loaded an sstable block from disk.", diskLabels...)
+
 	descPoolInfo   = desc("vdiskd_vpool_info", "A vPool's name (always 1).", "vpool", "name")
 	descPoolSize   = desc("vdiskd_vpool_size_bytes", "A vPool's configured size (the filesystem's when unset).", "vpool")
 	descPoolStored = desc("vdiskd_vpool_stored_data_bytes", "Bytes of data stored for a vPool's volumes.", "vpool")
@@ -41,7 +50,8 @@ var (
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDiskInfo, descReadOps, descReadBytes, descWriteOps, descWriteBytes,
-		descVirtual, descPhysical, descPoolInfo, descPoolSize, descPoolStored, descCompactions, descFlushes,
+		descVirtual, descPhysical, descBackendReads, descBackendReadBytes, descBackendWrites, descBackendWriteBytes,
+		descIndexHits, descIndexMisses, descCacheHits2, descCacheMisses2, descPoolInfo, descPoolSize, descPoolStored, descCompactions, descFlushes,
 		descWriteAmp, descReadAmp, descL0Files, descL0Sublevels, descCacheHits, descCacheMisses, descCacheSize,
 		descWALWritten, descDiskUsage, descMemtableSize} {
 		ch <- d
@@ -57,7 +67,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.Disks != nil {
 		for _, d := range c.src.Disks() {
-			s := c.src.Counters.Sample(d.ID)
+			s := d.Sample
 			gauge(descDiskInfo, 1, d.Pool, d.ID, d.Name)
 			counter(descReadOps, float64(s.ReadOps), d.Pool, d.ID)
 			counter(descReadBytes, float64(s.ReadBytes), d.Pool, d.ID)
@@ -65,6 +75,14 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descWriteBytes, float64(s.WriteBytes), d.Pool, d.ID)
 			gauge(descVirtual, float64(d.VirtualSize), d.Pool, d.ID)
 			gauge(descPhysical, float64(d.PhysicalUtilisation), d.Pool, d.ID)
+			counter(descBackendReads, float64(s.BackendReads), d.Pool, d.ID)
+			counter(descBackendReadBytes, float64(s.BackendReadBytes), d.Pool, d.ID)
+			counter(descBackendWrites, float64(s.BackendWrites), d.Pool, d.ID)
+			counter(descBackendWriteBytes, float64(s.BackendWriteBytes), d.Pool, d.ID)
+			counter(descIndexHits, float64(s.IndexHits), d.Pool, d.ID)
+			counter(descIndexMisses, float64(s.IndexMisses), d.Pool, d.ID)
+			counter(descCacheHits2, float64(s.CacheHits), d.Pool, d.ID)
+			counter(descCacheMisses2, float64(s.CacheMisses), d.Pool, d.ID)
 		}
 	}
 	if c.src.Pools != nil {

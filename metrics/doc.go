@@ -16,7 +16,22 @@
 //   - sco_cache_hits, sco_cache_misses: always 0. OVS's SCO cache is a
 //     local cache of backend objects; vdiskd's backend is local and has
 //     none, and reporting pebble's memtable as one would be invented.
+//   - backend_read_operations, backend_data_read: pebble iterators the
+//     vDisk's I/O opened (one per snapshot or clone layer a read visits;
+//     read-modify-writes and allocation queries included) and the value
+//     bytes they returned (4096 per data block, 0-1 per marker).
+//   - backend_write_operations, backend_data_written: pebble batches
+//     committed for the vDisk and their encoded bytes (keys, values,
+//     changed-block markers): the store's write amplification per vDisk
+//     before pebble's own.
+//   - metadata_store_hits, metadata_store_misses: 4 KiB blocks a READ (or
+//     CACHE) looked up in the block index and found a version of, or found
+//     in no layer (never written: a read of a hole).
+//   - cluster_cache_hits, cluster_cache_misses: READs (or CACHEs) that
+//     loaded no sstable block from disk (memtables and pebble's block cache
+//     answered), or that loaded at least one. From pebble's iterator
+//     statistics, which do not see blob-file value fetches.
 //
-// The backend, cluster-cache and metadata-store keys are 0 until the block
-// store reports them (next step of the metrics work).
+// Every counter starts at 0 with the process; a rate never goes negative
+// across a restart.
 package metrics

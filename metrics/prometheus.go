@@ -17,6 +17,7 @@ type DiskInfo struct {
 	ID, Pool, Name      string
 	VirtualSize         uint64
 	PhysicalUtilisation uint64
+	Sample              Sample // client and block-store counters
 }
 
 // PoolInfo is what it reports of a vPool.
@@ -27,10 +28,9 @@ type PoolInfo struct {
 
 // Sources are where a scrape reads from; each is called once per scrape.
 type Sources struct {
-	Counters *Registry
-	Disks    func() []DiskInfo
-	Pools    func() []PoolInfo
-	Pebble   func() *pebble.Metrics // nil answer: the store is closed
+	Disks  func() []DiskInfo
+	Pools  func() []PoolInfo
+	Pebble func() *pebble.Metrics // nil answer: the store is closed
 }
 
 // Exposition is the Prometheus registry behind GET /metrics: vDisk and

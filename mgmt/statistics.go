@@ -9,7 +9,7 @@ import (
 // vdiskStatistics is a vDisk's OVS statistics object.
 func (s *Server) vdiskStatistics(id string) api.Statistics {
 	return s.rates.Statistics("vdisk:"+id, func() map[string]float64 {
-		return s.opts.Counters.Sample(id).OVS()
+		return s.sampleOf(id).OVS()
 	})
 }
 
@@ -21,11 +21,24 @@ func (s *Server) vpoolStatistics(pool string, vols []blockstore.VolumeInfo) api.
 		var sum metrics.Sample
 		for _, v := range vols {
 			if v.Pool == pool {
-				sum = sum.Add(s.opts.Counters.Sample(v.ID))
+				sum = sum.Add(s.sampleOf(v.ID))
 			}
 		}
 		return sum.OVS()
 	})
+}
+
+// sampleOf reads a vDisk's counters: the client's, counted by the NBD
+// exports, and the block store's.
+func (s *Server) sampleOf(id string) metrics.Sample {
+	sm := s.opts.Counters.Sample(id)
+	if io, err := s.store.IOStats(id); err == nil {
+		sm.BackendReads, sm.BackendReadBytes = io.BackendReads, io.BackendReadBytes
+		sm.BackendWrites, sm.BackendWriteBytes = io.BackendWrites, io.BackendWriteBytes
+		sm.IndexHits, sm.IndexMisses = io.IndexHits, io.IndexMisses
+		sm.CacheHits, sm.CacheMisses = io.CacheHits, io.CacheMisses
+	}
+	return sm
 }
 
 // forgetCounters drops a destroyed vDisk's counters and rate history, so
@@ -47,7 +60,7 @@ func (s *Server) MetricSources() (disks func() []metrics.DiskInfo, pools func() 
 			}
 			phys, _ := s.store.PhysicalUtilisation(v.ID)
 			out = append(out, metrics.DiskInfo{ID: v.ID, Pool: v.Pool, Name: a.NameLabel,
-				VirtualSize: v.Size, PhysicalUtilisation: phys})
+				VirtualSize: v.Size, PhysicalUtilisation: phys, Sample: s.sampleOf(v.ID)})
 		}
 		return out
 	}

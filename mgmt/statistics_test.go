@@ -40,7 +40,7 @@ func TestStatisticsCountClientIO(t *testing.T) {
 		}
 	}
 
-	buf := make([]byte, 12345)
+	buf := pattern(7, 12345)
 	for i := 0; i < 3; i++ {
 		if err := xa.WriteAt(buf, uint64(i)*65536, false); err != nil {
 			t.Fatal(err)
@@ -67,6 +67,14 @@ func TestStatisticsCountClientIO(t *testing.T) {
 		if st[k] != v {
 			t.Errorf("vdisk a %s = %g, want %g", k, st[k], v)
 		}
+	}
+	// The block store's side: one batch per write or zero, the one block
+	// read found in the index, one cache verdict for the one read.
+	if st["backend_write_operations"] != 4 || st["backend_data_written"] < 3*12345 ||
+		st["metadata_store_hits"] != 1 || st["metadata_store_misses"] != 0 ||
+		st["cluster_cache_hits"]+st["cluster_cache_misses"] != 1 || st["backend_read_operations"] < 1 ||
+		st["cache_hits"] != st["cluster_cache_hits"] || st["sco_cache_hits"] != 0 {
+		t.Errorf("block-store keys: %v", st)
 	}
 	if st["data_written_ps"] != 3*12345/5.0 || st["operations_ps"] != 4/5.0 {
 		t.Errorf("rates after 5 s: data_written_ps %g, operations_ps %g", st["data_written_ps"], st["operations_ps"])

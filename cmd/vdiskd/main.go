@@ -172,7 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	disks, pools := api.MetricSources()
-	expo = metrics.NewExposition(metrics.Sources{Counters: counters, Disks: disks, Pools: pools, Pebble: store.Metrics})
+	expo = metrics.NewExposition(metrics.Sources{Disks: disks, Pools: pools, Pebble: store.Metrics})
 	var nbdSrv *nbd.Server
 	nbdServed := make(chan error, 1)
 	if nbdLn != nil {
