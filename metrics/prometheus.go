@@ -74,7 +74,7 @@ func newNBDMetrics(reg *prometheus.Registry) *NBDMetrics {
 	m := &NBDMetrics{
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vdiskd_nbd_connections",
 			Help: "NBD client connections open now."}),
-		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "vdiskd_nbd_connections_total",
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "vdiskd_nbd_connections_accepted_total",
 			Help: "NBD client connections accepted."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vdiskd_nbd_request_errors_total",
 			Help: "NBD requests answered with an error, by command and NBD errno."}, []string{"command", "errno"}),

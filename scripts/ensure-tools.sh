@@ -10,7 +10,7 @@ declare -A tools=(
   [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=libnbd-bin
   [nbdkit]=nbdkit
   [fio]=fio
-  [promtool]=prometheus
+  [promtool]=prometheus [prometheus]=prometheus
 )
 # python modules nbdsh needs, checked with the system python
 python_pkgs=(python3-libnbd)
