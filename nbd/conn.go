@@ -46,6 +46,7 @@ type conn struct {
 	budget   budget
 	inflight sync.WaitGroup
 	replies  chan *reply
+	work     chan *request // idle workers wait here; see dispatch
 
 	phaseMu      sync.Mutex
 	transmitting bool

@@ -29,6 +29,7 @@ type request struct {
 func (c *conn) transmit(log *slog.Logger) {
 	c.budget.init(c.s.opts.MaxInFlight, c.s.opts.MaxInFlightBytes)
 	c.replies = make(chan *reply, c.s.opts.MaxInFlight)
+	c.work = make(chan *request)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -45,6 +46,7 @@ func (c *conn) transmit(log *slog.Logger) {
 		}
 	}
 	c.inflight.Wait()
+	close(c.work)
 	close(c.replies)
 	<-writerDone
 }
@@ -110,7 +112,30 @@ func (c *conn) readRequests() error {
 			continue
 		}
 		c.inflight.Add(1)
-		go c.handle(r)
+		c.dispatch(r)
+	}
+}
+
+// dispatch hands r to an idle worker, or starts one. Workers live as long
+// as the connection, so their stacks, grown once through the store's deep
+// call chains, are reused; a goroutine per request paid for that growth on
+// every request (a fifth of the CPU of 4 KiB reads). There are never more
+// workers than the budget's request limit.
+func (c *conn) dispatch(r *request) {
+	select {
+	case c.work <- r:
+	default:
+		go c.worker(r)
+	}
+}
+
+func (c *conn) worker(r *request) {
+	for {
+		c.handle(r)
+		var ok bool
+		if r, ok = <-c.work; !ok {
+			return
+		}
 	}
 }
 

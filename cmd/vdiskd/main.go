@@ -40,6 +40,7 @@ type config struct {
 	dataDir, nbdAddr, httpAddr string
 	tlsCert, tlsKey            string
 	nbdAuth, zone, logLevel    string
+	pprofAddr                  string
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, int) {
@@ -61,6 +62,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.nbdAuth, "nbd-auth", "token", "NBD export auth: token (/<uuid>?session_id=<token>) or none")
 	str(&c.zone, "zone", "local", "this daemon's zone name")
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -80,8 +82,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 
 // check refuses bad values before anything starts.
 func (c *config) check() string {
-	for _, a := range []struct{ name, addr string }{{"--nbd-addr", c.nbdAddr}, {"--http-addr", c.httpAddr}} {
-		if a.name == "--nbd-addr" && a.addr == "off" {
+	for _, a := range []struct{ name, addr string }{{"--nbd-addr", c.nbdAddr}, {"--http-addr", c.httpAddr},
+		{"--pprof-addr", c.pprofAddr}} {
+		if a.name != "--http-addr" && a.addr == "off" {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(a.addr); err != nil {
@@ -201,6 +204,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
+	if c.pprofAddr != "off" {
+		stopProfiler, err := serveProfiler(c.pprofAddr, log)
+		if err != nil {
+			log.Error("cannot listen for the profiler", "addr", c.pprofAddr, "err", err)
+			return 1
+		}
+		defer stopProfiler()
+	}
 	nbdURL := "off"
 	if nbdLn != nil {
 		nbdURL = "nbd://" + nbdLn.Addr().String()

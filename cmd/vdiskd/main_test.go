@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,9 +51,25 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	var out syncBuffer
 	done := make(chan int)
 	go func() {
-		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out)
+		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
+			"--pprof-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out)
 	}()
 	waitFor(t, &out, "vdiskd ready")
+
+	// The profiler answers on its own address only.
+	m := regexp.MustCompile(`msg="profiler listening" addr=(\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no profiler address in the log:\n%s", out.String())
+	}
+	resp, err := http.Get(m[1] + "goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile") {
+		t.Fatalf("profiler: HTTP %d %.200q", resp.StatusCode, body)
+	}
 
 	// A second daemon on the same directory fails clearly.
 	var out2 syncBuffer
@@ -83,6 +102,7 @@ func TestRunRejectsBadArguments(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--http-addr", "nonsense"}, {"--nbd-addr", "1.2.3.4"}, {"--nbd-auth", "maybe"},
 		{"--tls-cert", "a.pem"}, {"--zone", "a b"}, {"--log-level", "loud"},
+		{"--pprof-addr", "6060"},
 	} {
 		var out syncBuffer
 		if code := run(context.Background(), bad, func(string) string { return "" }, &out); code != 2 || out.String() == "" {
