@@ -8,7 +8,14 @@ FUZZTIME ?= 10s
 # Fuzz targets, as package:Target.
 FUZZ     := ./cbt:FuzzDecode ./mgmt:FuzzCalls ./nbd:FuzzHandshake ./nbd:FuzzRequests
 BENCH    ?= .
-BENCHTIME ?= 2s
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 3
+# Packages with Go benchmarks (grep -l 'func Benchmark').
+BENCHPKGS ?= ./blockstore ./metrics
+# E2E=0 skips the end-to-end harness; E2E_ARGS are its flags (go run ./bench/e2e -h),
+# e.g. make bench BENCHCOUNT=1 E2E_ARGS='--runtime 3s --size 512M'.
+E2E      ?= 1
+E2E_ARGS ?=
 
 .PHONY: all build run test tools lint vet fmt-check unit race fuzz bench clean
 
@@ -50,9 +57,16 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
-## bench: the block-store benchmarks with their bare-pebble baselines.
+## bench: the Go benchmarks (block store beside bare pebble; medians of BENCHCOUNT runs), then the
+## end-to-end harness: vdiskd over NBD with fio beside nbdkit and qemu-nbd (bench/e2e; about 12 minutes).
+## Raw go test output: bench/latest.txt; both tables: stdout and bench/e2e/latest.md.
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m ./blockstore | tee bench/latest.txt
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKGS) | tee bench/latest.txt
+ifeq ($(E2E),0)
+	$(GO) run ./bench/e2e benchsum bench/latest.txt
+else
+	$(GO) run ./bench/e2e --gobench bench/latest.txt --out bench/e2e/latest.md $(E2E_ARGS)
+endif
 
 clean:
 	rm -rf bin
