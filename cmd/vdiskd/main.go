@@ -113,6 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if c == nil {
 		return code
 	}
+	limitGoMemory()
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.logLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
