@@ -326,7 +326,15 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	unlock := lin.lockStripes(first, last, partialFirst, partialLast)
 	defer unlock()
 
-	w := writer{d: d, lin: lin, b: d.s.db.NewBatch(), gen: lin.rec.Head, c0: first >> 4, c1: (last >> 4) + 1}
+	// Size a data batch up front: grown by doubling, a 1 MiB write copied
+	// its data four times over (a sixth of sequential-write CPU).
+	var b *pebble.Batch
+	if p != nil {
+		b = d.s.db.NewBatchWithSize(int((last-first+1)*(BlockSize+dataKeyLen+16) + 64))
+	} else {
+		b = d.s.db.NewBatch()
+	}
+	w := writer{d: d, lin: lin, b: b, gen: lin.rec.Head, c0: first >> 4, c1: (last >> 4) + 1}
 	defer func() {
 		if w.b != nil {
 			w.b.Close()
