@@ -23,7 +23,9 @@ type Options struct {
 
 	// CacheSize is pebble's block cache in bytes (default 256 MiB).
 	CacheSize int64
-	// MemTableSize is one pebble memtable in bytes (default 64 MiB).
+	// MemTableSize is one pebble memtable in bytes (default 32 MiB: with up
+	// to four queued during a sequential burst, 64 MiB ones took the daemon
+	// past 512 MiB RSS; see bench/RESULTS.md).
 	MemTableSize uint64
 	// ValueSeparation stores 4 KiB block values in blob files (WiscKey)
 	// so compactions move keys, not data. On by default; see bench/RESULTS.md.
@@ -46,7 +48,7 @@ func (o *Options) fill() {
 		o.CacheSize = 256 << 20
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 64 << 20
+		o.MemTableSize = 32 << 20
 	}
 	if o.ValueSeparation == nil {
 		on := true
