@@ -3,6 +3,7 @@ package cbt
 import (
 	"encoding/base64"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/RoaringBitmap/roaring/v2"
@@ -23,17 +24,30 @@ func Encode(changed *roaring.Bitmap, size uint64) string {
 	return base64.StdEncoding.EncodeToString(Raw(changed, size))
 }
 
-// Raw is Encode without the base64 step.
+// Raw is Encode without the base64 step. It goes through the bitmap's dense
+// 64-bit words rather than bit by bit: a nearly full interval of a 2 GiB disk
+// took 150 µs bit by bit, most of a list_changed_blocks call.
 func Raw(changed *roaring.Bitmap, size uint64) []byte {
 	out := make([]byte, EncodedLen(size))
 	limit := Blocks(size)
-	it := changed.Iterator()
-	for it.HasNext() {
-		i := uint64(it.Next())
-		if i >= limit {
-			break
+	if changed.IsEmpty() || limit == 0 {
+		return out
+	}
+	if uint64(changed.Maximum()) >= limit {
+		changed = changed.Clone()
+		changed.RemoveRange(limit, uint64(1)<<32)
+	}
+	words := make([]uint64, changed.DenseSize())
+	changed.WriteDenseTo(words)
+	// Word w holds blocks 64w.. least significant bit first; XenAPI wants
+	// each byte most significant bit first.
+	for w, x := range words {
+		for k := 0; x != 0; k++ {
+			if i := w*8 + k; byte(x) != 0 && i < len(out) {
+				out[i] = bits.Reverse8(byte(x))
+			}
+			x >>= 8
 		}
-		out[i>>3] |= 0x80 >> (i & 7)
 	}
 	return out
 }

@@ -70,6 +70,47 @@ func TestDecodeRoundTrip(t *testing.T) {
 	}
 }
 
+// Raw reads the bitmap word by word; check it against the definition, bit
+// by bit, on every container kind roaring picks (arrays, dense bitmaps,
+// runs), across 64 Ki-block container edges and with bits past the end.
+func TestRawMatchesBitByBit(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for i := 0; i < 300; i++ {
+		size := uint64(rng.Intn(3<<16)) * BlockSize / uint64(1+rng.Intn(3))
+		n := Blocks(size) + uint64(rng.Intn(100))
+		bm := roaring.New()
+		if n > 0 {
+			switch rng.Intn(3) {
+			case 0: // sparse
+				for j := 0; j < rng.Intn(200); j++ {
+					bm.Add(uint32(rng.Int63n(int64(n))))
+				}
+			case 1: // dense
+				for j := uint64(0); j < n; j++ {
+					if rng.Intn(3) > 0 {
+						bm.Add(uint32(j))
+					}
+				}
+			case 2: // runs
+				for j := 0; j < rng.Intn(20); j++ {
+					lo := uint64(rng.Int63n(int64(n)))
+					bm.AddRange(lo, min(n, lo+uint64(rng.Intn(70000))))
+				}
+				bm.RunOptimize()
+			}
+		}
+		want := make([]byte, EncodedLen(size))
+		for _, b := range bm.ToArray() {
+			if uint64(b) < Blocks(size) {
+				want[b>>3] |= 0x80 >> (b & 7)
+			}
+		}
+		if got := Raw(bm, size); string(got) != string(want) {
+			t.Fatalf("size %d, %d blocks set: Raw differs from the bit-by-bit bitmap", size, bm.GetCardinality())
+		}
+	}
+}
+
 func TestDecodeRefusesBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
