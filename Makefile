@@ -60,7 +60,7 @@ fuzz:
 ## bench: the Go benchmarks (block store beside bare pebble; medians of BENCHCOUNT runs), then the
 ## end-to-end harness: vdiskd over NBD with fio beside nbdkit and qemu-nbd (bench/e2e; about 12 minutes).
 ## Raw go test output: bench/latest.txt; both tables: stdout and bench/e2e/latest.md.
-bench:
+bench: tools
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKGS) | tee bench/latest.txt
 ifeq ($(E2E),0)
 	$(GO) run ./bench/e2e benchsum bench/latest.txt

@@ -128,19 +128,20 @@ type harness struct {
 	rss                *rssSampler
 	t0                 time.Time
 
-	env       []string // machine and tool lines for the report
-	notes     []string
-	gobench   string
-	io        map[string]map[string]ioOutcome
-	snap      snapOutcome
-	chain     chainOutcome
-	wamp      wampOutcome
-	rssPeak   int64
-	rssHWM    int64
-	prefillBW float64
-	failures  []string
-	duration  time.Duration
-	clientIO  int64 // bytes the harness wrote to vdiskd (prefill and fio)
+	env          []string // machine and tool lines for the report
+	notes        []string
+	gobench      string
+	io           map[string]map[string]ioOutcome
+	snap         snapOutcome
+	chain        chainOutcome
+	wamp         wampOutcome
+	rssPeak      int64
+	rssPeakPhase string
+	rssHWM       int64
+	prefillBW    float64
+	failures     []string
+	duration     time.Duration
+	clientIO     int64 // bytes the harness wrote to vdiskd (prefill and fio)
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -283,6 +284,7 @@ func (h *harness) setup(ctx context.Context) error {
 		return err
 	}
 	h.logf("prefilling vdiskd VDI %s from the raw file (nbdcopy --flush)", v.UUID)
+	h.rss.during("prefill (nbdcopy)")
 	t := time.Now()
 	if err := nbdcopy(ctx, raw, h.vd.uri); err != nil {
 		return err
@@ -434,6 +436,7 @@ func (h *harness) ioPhase(ctx context.Context) error {
 		for _, s := range h.servers {
 			i++
 			t := time.Now()
+			h.rss.during(w.title + " (fio on " + s.name + ")")
 			r, err := runFio(ctx, h.work, fioJob{Name: w.key + "-" + s.name, URI: s.uri, Args: w.args(h.cfg)})
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -478,20 +481,25 @@ func (h *harness) randWrite(ctx context.Context, name, uri string, n int64) erro
 // snapshotPhase times snapshot and list_changed_blocks over REST after an
 // interval of 1x and of 8x the data (random 4 KiB writes on the main VDI),
 // alternating the two sizes for --snap-rounds rounds. The snapshot call is
-// timed once (it ends the interval); list_changed_blocks between the
-// interval's two snapshots is read-only, so it is timed as the median of 5
-// calls.
+// timed once, as it ends the interval. list_changed_blocks between each
+// interval's two snapshots is read-only, so it is timed afterwards, once
+// pebble has stopped flushing and compacting what the intervals wrote (timed
+// right after 8x the data, it measured the compactions sharing the two
+// cores), as the median of 5 calls, intervals alternating.
 func (h *harness) snapshotPhase(ctx context.Context) error {
 	c := h.cfg
 	h.snap.ran = true
+	h.rss.during("snapshot and list_changed_blocks")
 	uuid := h.mainVDI.UUID
 	prev, err := h.api.snapshot(ctx, uuid)
 	if err != nil {
 		return err
 	}
-	if h.snap.restFloor, err = timeCall(5, func() error { _, err := h.api.getVDI(ctx, uuid); return err }); err != nil {
-		return err
+	type interval struct {
+		from, to string
+		mult     int
 	}
+	var intervals []interval
 	for r := 0; r < c.snapRounds; r++ {
 		for _, mult := range []int{1, c.snapMult} {
 			n := c.snapData * int64(mult)
@@ -504,53 +512,46 @@ func (h *harness) snapshotPhase(ctx context.Context) error {
 				return err
 			}
 			took := time.Since(t)
-			var cb changedBlocks
-			lcb, err := timeCall(5, func() error {
-				var err error
-				cb, err = h.api.listChangedBlocks(ctx, prev.UUID, s.UUID)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			h.logf("after %s written: snapshot %s, list_changed_blocks %s (%d blocks of 64 KiB changed)",
-				fmtBytes(n), fmtLat(took), fmtLat(lcb), cb.ChangedBlocks)
+			h.logf("after %s written: snapshot %s", fmtBytes(n), fmtLat(took))
 			if mult == 1 {
 				h.snap.snap1 = append(h.snap.snap1, float64(took))
-				h.snap.lcb1 = append(h.snap.lcb1, float64(lcb))
-				h.snap.changed1 = append(h.snap.changed1, float64(cb.ChangedBlocks))
 			} else {
 				h.snap.snapN = append(h.snap.snapN, float64(took))
-				h.snap.lcbN = append(h.snap.lcbN, float64(lcb))
-				h.snap.changedN = append(h.snap.changedN, float64(cb.ChangedBlocks))
 			}
+			intervals = append(intervals, interval{prev.UUID, s.UUID, mult})
 			prev = s
+		}
+	}
+	h.quiesce(ctx)
+	if h.snap.restFloor, err = timeCall(5, func() error { _, err := h.api.getVDI(ctx, uuid); return err }); err != nil {
+		return err
+	}
+	for _, iv := range intervals {
+		var cb changedBlocks
+		lcb, err := timeCall(5, func() error {
+			var err error
+			cb, err = h.api.listChangedBlocks(ctx, iv.from, iv.to)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		h.logf("list_changed_blocks over the %dx interval: %s (%d blocks of 64 KiB changed)", iv.mult, fmtLat(lcb), cb.ChangedBlocks)
+		if iv.mult == 1 {
+			h.snap.lcb1 = append(h.snap.lcb1, float64(lcb))
+			h.snap.changed1 = append(h.snap.changed1, float64(cb.ChangedBlocks))
+		} else {
+			h.snap.lcbN = append(h.snap.lcbN, float64(lcb))
+			h.snap.changedN = append(h.snap.changedN, float64(cb.ChangedBlocks))
 		}
 	}
 	return nil
 }
 
-// chainPhase compares 4 KiB random reads through a deep snapshot chain
-// with the same reads from a VDI that has no snapshot at all.
-//
-// The chain VDI is filled sequentially (every block has a version at
-// generation 0), then --chain-depth times: snapshot, then --chain-write
-// bytes of random 4 KiB writes at fresh offsets. Its live top thus sits on
-// 16 snapshots, and its blocks' newest versions are spread over 17
-// generations, each rewritten block keeping its older versions for the
-// snapshots. The depth-0 twin is a fresh VDI that nbdcopy fills from the
-// chain's top: the same bytes at the same offsets, one version per block.
-// The read path must find the newest version at or below the reader's
-// generation; the test checks that older versions and snapshots around it
-// do not slow that down (SPEC: >= 0.8x of depth 0). The oldest snapshot is
-// read too, for contrast: its reads of rewritten blocks skip every newer
-// version.
-//
-// The three targets are read in turn, --chain-passes times, with fio
-// randread 4 KiB QD32 for --runtime each; medians are reported.
 func (h *harness) chainPhase(ctx context.Context) error {
 	c := h.cfg
 	h.chain.ran = true
+	h.rss.during("snapshot chain")
 	chain, err := h.api.createVDI(ctx, "e2e-chain", c.chainSize)
 	if err != nil {
 		return err
@@ -668,6 +669,9 @@ func (h *harness) finalSamples(ctx context.Context) {
 		h.rssHWM = v
 	}
 	h.rssPeak = h.rss.Stop()
+	if ph := h.rss.PeakPhase(); ph != "" {
+		h.rssPeakPhase = "peak during " + ph
+	}
 	h.env = append(h.env, "load average at the end "+loadAvg()+" (the harness itself keeps about 2 busy; more means other work shared the machine)")
 	w := &h.wamp
 	if io1, err := readProcIO(pid); err == nil {

@@ -213,11 +213,29 @@ func parseProcIO(b []byte) (procIO, error) {
 	return p, nil
 }
 
-// rssSampler polls VmRSS until stopped and keeps the largest value.
+// rssSampler polls VmRSS until stopped and keeps the largest value and
+// the phase the harness was in when it was seen.
 type rssSampler struct {
-	peak atomic.Int64
-	stop chan struct{}
-	done chan struct{}
+	peak      atomic.Int64
+	phase     atomic.Pointer[string] // set by the harness as it goes
+	peakPhase atomic.Pointer[string]
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// during labels the samples that follow (the peak reports its phase).
+func (s *rssSampler) during(phase string) {
+	if s != nil {
+		s.phase.Store(&phase)
+	}
+}
+
+// PeakPhase is the phase of the largest sample ("" when unlabelled).
+func (s *rssSampler) PeakPhase() string {
+	if p := s.peakPhase.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func sampleRSS(pid int, every time.Duration) *rssSampler {
@@ -229,6 +247,7 @@ func sampleRSS(pid int, every time.Duration) *rssSampler {
 		for {
 			if v, err := procStatus(pid, "VmRSS"); err == nil && v > s.peak.Load() {
 				s.peak.Store(v)
+				s.peakPhase.Store(s.phase.Load())
 			}
 			select {
 			case <-s.stop:

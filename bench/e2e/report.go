@@ -173,7 +173,7 @@ func (h *harness) extrasTable() string {
 		if max(h.rssHWM, h.rssPeak) >= 512*mib {
 			verdict = "**not met**"
 		}
-		t.add("RSS peak (VmHWM; polled VmRSS max)", fmt.Sprintf("%s; %s", fmtMiB(h.rssHWM), fmtMiB(h.rssPeak)), "", "", "< 512 MiB: "+verdict)
+		t.add("RSS peak (VmHWM; polled VmRSS max)", fmt.Sprintf("%s; %s", fmtMiB(h.rssHWM), fmtMiB(h.rssPeak)), h.rssPeakPhase, "", "< 512 MiB: "+verdict)
 	}
 	if w := h.wamp; w.ran {
 		client := w.client
