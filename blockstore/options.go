@@ -21,7 +21,10 @@ type Options struct {
 	// Now is the clock for volume creation times; nil means time.Now.
 	Now func() time.Time
 
-	// CacheSize is pebble's block cache in bytes (default 256 MiB).
+	// CacheSize is pebble's block cache in bytes (default 192 MiB: with 256
+	// the daemon peaked at 567 MiB RSS reading a 16-deep chain, with 192 at
+	// 443, inside the 512 MiB target; 4 KiB random reads of a 2 GiB disk
+	// miss either way).
 	CacheSize int64
 	// MemTableSize is one pebble memtable in bytes (default 32 MiB: with up
 	// to four queued during a sequential burst, 64 MiB ones took the daemon
@@ -45,7 +48,7 @@ func (o *Options) fill() {
 		o.Now = time.Now
 	}
 	if o.CacheSize == 0 {
-		o.CacheSize = 256 << 20
+		o.CacheSize = 192 << 20
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 32 << 20
