@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/vdiskd/vdiskd/internal/bytesize"
 )
 
 // bindFlag defines flag name on fs, writing straight into field (an
@@ -69,7 +71,7 @@ type sizeValue int64
 func (v *sizeValue) String() string { return strconv.FormatInt(int64(*v), 10) }
 func (v *sizeValue) Type() string   { return "size" }
 func (v *sizeValue) Set(s string) error {
-	n, err := parseSize(s)
+	n, err := bytesize.Parse(s)
 	if err != nil {
 		return err
 	}

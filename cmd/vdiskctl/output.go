@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/bytesize"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -259,7 +260,7 @@ func cell(v any) string {
 func bytesCell(v any) string {
 	if n, ok := v.(json.Number); ok {
 		if i, err := n.Int64(); err == nil {
-			return formatSize(i)
+			return bytesize.Format(i)
 		}
 	}
 	return cell(v)

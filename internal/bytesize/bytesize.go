@@ -1,4 +1,6 @@
-package main
+// Package bytesize reads and writes byte counts with binary units, as the
+// CLI and the daemon's flags take them ("10G", "1.5GiB", "256M").
+package bytesize
 
 import (
 	"fmt"
@@ -7,7 +9,7 @@ import (
 	"strings"
 )
 
-// sizeUnits are the suffixes parseSize accepts, each a power of 1024.
+// sizeUnits are the suffixes Parse accepts, each a power of 1024.
 var sizeUnits = map[string]int64{
 	"": 1, "b": 1,
 	"k": 1 << 10, "kib": 1 << 10,
@@ -17,10 +19,10 @@ var sizeUnits = map[string]int64{
 	"p": 1 << 50, "pib": 1 << 50,
 }
 
-// parseSize reads a byte count: a plain integer, or a number with a suffix
+// Parse reads a byte count: a plain integer, or a number with a suffix
 // K, M, G, T, P (or KiB ... PiB, any case), powers of 1024: "10G",
 // "1.5GiB". A fractional size must come to whole bytes.
-func parseSize(s string) (int64, error) {
+func Parse(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return n, nil
@@ -48,8 +50,8 @@ func parseSize(s string) (int64, error) {
 	return r.Num().Int64(), nil
 }
 
-// formatSize writes a byte count for people: "512 B", "10 GiB", "1.5 GiB".
-func formatSize(n int64) string {
+// Format writes a byte count for people: "512 B", "10 GiB", "1.5 GiB".
+func Format(n int64) string {
 	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 	if n < 1024 && n > -1024 {
 		return fmt.Sprintf("%d B", n)
