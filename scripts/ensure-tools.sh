@@ -7,7 +7,7 @@ set -euo pipefail
 # command -> Debian package
 declare -A tools=(
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [qemu-nbd]=qemu-utils
-  [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=libnbd-bin
+  [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=python3-libnbd
   [nbdkit]=nbdkit
   [fio]=fio
   [promtool]=prometheus [prometheus]=prometheus
@@ -19,7 +19,8 @@ missing=()
 for cmd in "${!tools[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${tools[$cmd]}")
 done
-if ! /usr/bin/python3 -c 'import nbd' >/dev/null 2>&1; then
+# -I: not the working directory, whose nbd/ (our Go package) would pass
+if ! /usr/bin/python3 -I -c 'import nbd' >/dev/null 2>&1; then
   missing+=("${python_pkgs[@]}")
 fi
 if [ ${#missing[@]} -eq 0 ]; then
