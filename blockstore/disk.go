@@ -317,6 +317,11 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	if n == 0 {
 		return nil
 	}
+	if p != nil { // trims and zeroes free space or take next to none
+		if err := d.s.space.admit(op, d.id, n); err != nil {
+			return err
+		}
+	}
 	lin := d.v.lin
 	lin.mu.RLock()
 	defer lin.mu.RUnlock()

@@ -67,7 +67,8 @@ func (e *env) options() Options {
 		CacheSize:       16 << 20,
 		MemTableSize:    4 << 20,
 		ValueSeparation: &vs,
-		GCInterval:      -1, // tests run the collector explicitly
+		GCInterval:      -1,      // tests run the collector explicitly
+		MinFreeSpace:    1 << 20, // whatever the machine's disk has left
 	}
 }
 

@@ -93,6 +93,9 @@ func (s *Store) Create(req CreateRequest) (VolumeInfo, error) {
 	if s.volumes[req.ID] != nil {
 		return VolumeInfo{}, fmt.Errorf("blockstore: create %s: %w", req.ID, ErrExists)
 	}
+	if err := s.space.check("create", req.ID); err != nil {
+		return VolumeInfo{}, err
+	}
 	lin := newLineage(lineageRecord{ID: s.nextLineage, Head: 1, NextEpoch: 1}, nil)
 	vol := newVolume(volumeRecord{
 		ID: req.ID, Pool: req.Pool, Kind: KindLive, Lineage: lin.rec.ID, Size: size,
@@ -143,6 +146,10 @@ func (s *Store) Snapshot(reqs ...SnapshotRequest) ([]VolumeInfo, error) {
 		if src.rec.Kind == KindLive && !containsLineage(seal, src.lin) {
 			seal = append(seal, src.lin)
 		}
+	}
+	// A snapshot keeps the versions later writes replace.
+	if err := s.space.check("snapshot", reqs[0].Source); err != nil {
+		return nil, err
 	}
 	// Lock in ID order; writers hold at most one lineage lock at a time.
 	sort.Slice(seal, func(i, j int) bool { return seal[i].rec.ID < seal[j].rec.ID })
@@ -261,6 +268,9 @@ func (s *Store) Clone(req CloneRequest) (VolumeInfo, error) {
 	}
 	if s.volumes[req.ID] != nil {
 		return VolumeInfo{}, fmt.Errorf("blockstore: clone %s as %s: %w", req.Source, req.ID, ErrExists)
+	}
+	if err := s.space.check("clone", req.Source); err != nil {
+		return VolumeInfo{}, err
 	}
 	parent := src.lin
 	b := s.db.NewBatch()

@@ -18,6 +18,9 @@ type Options struct {
 	FS vfs.FS
 	// Logf receives the store's log lines; nil means the standard logger.
 	Logf func(format string, args ...any)
+	// Warnf receives what an operator must see (the file system filling
+	// up); nil means Logf.
+	Warnf func(format string, args ...any)
 	// Now is the clock for volume creation times; nil means time.Now.
 	Now func() time.Time
 
@@ -34,6 +37,15 @@ type Options struct {
 	// so compactions move keys, not data. On by default; see bench/RESULTS.md.
 	ValueSeparation *bool
 
+	// MinFreeSpace is the reserve: new data and growing metadata changes
+	// are refused (ENOSPC) while the store's file system has less free
+	// (default 256 MiB; see reserve.go).
+	MinFreeSpace uint64
+	// FreeSpace reports the bytes free for the store; nil means statfs of
+	// the store's directory when FS is nil (the real file system), and no
+	// reserve at all on any other FS. Tests inject it.
+	FreeSpace func() (uint64, error)
+
 	// GCInterval is how often the background collector looks for dead
 	// versions when nothing woke it (default 1s). Negative disables the
 	// background collector; CollectGarbage still works.
@@ -43,6 +55,9 @@ type Options struct {
 func (o *Options) fill() {
 	if o.Logf == nil {
 		o.Logf = log.Printf
+	}
+	if o.Warnf == nil {
+		o.Warnf = o.Logf
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -56,6 +71,9 @@ func (o *Options) fill() {
 	if o.ValueSeparation == nil {
 		on := true
 		o.ValueSeparation = &on
+	}
+	if o.MinFreeSpace == 0 {
+		o.MinFreeSpace = 256 << 20
 	}
 	if o.GCInterval == 0 {
 		o.GCInterval = time.Second

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // formatName identifies the key layout; Open refuses anything else.
@@ -37,20 +39,32 @@ type Store struct {
 	dataClosed bool
 
 	gc gcWorker
+
+	space *spaceGuard // nil: no reserve kept (in-memory file systems)
 }
 
 // Open opens (or creates) the store in dir. Pebble's lock file makes a
 // second Open of the same directory fail while the first is open.
 func Open(dir string, opts Options) (*Store, error) {
 	opts.fill()
+	free := opts.FreeSpace
+	if free == nil && opts.FS == nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
+		}
+		free = statfsFree(dir)
+	}
+	space := newSpaceGuard(free, opts.MinFreeSpace, opts.Now, opts.Warnf)
 	cache := pebble.NewCache(opts.CacheSize)
-	db, err := pebble.Open(dir, opts.pebbleOptions(cache))
+	po := opts.pebbleOptions(cache)
+	po.FS = vfs.OnDiskFull(po.FS, space.diskFull)
+	db, err := pebble.Open(dir, po)
 	cache.Unref() // the DB holds its own reference
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
 	s := &Store{
-		opts: opts, db: db,
+		opts: opts, db: db, space: space,
 		volumes: map[string]*volume{}, lineages: map[uint64]*lineage{},
 		nextLineage: 1,
 	}

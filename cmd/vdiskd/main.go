@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/blockstore"
+	"github.com/vdiskd/vdiskd/internal/bytesize"
 	"github.com/vdiskd/vdiskd/internal/datadir"
 	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt"
@@ -41,6 +42,8 @@ type config struct {
 	tlsCert, tlsKey            string
 	nbdAuth, zone, logLevel    string
 	pprofAddr                  string
+	minFreeSpace               string
+	minFree                    uint64 // minFreeSpace, parsed by check
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, int) {
@@ -63,6 +66,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.zone, "zone", "local", "this daemon's zone name")
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
+	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -104,6 +108,11 @@ func (c *config) check() string {
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
+	n, err := bytesize.Parse(c.minFreeSpace)
+	if err != nil || n <= 0 {
+		return fmt.Sprintf("--min-free-space %q: want a size above zero, such as 256M or 1G", c.minFreeSpace)
+	}
+	c.minFree = uint64(n)
 	return ""
 }
 
@@ -135,7 +144,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer dir.Close()
 	store, err := blockstore.Open(dir.Store(), blockstore.Options{
-		Logf: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+		MinFreeSpace: c.minFree,
+		Logf:         func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+		Warnf:        func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
 	})
 	if err != nil {
 		log.Error("cannot open the block store", "dir", dir.Store(), "err", err)
