@@ -5,6 +5,8 @@ GO       ?= go
 export GOFLAGS := -tags=pebblegozstd
 DATA_DIR ?= ./data
 FUZZTIME ?= 10s
+# make soak: each fuzz target's longer run.
+SOAK_FUZZTIME ?= 5m
 # Fuzz targets, as package:Target.
 FUZZ     := ./cbt:FuzzDecode ./mgmt:FuzzCalls ./nbd:FuzzHandshake ./nbd:FuzzRequests
 BENCH    ?= .
@@ -17,7 +19,7 @@ BENCHPKGS ?= ./blockstore ./metrics
 E2E      ?= 1
 E2E_ARGS ?=
 
-.PHONY: all build run test tools lint vet fmt-check unit race fuzz bench clean
+.PHONY: all build run test tools lint vet fmt-check unit race fuzz soak bench clean
 
 all: build
 
@@ -56,6 +58,12 @@ fuzz:
 		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+## soak: the long variants (VDISKD_SOAK=1): SIGKILL crash rounds, minutes of load on 1,000 VDIs
+## with leak checks, hostile clients; then each fuzz target for SOAK_FUZZTIME (about an hour in all).
+soak: tools
+	VDISKD_SOAK=1 $(GO) test -count=1 -timeout 120m -v ./cmd/vdiskd
+	$(MAKE) fuzz FUZZTIME=$(SOAK_FUZZTIME)
 
 ## bench: the Go benchmarks (block store beside bare pebble; medians of BENCHCOUNT runs), then the
 ## end-to-end harness: vdiskd over NBD with fio beside nbdkit and qemu-nbd (bench/e2e; about 12 minutes).
