@@ -143,6 +143,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	defer dir.Close()
+	if mode, open := dir.OpenToOthers(); open {
+		log.Warn("the data directory is open to other users: it holds every disk's contents and the users' password hashes; chmod 700 it",
+			"dir", dir.Path, "mode", fmt.Sprintf("%#o", mode))
+	}
 	store, err := blockstore.Open(dir.Store(), blockstore.Options{
 		MinFreeSpace: c.minFree,
 		Logf:         func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },

@@ -21,10 +21,12 @@ type Dir struct {
 	lock *os.File
 }
 
-// Open creates the directory if needed and takes its lock without waiting.
-// The lock is an flock, so it goes away with the process, even on SIGKILL.
+// Open creates the directory if needed, readable by its owner only (it
+// holds every VM's disk contents and the user database), and takes its
+// lock without waiting. The lock is an flock, so it goes away with the
+// process, even on SIGKILL.
 func Open(path string) (*Dir, error) {
-	if err := os.MkdirAll(path, 0o750); err != nil {
+	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir %s: %w", path, err)
 	}
 	name := filepath.Join(path, "vdiskd.lock")
@@ -44,6 +46,17 @@ func Open(path string) (*Dir, error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &Dir{Path: path, lock: f}, nil
+}
+
+// OpenToOthers reports the directory's mode when group or others may
+// enter or read it (an operator made it so, or an older vdiskd did), for
+// the daemon to warn about: it is not changed behind the operator's back.
+func (d *Dir) OpenToOthers() (os.FileMode, bool) {
+	st, err := os.Stat(d.Path)
+	if err != nil {
+		return 0, false
+	}
+	return st.Mode().Perm(), st.Mode().Perm()&0o077 != 0
 }
 
 // Store is where the block store keeps its pebble files.

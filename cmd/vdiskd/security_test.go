@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// Passwords and tokens, right or wrong, never reach the log or /metrics:
+// not from logins, not from Basic user:token calls, not from NBD export
+// names (which carry the token as session_id).
+func TestSecretsStayOutOfLogs(t *testing.T) {
+	requireTool(t, "nbdinfo")
+	d := startVdiskd(t)
+	const alicePW, wrongPW, bogusToken = "alice-secret-pw-4417", "wrong-password-9932", "bogus-token-77125"
+	d.MustCall(t, http.MethodPost, "/users", map[string]any{"username": "alice", "password": alicePW, "role": "vm-admin"}, nil)
+	alice := d.login(t, "alice", alicePW)
+	req, _ := http.NewRequest(http.MethodPost, d.API+"/token", nil)
+	req.SetBasicAuth("admin", wrongPW)
+	if st := d.do(t, req, nil); st != http.StatusUnauthorized {
+		t.Fatalf("login with a wrong password: HTTP %d", st)
+	}
+	req, _ = http.NewRequest(http.MethodGet, d.API+"/vdis", nil)
+	req.SetBasicAuth("alice", alice) // XenAPI-style user:token
+	if st := d.do(t, req, nil); st != http.StatusOK {
+		t.Fatalf("Basic alice:token: HTTP %d", st)
+	}
+	v := d.CreateVDI(t, "secret", 4<<20)
+	uri := d.URI(t, v.UUID)
+	runTool(t, "nbdinfo", uri)
+	bad := strings.Replace(uri, "session_id%3D", "session_id%3D"+bogusToken, 1)
+	if bad == uri {
+		bad = strings.Replace(uri, "session_id=", "session_id="+bogusToken, 1)
+	}
+	if rc, _ := clNbdinfoRC(bad); rc == 0 {
+		t.Fatalf("nbdinfo with a bogus token succeeded: %s", bad)
+	}
+	metrics := d.scrape(t).body
+	d.stop(t)
+
+	secrets := map[string]string{
+		"the admin password": testAdminPassword, "alice's password": alicePW, "a wrong password": wrongPW,
+		"the admin token": d.Token, "alice's token": alice, "a bogus token": bogusToken,
+	}
+	for what, s := range secrets {
+		if strings.Contains(d.Log(), s) {
+			t.Errorf("%s is in the log", what)
+		}
+		if strings.Contains(metrics, s) {
+			t.Errorf("%s is in /metrics", what)
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", d.Log())
+	}
+}
+
+// The first start with no VDISKD_ADMIN_PASSWORD writes a random one to a
+// 0600 file and logs where, not what; the data directory and every
+// directory in it are the owner's alone, and the files holding secrets
+// (the admin password, the user database) are 0600.
+func TestDataDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan int)
+	go func() {
+		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"},
+			func(string) string { return "" }, &out)
+	}()
+	waitFor(t, &out, "vdiskd ready")
+	api := regexp.MustCompile(`api=(\S+)`).FindStringSubmatch(out.String())
+	pw, err := os.ReadFile(filepath.Join(dir, "admin.password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	password := strings.TrimSpace(string(pw))
+	if len(password) < 16 {
+		t.Errorf("random admin password %d characters long", len(password))
+	}
+	// Use it, so the user database and the store have been written.
+	d := &daemon{API: api[1]}
+	d.Token = d.login(t, "admin", password)
+	d.CreateVDI(t, "private", 4<<20)
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out.String())
+	}
+	if strings.Contains(out.String(), password) {
+		t.Errorf("the random admin password is in the log:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "admin.password") {
+		t.Errorf("the log does not say where the admin password is:\n%s", out.String())
+	}
+	secretFiles := map[string]bool{"admin.password": true, "mgmt.json": true}
+	seen := 0
+	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch perm := fi.Mode().Perm(); {
+		case fi.IsDir() && perm&0o077 != 0:
+			t.Errorf("directory %s has mode %#o: group or others can enter it", rel, perm)
+		case secretFiles[rel]:
+			seen++
+			if perm != 0o600 {
+				t.Errorf("%s has mode %#o, want 0600", rel, perm)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != len(secretFiles) {
+		t.Errorf("found %d of the %d secret files", seen, len(secretFiles))
+	}
+}
