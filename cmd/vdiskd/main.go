@@ -216,7 +216,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", expo.Handler()) // Prometheus text format; no auth, like node_exporter
 	mux.Handle("/", api.Handler())
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+	// Bodies are at most 1 MiB (413 beyond), so a minute to send one is
+	// generous; idle keep-alive connections go after two.
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()

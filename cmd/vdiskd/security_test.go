@@ -121,3 +121,21 @@ func TestDataDirIsPrivate(t *testing.T) {
 		t.Errorf("found %d of the %d secret files", seen, len(secretFiles))
 	}
 }
+
+// Oversized requests are refused before they cost anything: headers over
+// 64 KiB get 431, bodies over 1 MiB 413, and the daemon answers the next
+// client as before.
+func TestHTTPRequestLimits(t *testing.T) {
+	d := startVdiskd(t)
+	req, _ := http.NewRequest(http.MethodGet, d.API+"/vdis", nil)
+	req.Header.Set("Authorization", "Bearer "+d.Token)
+	req.Header.Set("X-Padding", strings.Repeat("a", 100<<10))
+	if st := d.do(t, req, nil); st != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("100 KiB of headers: HTTP %d, want 431", st)
+	}
+	big := map[string]any{"name_label": strings.Repeat("x", 2<<20), "virtual_size": 1 << 20}
+	if st := d.Call(t, http.MethodPost, "/vdis", big, nil); st != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MiB body: HTTP %d, want 413", st)
+	}
+	d.CreateVDI(t, "after", 1<<20)
+}
