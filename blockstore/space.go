@@ -20,8 +20,11 @@ import (
 //
 // pebble cannot attribute a version to the volumes that read it, so a
 // lineage's bytes are reported on one owner: its live volume, else its
-// newest snapshot. Other snapshots report 0; summing over volumes gives the
-// pool total.
+// newest snapshot. Other snapshots report 0. A lineage whose volumes are
+// all destroyed but which a clone still reads through (a destroyed clone
+// source) has no owner; PoolUsage counts it in the pool of its first
+// reader by ID, so a pool's total is every byte its volumes need and a
+// destroy never looks like it freed data that is still stored.
 
 const usageMaxAge = 2 * time.Second
 
@@ -51,8 +54,9 @@ func (s *Store) PhysicalUtilisation(id string) (uint64, error) {
 	return s.lineageBytes(lin)
 }
 
-// PoolUsage returns the bytes of every lineage owned by a volume in the
-// pool (the OVS stored_data of a vPool).
+// PoolUsage returns the bytes of every lineage the pool accounts for (the
+// OVS stored_data of a vPool): those its volumes own, and those only its
+// clones still read (see above).
 func (s *Store) PoolUsage(pool string) (uint64, error) {
 	s.mu.Lock()
 	if err := s.usable(); err != nil {
@@ -61,7 +65,7 @@ func (s *Store) PoolUsage(pool string) (uint64, error) {
 	}
 	var lins []*lineage
 	for _, lin := range s.lineages {
-		if o := s.owner(lin); o != nil && o.rec.Pool == pool {
+		if o := s.accountedOn(lin); o != nil && o.rec.Pool == pool {
 			lins = append(lins, lin)
 		}
 	}
@@ -93,6 +97,28 @@ func (s *Store) owner(lin *lineage) *volume {
 		}
 	}
 	return best
+}
+
+// accountedOn returns the volume whose pool counts a lineage's bytes: its
+// owner, else the first (by ID) volume reading through it, else nil.
+// REQUIRES: s.mu held.
+func (s *Store) accountedOn(lin *lineage) *volume {
+	if o := s.owner(lin); o != nil {
+		return o
+	}
+	var first *volume
+	for _, v := range s.volumes {
+		if v.rec.Kind == KindCBTMetadata || (first != nil && v.rec.ID > first.rec.ID) {
+			continue
+		}
+		for l := v.lin.parent; l != nil; l = l.parent {
+			if l == lin {
+				first = v
+				break
+			}
+		}
+	}
+	return first
 }
 
 func (s *Store) lineageBytes(lin *lineage) (uint64, error) {
