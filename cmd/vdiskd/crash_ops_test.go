@@ -15,10 +15,11 @@ import (
 )
 
 // TestCrashDuringOperations SIGKILLs the daemon at seeded random moments
-// during snapshot, clone, destroy (of a snapshot whose versions then need
-// collecting, and of a live VDI), resize and copy (a task), one operation
-// per round, and checks after each restart that the operation happened
-// entirely or not at all:
+// during snapshot, clone (also of an on_boot=reset VDI: clone and hidden
+// base are separate commits), destroy (of a middle snapshot whose versions
+// then need collecting, of a live VDI, of a VDI a clone still reads),
+// resize and copy (a task), one operation per round, and checks after each
+// restart that the operation happened entirely or not at all:
 //
 //   - an operation that answered before the kill happened;
 //   - a snapshot or clone exists with the source's content, or does not
@@ -39,7 +40,7 @@ import (
 // background.
 func TestCrashDuringOperations(t *testing.T) {
 	seed := crashSeed(t)
-	rounds := crashRounds(28, 280, 7)
+	rounds := crashRounds(32, 320, 8)
 	d := startVdiskd(t)
 	var pool api.VPool
 	d.MustCall(t, http.MethodPost, "/vpools", map[string]any{"name": "crash-ops", "backend_type": "LOCAL"}, &pool)
@@ -222,6 +223,7 @@ type coOp struct {
 var coOps = []coOp{
 	{"snapshot", coPrepareOn("/snapshot"), coCheckNewVDI(true)},
 	{"clone", coPrepareOn("/clone"), coCheckNewVDI(false)},
+	{"clone-on-boot-reset", coPrepareCloneReset, coCheckCloneReset},
 	{"destroy-snapshot", coPrepareDestroySnapshot, coCheckDestroyed},
 	{"destroy-live", coPrepareDestroyLive, coCheckDestroyed},
 	{"destroy-cloned", coPrepareDestroyCloned, coCheckDestroyedCloned},
@@ -267,6 +269,45 @@ func coCheckNewVDI(snapshot bool) func(*testing.T, *daemon, *coState, coCall, co
 		}
 		return true
 	}
+}
+
+// coPrepareCloneReset makes a VDI with 2 MiB of data and on_boot=reset
+// and clones it: the clone is a second commit, its hidden on_boot base a
+// snapshot and a third, so a kill can leave a clone without a base or a
+// base without a clone (the next start repairs both).
+func coPrepareCloneReset(t *testing.T, d *daemon, s *coState) coCall {
+	t.Helper()
+	id := d.coCreate(t, s, "reset", 8<<20)
+	data := make([]byte, 8<<20)
+	coPattern(data[1<<20:3<<20], 5)
+	d.coWrite(t, id, 1<<20, data[1<<20:3<<20])
+	d.MustCall(t, http.MethodPost, "/vdis/"+id+"/set_on_boot", map[string]any{"value": "reset"}, nil)
+	return coCall{method: http.MethodPost, path: "/vdis/" + id + "/clone", target: id, targetData: data,
+		before: d.coPoolVDIs(t, s)}
+}
+
+// coCheckCloneReset: at most one clone, with on_boot=reset and the
+// source's content; the hidden bases are checked by the space accounting.
+func coCheckCloneReset(t *testing.T, d *daemon, s *coState, c coCall, res coResult) bool {
+	t.Helper()
+	fresh := d.coNewVDIs(t, s, c)
+	if res.answered && (res.status != http.StatusOK || len(fresh) != 1 || fresh[0].UUID != res.vdi.UUID) {
+		t.Errorf("clone answered HTTP %d (%s), but after the restart the new VDIs are %v", res.status, res.vdi.UUID, coIDs(fresh))
+	}
+	if len(fresh) > 1 {
+		t.Errorf("one clone made %d VDIs: %v", len(fresh), coIDs(fresh))
+	}
+	if len(fresh) == 0 {
+		return false
+	}
+	v := fresh[0]
+	if v.IsASnapshot || v.OnBoot != "reset" || v.VirtualSize != 8<<20 {
+		t.Errorf("the clone %s after the restart: is_a_snapshot %v, on_boot %s, virtual_size %d", v.UUID, v.IsASnapshot, v.OnBoot, v.VirtualSize)
+	}
+	if got := d.readExport(t, v.UUID); !bytes.Equal(got, c.targetData) {
+		t.Errorf("the clone %s reads other content than its source: first difference at byte %d", v.UUID, firstDiff(got, c.targetData))
+	}
+	return true
 }
 
 // coPrepareDestroySnapshot snapshots the keeper, overwrites its first
