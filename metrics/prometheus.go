@@ -63,11 +63,14 @@ func (e *Exposition) Gatherer() prometheus.Gatherer { return e.reg }
 // in-flight gauge and an error counter per command, resolved once so a
 // request costs a few atomic operations and no lookups.
 type NBDMetrics struct {
-	conns    prometheus.Gauge
-	accepted prometheus.Counter
-	latency  [16]prometheus.Observer
-	inFlight [16]prometheus.Gauge
-	errors   *prometheus.CounterVec
+	conns       prometheus.Gauge
+	accepted    prometheus.Counter
+	rejected    map[nbd.Reason]prometheus.Counter // read-only after construction
+	latency     [16]prometheus.Observer
+	inFlight    [16]prometheus.Gauge
+	errors      *prometheus.CounterVec
+	budgetWaits prometheus.Counter
+	budgetWait  prometheus.Counter
 }
 
 func newNBDMetrics(reg *prometheus.Registry) *NBDMetrics {
@@ -78,6 +81,18 @@ func newNBDMetrics(reg *prometheus.Registry) *NBDMetrics {
 			Help: "NBD client connections accepted."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vdiskd_nbd_request_errors_total",
 			Help: "NBD requests answered with an error, by command and NBD errno."}, []string{"command", "errno"}),
+		rejected: map[nbd.Reason]prometheus.Counter{},
+		budgetWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "vdiskd_nbd_budget_waits_total",
+			Help: "NBD requests that waited for the server-wide in-flight byte budget (--nbd-max-inflight-bytes)."}),
+		budgetWait: prometheus.NewCounter(prometheus.CounterOpts{Name: "vdiskd_nbd_budget_wait_seconds_total",
+			Help: "Time NBD connections stood still waiting for the server-wide in-flight byte budget."}),
+	}
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vdiskd_nbd_connections_rejected_total",
+		Help: "NBD connections the server turned away or cut off, by reason: max_connections and max_handshakes " +
+			"(closed at accept), handshake_timeout, idle_timeout, stalled (no progress for 2 min), " +
+			"session_ended (its token was revoked or expired)."}, []string{"reason"})
+	for _, r := range nbd.Reasons {
+		m.rejected[r] = rejected.WithLabelValues(string(r)) // every reason shows, at 0 until it bites
 	}
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "vdiskd_nbd_request_duration_seconds",
 		Help:    "Time from reading an NBD request to queueing its reply, by command.",
@@ -89,8 +104,19 @@ func newNBDMetrics(reg *prometheus.Registry) *NBDMetrics {
 		m.latency[c] = latency.WithLabelValues(c.String())
 		m.inFlight[c] = inFlight.WithLabelValues(c.String())
 	}
-	reg.MustRegister(m.conns, m.accepted, m.errors, latency, inFlight)
+	reg.MustRegister(m.conns, m.accepted, m.errors, latency, inFlight, rejected, m.budgetWaits, m.budgetWait)
 	return m
+}
+
+func (m *NBDMetrics) ConnectionRejected(r nbd.Reason) {
+	if c := m.rejected[r]; c != nil {
+		c.Inc()
+	}
+}
+
+func (m *NBDMetrics) BudgetWaited(took time.Duration) {
+	m.budgetWaits.Inc()
+	m.budgetWait.Add(took.Seconds())
 }
 
 func (m *NBDMetrics) Connections(delta int) {

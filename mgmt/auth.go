@@ -1,12 +1,16 @@
 package mgmt
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"golang.org/x/crypto/bcrypt"
@@ -64,6 +68,7 @@ func (s *Server) authenticate(c *call) *api.Error {
 	}
 	if !s.opts.Now().Before(t.Expires) {
 		delete(s.tokens, t.Hash)
+		endNBDLocked(t, errTokenExpired)
 		return unauthorized(api.CodeSessionInvalid, "the token expired at "+t.Expires.UTC().Format("2006-01-02T15:04:05Z"))
 	}
 	if basicUser != "" && subtle.ConstantTimeCompare([]byte(basicUser), []byte(t.Username)) != 1 {
@@ -98,17 +103,64 @@ func (s *Server) checkPassword(user, pw string) (api.Role, bool) {
 // TokenUser reports whose a token is and its role, for the NBD server's
 // export names (/<uuid>?session_id=<token>).
 func (s *Server) TokenUser(tok string) (string, api.Role, bool) {
+	user, role, _, ok := s.tokenSession(tok)
+	return user, role, ok
+}
+
+// tokenSession is TokenUser plus the context an NBD connection opened
+// with the token watches: it ends when the token stops being good enough
+// for NBD (revoked, expired, its user deleted or lowered below vm-admin),
+// and context.Cause says which.
+func (s *Server) tokenSession(tok string) (string, api.Role, context.Context, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.tokens[hashToken(tok)]
 	if t == nil || !s.opts.Now().Before(t.Expires) {
-		return "", 0, false
+		return "", 0, nil, false
 	}
 	u := s.st.user(t.Username)
 	if u == nil {
-		return "", 0, false
+		return "", 0, nil, false
 	}
-	return u.Username, u.Role, true
+	if t.nbd == nil {
+		t.nbd = s.newTokenSession(t)
+	}
+	return u.Username, u.Role, t.nbd.ctx, true
+}
+
+// tokenSession is what ends a token's NBD connections. One per token, made
+// when an NBD client first uses it, so a revocation is one cancel however
+// many connections the token opened, and a request pays nothing for it.
+type tokenSession struct {
+	ctx context.Context
+	end context.CancelCauseFunc
+}
+
+// Why NBD connections end; their clients read these in ESHUTDOWN replies.
+var (
+	errTokenRevoked  = errors.New("the token was revoked")
+	errTokenExpired  = errors.New("the token expired")
+	errUserDeleted   = errors.New("the token's user was deleted")
+	errPasswordReset = errors.New("the user's password changed, which revokes its tokens")
+	errTooManyLogins = errors.New("the token was revoked: its user logged in more than 64 times since")
+	errRoleLowered   = fmt.Errorf("the token's user no longer has the %s role NBD needs", nbdRole)
+)
+
+// newTokenSession starts t's session. Expiry is a deadline on the
+// context, counted from the server's clock (tests move it), so it needs
+// no sweep.
+func (s *Server) newTokenSession(t *tokenState) *tokenSession {
+	ctx, end := context.WithCancelCause(context.Background())
+	ctx, stop := context.WithDeadlineCause(ctx, time.Now().Add(t.Expires.Sub(s.opts.Now())), errTokenExpired)
+	return &tokenSession{ctx: ctx, end: func(cause error) { end(cause); stop() }}
+}
+
+// endNBDLocked ends the NBD connections t opened. REQUIRES: s.mu held.
+func endNBDLocked(t *tokenState, cause error) {
+	if t.nbd != nil {
+		t.nbd.end(cause)
+		t.nbd = nil
+	}
 }
 
 func (s *Server) login(c *call, _ *api.NoArgs) (any, error) {
@@ -117,7 +169,7 @@ func (s *Server) login(c *call, _ *api.NoArgs) (any, error) {
 	t := &tokenState{Hash: hashToken(tok), Username: c.user, Created: now, Expires: now.Add(s.opts.TokenTTL)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.revokeLocked(func(x *tokenState) bool { return !now.Before(x.Expires) })
+	s.revokeLocked(func(x *tokenState) bool { return !now.Before(x.Expires) }, errTokenExpired)
 	// Bound what one user's logins can pile up: the oldest go first.
 	var mine []*tokenState
 	for _, x := range s.st.Tokens {
@@ -127,7 +179,7 @@ func (s *Server) login(c *call, _ *api.NoArgs) (any, error) {
 	}
 	if extra := len(mine) - (maxTokensPerUser - 1); extra > 0 {
 		old := mine[:extra]
-		s.revokeLocked(func(x *tokenState) bool { return slices.Contains(old, x) })
+		s.revokeLocked(func(x *tokenState) bool { return slices.Contains(old, x) }, errTooManyLogins)
 	}
 	s.tokens[t.Hash] = t
 	s.st.Tokens = append(s.st.Tokens, t)
@@ -143,16 +195,18 @@ func (s *Server) login(c *call, _ *api.NoArgs) (any, error) {
 func (s *Server) logout(c *call, _ *api.NoArgs) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.revokeLocked(func(t *tokenState) bool { return t.Hash == hashToken(c.token) })
+	s.revokeLocked(func(t *tokenState) bool { return t.Hash == hashToken(c.token) }, errTokenRevoked)
 	return nil, s.saveLocked()
 }
 
-// revokeLocked drops the tokens matching drop. REQUIRES: s.mu held.
-func (s *Server) revokeLocked(drop func(*tokenState) bool) {
+// revokeLocked drops the tokens matching drop and ends their NBD
+// connections for cause. REQUIRES: s.mu held.
+func (s *Server) revokeLocked(drop func(*tokenState) bool, cause error) {
 	s.st.Tokens = slices.DeleteFunc(s.st.Tokens, drop)
 	for h, t := range s.tokens {
 		if drop(t) {
 			delete(s.tokens, h)
+			endNBDLocked(t, cause)
 		}
 	}
 }
@@ -229,7 +283,16 @@ func (s *Server) userUpdate(c *call, a *api.UserUpdateArgs) (any, error) {
 		u.Hash = string(hash)
 	}
 	if hash != nil {
-		s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username })
+		s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username }, errPasswordReset)
+	}
+	if u.Role < nbdRole {
+		// The tokens stay good for REST at the new role; the NBD
+		// connections they opened needed more.
+		for _, t := range s.tokens {
+			if t.Username == u.Username {
+				endNBDLocked(t, errRoleLowered)
+			}
+		}
 	}
 	if err := s.saveLocked(); err != nil {
 		*u = old // the revoked tokens stay revoked: safer than back
@@ -252,7 +315,7 @@ func (s *Server) userDelete(c *call, a *api.UserRef) (any, error) {
 	// Drop the user and its tokens in one save, so no restart brings the
 	// tokens back; if the save fails they stay revoked in memory anyway.
 	s.st.Users = slices.DeleteFunc(s.st.Users, func(x *userState) bool { return x == u })
-	s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username })
+	s.revokeLocked(func(t *tokenState) bool { return t.Username == u.Username }, errUserDeleted)
 	if err := s.saveLocked(); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -51,33 +52,40 @@ type nbdSession struct {
 // errNoExport hides whether a VDI exists from a client that may not know.
 var errNoExport = nbd.UnknownExport("no such export, or the session is not valid")
 
-// resolve authorises an export name and returns the VDI and user.
-func (e *nbdExports) resolve(c *nbd.Conn, name string) (id, user string, err error) {
+// grant is what an authorised export name gives: the VDI, who asked, and
+// for how long (session ends when the token stops being good enough).
+type grant struct {
+	id, user string
+	session  context.Context
+}
+
+// resolve authorises an export name.
+func (e *nbdExports) resolve(c *nbd.Conn, name string) (grant, error) {
 	path, query, hasQuery := strings.Cut(name, "?")
-	id = strings.TrimPrefix(path, "/")
+	id := strings.TrimPrefix(path, "/")
 	if uuid.Validate(id) != nil {
-		return "", "", errNoExport
+		return grant{}, errNoExport
 	}
 	var token string
 	if hasQuery {
 		q, perr := url.ParseQuery(query)
 		if perr != nil || len(q) != 1 || len(q["session_id"]) != 1 {
-			return "", "", nbd.UnknownExport("export name: want /<uuid>?session_id=<token>")
+			return grant{}, nbd.UnknownExport("export name: want /<uuid>?session_id=<token>")
 		}
 		token = q.Get("session_id")
 	}
 	if e.auth == NBDAuthNone {
-		return id, "", nil
+		return grant{id: id, session: context.Background()}, nil
 	}
 	if !strings.HasPrefix(name, "/") || token == "" {
-		return "", "", errNoExport
+		return grant{}, errNoExport
 	}
-	u, role, ok := e.s.TokenUser(token)
+	u, role, session, ok := e.s.tokenSession(token)
 	if !ok || role < nbdRole {
-		return "", "", errNoExport
+		return grant{}, errNoExport
 	}
 	c.State = nbdSession{user: u, token: token}
-	return id, u, nil
+	return grant{id: id, user: u, session: session}, nil
 }
 
 // describe checks that the VDI can be exported and lists its contexts.
@@ -113,18 +121,19 @@ func (e *nbdExports) describe(id string) (nbd.ExportInfo, error) {
 const dirtyBitmapPrefix = "qemu:dirty-bitmap:"
 
 func (e *nbdExports) Describe(c *nbd.Conn, name string) (nbd.ExportInfo, error) {
-	id, _, err := e.resolve(c, name)
+	g, err := e.resolve(c, name)
 	if err != nil {
 		return nbd.ExportInfo{}, err
 	}
-	return e.describe(id)
+	return e.describe(g.id)
 }
 
 func (e *nbdExports) Open(c *nbd.Conn, name string) (nbd.Export, nbd.ExportInfo, error) {
-	id, user, err := e.resolve(c, name)
+	g, err := e.resolve(c, name)
 	if err != nil {
 		return nil, nbd.ExportInfo{}, err
 	}
+	id, user := g.id, g.user
 	info, err := e.describe(id)
 	if err != nil {
 		return nil, nbd.ExportInfo{}, err
@@ -142,7 +151,7 @@ func (e *nbdExports) Open(c *nbd.Conn, name string) (nbd.Export, nbd.ExportInfo,
 	}
 	e.s.log.Info("NBD attach", "vdi", id, "vbd", vbd.UUID, "user", user, "writable", vbd.Writable, "remote", c.Remote)
 	return &vdiExport{s: e.s, vbd: vbd, d: vbd.Disk, live: !info.ReadOnly, bitmaps: map[string]*roaring.Bitmap{},
-		counters: e.s.opts.Counters.Disk(id)}, info, nil
+		counters: e.s.opts.Counters.Disk(id), session: g.session}, info, nil
 }
 
 func (e *nbdExports) List(c *nbd.Conn) ([]nbd.Listing, error) {
@@ -182,6 +191,9 @@ type vdiExport struct {
 	// counters are the vDisk's statistics: what the client asked for and
 	// got, counted after the store answered.
 	counters *metrics.Counters
+	// session ends when the token the client connected with is no longer
+	// good for NBD; the server then ends the connection (nbd.Revocable).
+	session context.Context
 
 	mu      sync.Mutex
 	bitmaps map[string]*roaring.Bitmap // read-only exports: base -> changed blocks
@@ -318,7 +330,12 @@ func (x *vdiExport) changedSince(base string) (*roaring.Bitmap, error) {
 	return bm, nil
 }
 
+// Context makes the export nbd.Revocable.
+func (x *vdiExport) Context() context.Context { return x.session }
+
 func (x *vdiExport) Close() error {
 	x.s.log.Info("NBD detach", "vdi", x.vbd.VDI, "vbd", x.vbd.UUID)
 	return x.vbd.Close()
 }
+
+var _ nbd.Revocable = (*vdiExport)(nil)

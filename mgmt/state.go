@@ -48,6 +48,8 @@ type tokenState struct {
 	Username string    `json:"username"`
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
+
+	nbd *tokenSession // NBD connections opened with it watch this (auth.go); not saved
 }
 
 // stateFile persists state by writing a temporary file, syncing it and

@@ -184,6 +184,9 @@ func newTestServer(t testing.TB, exp *memExports, mod func(*Options)) *testServe
 	t.Cleanup(func() {
 		ts.stop()
 		exp.checkClosed(t)
+		if n := srv.budget.inUse(); n != 0 {
+			t.Errorf("%d bytes of the server-wide budget still held after Shutdown", n)
+		}
 		leaks()
 	})
 	return ts

@@ -1,6 +1,9 @@
 package nbd
 
-import "net"
+import (
+	"context"
+	"net"
+)
 
 // Exports is what the server serves: it names, describes and opens exports
 // on behalf of one client connection. Implementations decide who may see
@@ -74,6 +77,17 @@ type Export interface {
 	BlockStatus(context string, off, n uint64, fn func(length uint64, flags uint32) error) error
 	// Close detaches; no call is in flight when the server calls it.
 	Close() error
+}
+
+// Revocable is an Export that can be withdrawn from a client already
+// connected: its token was revoked, its user deleted, its session
+// expired. When the context ends the server ends the connection as
+// Shutdown does (requests in flight finish, new ones get ESHUTDOWN with
+// context.Cause's message, and it hangs up a second later). The context is
+// watched, not polled: a request costs nothing more.
+type Revocable interface {
+	Export
+	Context() context.Context
 }
 
 // ZeroFlags modify Export.Zero.

@@ -32,7 +32,8 @@ type option struct {
 // returns the open export, or an error when the connection should close.
 func (c *conn) negotiate() (Export, ExportInfo, error) {
 	deadline := time.Now().Add(c.s.opts.HandshakeTimeout)
-	c.nc.SetDeadline(deadline)
+	c.nc.SetWriteDeadline(deadline)
+	c.setReadDeadline(deadline)
 	var hello [18]byte
 	binary.BigEndian.PutUint64(hello[0:], magicNBD)
 	binary.BigEndian.PutUint64(hello[8:], magicIHaveOpt)
@@ -62,7 +63,8 @@ func (c *conn) negotiate() (Export, ExportInfo, error) {
 		exp, info, err := c.handleOption(o)
 		if err != nil || exp != nil {
 			if err == nil {
-				c.nc.SetDeadline(time.Time{})
+				c.nc.SetWriteDeadline(time.Time{})
+				c.setReadDeadline(time.Time{})
 			}
 			return exp, info, err
 		}
@@ -85,10 +87,15 @@ func (c *conn) readOption() (option, error) {
 	if n > maxOptionData {
 		return option{}, fmt.Errorf("nbd: option %d carries %d bytes", o.code, n)
 	}
-	o.data = make([]byte, n)
-	if _, err := io.ReadFull(c.br, o.data); err != nil {
+	// The buffer grows as the data arrives: a length alone pins nothing.
+	data, err := io.ReadAll(io.LimitReader(c.br, int64(n)))
+	if err == nil && len(data) < int(n) {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return option{}, err
 	}
+	o.data = data
 	return o, nil
 }
 
@@ -250,8 +257,8 @@ func (c *conn) startTLS(o option) error {
 		return fmt.Errorf("nbd: TLS handshake: %w", err)
 	}
 	c.rw = tc
-	c.br = bufio.NewReaderSize(tc, readBufferSize)
-	c.bw = bufio.NewWriterSize(tc, writeBufferSize)
+	c.br = bufio.NewReaderSize(tc, handshakeBufferSize)
+	c.bw = bufio.NewWriterSize(tc, handshakeBufferSize)
 	c.info.TLS = true
 	// proto.md: nothing negotiated before STARTTLS survives it.
 	c.structured = false

@@ -32,8 +32,25 @@ type Options struct {
 	// that client's socket until replies drain.
 	MaxInFlight      int
 	MaxInFlightBytes int64
-	// HandshakeTimeout bounds the whole negotiation (default 2 min).
+	// MaxTotalInFlightBytes bounds the same buffers across every
+	// connection together (default 256 MiB): a connection that would go
+	// over waits, as at its own bound, rather than failing.
+	MaxTotalInFlightBytes int64
+
+	// MaxConns caps the connections open at once (default 1024) and
+	// MaxHandshakes those still negotiating (default 128); a connection
+	// over either cap is closed as soon as it is accepted. Negative: no
+	// cap.
+	MaxConns, MaxHandshakes int
+	// HandshakeTimeout bounds the whole negotiation, TLS included
+	// (default 30 s; qemu's NBD server allows 10 s).
 	HandshakeTimeout time.Duration
+	// IdleTimeout, when positive, hangs up on a client in transmission
+	// that has sent nothing for that long and has no request in flight.
+	// Zero (the default) never does: qemu keeps a guest's disk connected
+	// for as long as the guest runs, idle or not, as qemu-nbd and nbdkit
+	// expect.
+	IdleTimeout time.Duration
 }
 
 func (o *Options) fill() {
@@ -58,8 +75,17 @@ func (o *Options) fill() {
 	if o.MaxInFlightBytes == 0 {
 		o.MaxInFlightBytes = 128 << 20
 	}
+	if o.MaxTotalInFlightBytes == 0 {
+		o.MaxTotalInFlightBytes = 256 << 20
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = 1024
+	}
+	if o.MaxHandshakes == 0 {
+		o.MaxHandshakes = 128
+	}
 	if o.HandshakeTimeout == 0 {
-		o.HandshakeTimeout = 2 * time.Minute
+		o.HandshakeTimeout = 30 * time.Second
 	}
 }
 
@@ -68,12 +94,16 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	stopping  chan struct{} // closed by Shutdown
-	stopOnce  sync.Once
-	wg        sync.WaitGroup // connections
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	handshakes int           // conns still negotiating
+	stopping   chan struct{} // closed by Shutdown
+	stopOnce   sync.Once
+	wg         sync.WaitGroup // connections
+
+	budget    sharedBudget // bytes in flight, every connection together
+	rejectLog logLimiter
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -96,9 +126,15 @@ func NewServer(o Options) (*Server, error) {
 		return nil, errors.New("nbd: MaxPayload must be at least PreferredBlock")
 	case o.MaxInFlightBytes < int64(o.MaxPayload)+(1<<20):
 		return nil, errors.New("nbd: MaxInFlightBytes must hold at least one MaxPayload request")
+	case o.MaxTotalInFlightBytes < int64(o.MaxPayload)+(1<<20):
+		return nil, errors.New("nbd: MaxTotalInFlightBytes must hold at least one MaxPayload request")
+	case o.HandshakeTimeout < 0 || o.IdleTimeout < 0:
+		return nil, errors.New("nbd: HandshakeTimeout and IdleTimeout cannot be negative")
 	}
-	return &Server{opts: o, log: o.Logger, listeners: map[net.Listener]struct{}{},
-		conns: map[*conn]struct{}{}, stopping: make(chan struct{})}, nil
+	s := &Server{opts: o, log: o.Logger, listeners: map[net.Listener]struct{}{},
+		conns: map[*conn]struct{}{}, stopping: make(chan struct{})}
+	s.budget.max = o.MaxTotalInFlightBytes
+	return s, nil
 }
 
 // Serve accepts connections on ln until Shutdown, then returns
@@ -137,14 +173,23 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.isStopping() {
 			s.mu.Unlock()
 			nc.Close()
 			continue
 		}
+		if r := s.overLimitLocked(); r != "" {
+			// Closed before the greeting: NBD has no way to say why, and
+			// a client that retries finds the answer in the metric.
+			s.mu.Unlock()
+			nc.Close()
+			s.rejected(r, nc.RemoteAddr(), "nbd connection refused")
+			continue
+		}
+		c := newConn(s, nc)
 		s.conns[c] = struct{}{}
+		s.handshakes++
 		s.wg.Add(1)
 		s.mu.Unlock()
 		s.opts.Observer.Connections(1)

@@ -1,6 +1,7 @@
 package nbd
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -39,11 +40,15 @@ func (c *conn) transmit(log *slog.Logger) {
 	switch {
 	case err == nil: // DISC: finish everything, then close
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case isTimeout(err) && c.ending(): // Shutdown or a withdrawn session: said already
+	case errors.Is(err, errIdle):
+		c.s.opts.Observer.ConnectionRejected(ReasonIdleTimeout)
+		log.Info("nbd client idle; disconnecting", "idle_timeout", c.s.opts.IdleTimeout)
+	case errors.Is(err, errStalled):
+		c.s.opts.Observer.ConnectionRejected(ReasonStalled)
+		log.Info("nbd connection dropped", "err", err)
 	default:
-		var ne net.Error
-		if !(errors.As(err, &ne) && ne.Timeout() && c.s.isStopping()) {
-			log.Info("nbd connection dropped", "err", err)
-		}
+		log.Info("nbd connection dropped", "err", err)
 	}
 	c.inflight.Wait()
 	close(c.work)
@@ -63,11 +68,58 @@ func (c *conn) readRequestsSafely(log *slog.Logger) (err error) {
 	return c.readRequests()
 }
 
+var (
+	errIdle    = errors.New("nbd: client idle")
+	errStalled = fmt.Errorf("nbd: no progress in a request's payload for %v", payloadTimeout)
+)
+
+// readHeader reads the next request header. With an idle timeout it
+// waits that long for one, counted from the last reply when that is later:
+// a client waiting on us is not idle.
+func (c *conn) readHeader(h []byte) error {
+	idle := c.s.opts.IdleTimeout
+	got := 0
+	for {
+		if idle > 0 && c.br.Buffered() < len(h)-got {
+			c.setReadDeadline(time.Now().Add(idle))
+		}
+		n, err := io.ReadFull(c.br, h[got:])
+		got += n
+		switch {
+		case err == nil:
+			return nil
+		case idle > 0 && isTimeout(err) && !c.ending():
+			if c.budget.busy() || time.Since(time.Unix(0, c.lastReply.Load())) < idle {
+				continue
+			}
+			return errIdle
+		}
+		return err
+	}
+}
+
+// readPayload reads a WRITE's data. When it is not all buffered already,
+// the client has payloadTimeout to send it: a stalled payload holds its
+// share of the server-wide budget.
+func (c *conn) readPayload(p []byte) error {
+	if c.br.Buffered() >= len(p) {
+		_, err := io.ReadFull(c.br, p)
+		return err
+	}
+	c.setReadDeadline(time.Now().Add(payloadTimeout))
+	_, err := io.ReadFull(c.br, p)
+	if isTimeout(err) && !c.ending() {
+		return errStalled
+	}
+	c.setReadDeadline(time.Time{}) // readHeader sets its own
+	return err
+}
+
 // readRequests reads until DISC (nil) or an error.
 func (c *conn) readRequests() error {
 	var h [requestHeaderLen]byte
 	for {
-		if _, err := io.ReadFull(c.br, h[:]); err != nil {
+		if err := c.readHeader(h[:]); err != nil {
 			return err
 		}
 		if m := binary.BigEndian.Uint32(h[0:]); m != magicRequest {
@@ -92,23 +144,32 @@ func (c *conn) readRequests() error {
 		errno := c.check(r)
 		r.cost = c.costOf(r, errno)
 		c.budget.acquire(r.cost)
+		if waited := c.s.budget.acquire(r.cost); waited > 0 {
+			c.s.opts.Observer.BudgetWaited(waited)
+		}
 		if r.typ == cmdWrite {
 			r.payload = getBuf(int(r.length))
-			if _, err := io.ReadFull(c.br, *r.payload); err != nil {
+			if err := c.readPayload(*r.payload); err != nil {
 				putBuf(r.payload)
+				c.s.budget.release(r.cost)
 				c.budget.release(r.cost)
 				return err
 			}
 		}
 		r.start = time.Now()
 		c.s.opts.Observer.RequestStarted(Command(r.typ))
-		if errno == 0 && c.s.isStopping() {
-			errno = ESHUTDOWN
+		msg := ""
+		if errno == 0 {
+			if why := c.sessionEnd.Load(); why != nil {
+				errno, msg = ESHUTDOWN, *why
+			} else if c.s.isStopping() {
+				errno = ESHUTDOWN
+			}
 		}
 		if errno != 0 {
 			putBuf(r.payload)
 			c.s.opts.Observer.RequestDone(Command(r.typ), time.Since(r.start), errno)
-			c.replies <- c.errorReply(r, errno, "")
+			c.replies <- c.errorReply(r, errno, msg)
 			continue
 		}
 		c.inflight.Add(1)
@@ -289,38 +350,58 @@ func (c *conn) run(r *request) error {
 
 // writeReplies sends replies as they come, flushing the socket whenever
 // nothing else is queued, so replies that finish together share a write.
+// The write buffer is borrowed for each such burst.
 func (c *conn) writeReplies(log *slog.Logger) {
 	dead := false
+	var bw *bufio.Writer
 	for rep := range c.replies {
 		if !dead {
+			if bw == nil {
+				bw = getWriter(c.rw)
+			}
 			c.rw.SetWriteDeadline(time.Now().Add(writeTimeout))
-			err := c.writeReply(rep)
-			if err != nil {
+			flushed, err := c.writeReply(bw, rep)
+			switch {
+			case err != nil:
 				dead = true
+				if isTimeout(err) {
+					c.s.opts.Observer.ConnectionRejected(ReasonStalled)
+				}
 				log.Info("nbd reply failed; closing", "err", err)
 				c.nc.Close() // the reader sees it and stops
+				putWriter(bw)
+				bw = nil
+			case flushed:
+				putWriter(bw)
+				bw = nil
+				if c.s.opts.IdleTimeout > 0 {
+					c.lastReply.Store(time.Now().UnixNano())
+				}
 			}
 		}
+		c.s.budget.release(rep.cost)
 		c.budget.release(rep.cost)
 		rep.free()
 	}
-	if !dead {
-		c.bw.Flush()
+	if bw != nil {
+		bw.Flush()
+		putWriter(bw)
 	}
 }
 
-func (c *conn) writeReply(rep *reply) (err error) {
+// writeReply writes rep, and flushes when nothing else is queued.
+func (c *conn) writeReply(bw *bufio.Writer, rep *reply) (flushed bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.s.log.Error("nbd writer panic", "panic", p, "stack", string(debug.Stack()))
 			err = fmt.Errorf("nbd: panic: %v", p)
 		}
 	}()
-	if err := rep.writeTo(c.bw); err != nil {
-		return err
+	if err := rep.writeTo(bw); err != nil {
+		return false, err
 	}
 	if len(c.replies) == 0 {
-		return c.bw.Flush()
+		return true, bw.Flush()
 	}
-	return nil
+	return false, nil
 }

@@ -44,6 +44,7 @@ type config struct {
 	pprofAddr                  string
 	minFreeSpace               string
 	minFree                    uint64 // minFreeSpace, parsed by check
+	limits                     limitFlags
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, int) {
@@ -67,6 +68,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
+	c.limits.register(str)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, 0
@@ -113,7 +115,7 @@ func (c *config) check() string {
 		return fmt.Sprintf("--min-free-space %q: want a size above zero, such as 256M or 1G", c.minFreeSpace)
 	}
 	c.minFree = uint64(n)
-	return ""
+	return c.limits.check()
 }
 
 // run is main with its inputs injected, so tests drive it in-process.
@@ -180,7 +182,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	api, err := mgmt.New(mgmt.Options{
 		Store: store, DataDir: dir.Path, Logger: log.With("component", "mgmt"),
 		AdminPassword: getenv("VDISKD_ADMIN_PASSWORD"), Zone: c.zone, Address: c.httpAddr,
-		NBDInfo: info, NBDAuth: auth, Counters: counters,
+		NBDInfo: info, NBDAuth: auth, Counters: counters, TokenTTL: c.limits.tokenTTL,
 		ObserveCall: func(call string, status int, took time.Duration) { expo.HTTP.Observe(call, status, took) },
 	})
 	if err != nil {
@@ -195,8 +197,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	var nbdSrv *nbd.Server
 	nbdServed := make(chan error, 1)
 	if nbdLn != nil {
-		nbdSrv, err = nbd.NewServer(nbd.Options{Exports: api.NBDExports(auth), TLS: tlsConf,
-			Logger: log.With("component", "nbd"), Observer: expo.NBD})
+		nbdSrv, err = nbd.NewServer(c.limits.nbdOptions(nbd.Options{Exports: api.NBDExports(auth), TLS: tlsConf,
+			Logger: log.With("component", "nbd"), Observer: expo.NBD}))
 		if err != nil {
 			nbdLn.Close()
 			log.Error("cannot start the NBD server", "err", err)
