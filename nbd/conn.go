@@ -33,11 +33,6 @@ const (
 	// enough to answer requests already on the wire, short enough that
 	// a revoked token stops working at once.
 	sessionEndGrace = time.Second
-	// writeTimeout cuts a client that stops reading its replies, and
-	// payloadTimeout one that stops halfway through a request's payload:
-	// both pin buffers of the shared budget.
-	writeTimeout   = 2 * time.Minute
-	payloadTimeout = writeTimeout
 )
 
 // conn is one client connection.
@@ -112,8 +107,12 @@ func (c *conn) serve() {
 	c.br = transmissionReader(c.br, c.rw)
 	if r, ok := exp.(Revocable); ok {
 		ctx := r.Context()
-		stop := context.AfterFunc(ctx, func() { c.endSession(context.Cause(ctx)) })
-		defer stop()
+		if ctx.Err() != nil {
+			c.endSession(context.Cause(ctx)) // before the first request, not beside it
+		} else {
+			stop := context.AfterFunc(ctx, func() { c.endSession(context.Cause(ctx)) })
+			defer stop()
+		}
 	}
 	c.transmit(log)
 	if err := exp.Close(); err != nil {

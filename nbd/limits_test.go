@@ -166,7 +166,7 @@ func TestHandshakeTimeoutCounted(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const idle = 400 * time.Millisecond
 	obs := newCountingObserver()
 	ts := newTestServer(t, nil, func(o *Options) { o.Observer, o.IdleTimeout = obs, idle })
 	// Silent: cut.
@@ -464,4 +464,45 @@ func TestIdleConnectionCostsLittle(t *testing.T) {
 	for _, c := range cs {
 		c.disconnect()
 	}
+}
+
+// A client that stops halfway through a WRITE's payload, or stops reading
+// its replies, is cut after StallTimeout, and what it held of the
+// server-wide budget comes back; other clients never notice.
+func TestStalledClients(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	obs := newCountingObserver()
+	ts := newTestServer(t, nil, func(o *Options) {
+		o.Observer, o.StallTimeout, o.MaxPayload, o.MaxInFlightBytes = obs, stall, 1<<20, 8<<20
+	})
+	other := ts.connect("disk", true, false)
+	half := ts.connect("disk", true, false)
+	half.write(append(encodeRequest(0, cmdWrite, 1, 0, 64<<10), make([]byte, 1024)...))
+	waitFor(t, "the write to hold budget", func() bool { return ts.srv.budget.inUse() > 0 })
+	start := time.Now()
+	half.expectClosed()
+	if d := time.Since(start); d < stall/2 {
+		t.Fatalf("cut %v into a stall of %v", d, stall)
+	}
+	obs.only(t, map[Reason]int{ReasonStalled: 1})
+	if ts.exp.count(opWrite) != 0 {
+		t.Fatal("the half-sent write reached the backend")
+	}
+
+	deaf := ts.connect("disk", true, false)
+	go func() {
+		for i := uint64(0); ; i++ { // 1 MiB reads, never reading a reply
+			if _, err := deaf.nc.Write(encodeRequest(0, cmdRead, i, (i%16)<<20, 1<<20)); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "the deaf client to be cut", func() bool { return obs.count(ReasonStalled) == 2 })
+	other.writeAt(0, pattern(9, 4096))
+	if got := other.read(0, 4096); string(got) != string(pattern(9, 4096)) {
+		t.Fatal("read back differs")
+	}
+	other.disconnect()
+	waitFor(t, "the budget to come back", func() bool { return ts.srv.budget.inUse() == 0 })
+	obs.only(t, map[Reason]int{ReasonStalled: 2})
 }

@@ -28,7 +28,7 @@ const (
 	// waited for nothing for Options.IdleTimeout.
 	ReasonIdleTimeout Reason = "idle_timeout"
 	// ReasonStalled: a client stopped halfway through a request's payload,
-	// or stopped reading its replies, for two minutes.
+	// or stopped reading its replies, for Options.StallTimeout.
 	ReasonStalled Reason = "stalled"
 	// ReasonSessionEnded: the export was withdrawn from a connected
 	// client (Revocable: its token was revoked or expired).

@@ -51,6 +51,10 @@ type Options struct {
 	// for as long as the guest runs, idle or not, as qemu-nbd and nbdkit
 	// expect.
 	IdleTimeout time.Duration
+	// StallTimeout cuts a client that stops halfway through a request's
+	// payload, or stops reading its replies, for that long (default
+	// 2 min): either way it pins buffers of the server-wide budget.
+	StallTimeout time.Duration
 }
 
 func (o *Options) fill() {
@@ -86,6 +90,9 @@ func (o *Options) fill() {
 	}
 	if o.HandshakeTimeout == 0 {
 		o.HandshakeTimeout = 30 * time.Second
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = 2 * time.Minute
 	}
 }
 
@@ -128,8 +135,8 @@ func NewServer(o Options) (*Server, error) {
 		return nil, errors.New("nbd: MaxInFlightBytes must hold at least one MaxPayload request")
 	case o.MaxTotalInFlightBytes < int64(o.MaxPayload)+(1<<20):
 		return nil, errors.New("nbd: MaxTotalInFlightBytes must hold at least one MaxPayload request")
-	case o.HandshakeTimeout < 0 || o.IdleTimeout < 0:
-		return nil, errors.New("nbd: HandshakeTimeout and IdleTimeout cannot be negative")
+	case o.HandshakeTimeout < 0 || o.IdleTimeout < 0 || o.StallTimeout < 0:
+		return nil, errors.New("nbd: HandshakeTimeout, IdleTimeout and StallTimeout cannot be negative")
 	}
 	s := &Server{opts: o, log: o.Logger, listeners: map[net.Listener]struct{}{},
 		conns: map[*conn]struct{}{}, stopping: make(chan struct{})}

@@ -70,7 +70,7 @@ func (c *conn) readRequestsSafely(log *slog.Logger) (err error) {
 
 var (
 	errIdle    = errors.New("nbd: client idle")
-	errStalled = fmt.Errorf("nbd: no progress in a request's payload for %v", payloadTimeout)
+	errStalled = errors.New("nbd: a request's payload stopped arriving")
 )
 
 // readHeader reads the next request header. With an idle timeout it
@@ -99,14 +99,14 @@ func (c *conn) readHeader(h []byte) error {
 }
 
 // readPayload reads a WRITE's data. When it is not all buffered already,
-// the client has payloadTimeout to send it: a stalled payload holds its
+// the client has StallTimeout to send it: a stalled payload holds its
 // share of the server-wide budget.
 func (c *conn) readPayload(p []byte) error {
 	if c.br.Buffered() >= len(p) {
 		_, err := io.ReadFull(c.br, p)
 		return err
 	}
-	c.setReadDeadline(time.Now().Add(payloadTimeout))
+	c.setReadDeadline(time.Now().Add(c.s.opts.StallTimeout))
 	_, err := io.ReadFull(c.br, p)
 	if isTimeout(err) && !c.ending() {
 		return errStalled
@@ -359,7 +359,7 @@ func (c *conn) writeReplies(log *slog.Logger) {
 			if bw == nil {
 				bw = getWriter(c.rw)
 			}
-			c.rw.SetWriteDeadline(time.Now().Add(writeTimeout))
+			c.rw.SetWriteDeadline(time.Now().Add(c.s.opts.StallTimeout))
 			flushed, err := c.writeReply(bw, rep)
 			switch {
 			case err != nil:

@@ -617,6 +617,7 @@ func TestNBDAbuseIdleFlood(t *testing.T) {
 	before := rejectedCount(t, d, "max_connections")
 	more, refused := abFlood(t, d, extra, 8, "")
 	silent = append(silent, more...)
+	t.Logf("past the cap: %d admitted, %d turned away", len(more), refused)
 	if refused == 0 || len(more)+refused != extra {
 		t.Fatalf("past the cap: %d admitted, %d turned away of %d", len(more), refused, extra)
 	}
