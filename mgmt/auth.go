@@ -39,11 +39,21 @@ func (s *Server) authenticate(c *call) *api.Error {
 		if !ok {
 			return unauthorized(api.CodeAuthFailed, "send Basic user:password to obtain a token")
 		}
+		now := s.opts.Now()
+		if wait := s.logins.wait(user, now); wait > 0 {
+			secs := int(wait.Round(time.Second) / time.Second)
+			e := api.Errorf(http.StatusTooManyRequests, api.CodeAuthFailed, []string{user},
+				"too many failed logins for %s: try again in %ds", user, max(secs, 1))
+			e.RetryAfter = wait
+			return e
+		}
 		role, ok := s.checkPassword(user, pw)
 		if !ok {
+			s.logins.failed(user, now)
 			s.log.Warn("login failed", "user", user)
 			return unauthorized(api.CodeAuthFailed, "wrong user name or password")
 		}
+		s.logins.succeeded(user)
 		c.user, c.role = user, role
 		return nil
 	}

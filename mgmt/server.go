@@ -64,6 +64,7 @@ type Server struct {
 	mu          sync.Mutex
 	st          *state
 	tokens      map[string]*tokenState       // by SHA-256 of the token
+	logins      loginThrottle                // failed logins per user name
 	vbds        map[string]map[string]*VBD   // VDI -> VBD uuid -> attachment
 	ops         map[string]map[string]string // VDI -> task uuid -> operation
 	copyTargets map[string]string            // VDI a copy writes into -> task

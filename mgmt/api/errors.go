@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Error is an API failure as it travels: an HTTP status plus XenAPI's
@@ -14,6 +15,8 @@ type Error struct {
 	Code    string   `json:"code"`
 	Params  []string `json:"params"`
 	Message string   `json:"message"`
+	// RetryAfter, when set, is sent as the Retry-After header (429, 503).
+	RetryAfter time.Duration `json:"-"`
 }
 
 // ErrorBody is the JSON body of every error response.
