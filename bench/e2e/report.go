@@ -48,7 +48,7 @@ func (h *harness) report() string {
 		fmt.Fprintf(&b, "\n## Snapshots, changed blocks, snapshot chain, memory, write amplification (vdiskd)\n\n")
 		b.WriteString(h.extrasTable())
 		fmt.Fprintf(&b, "\nSnapshot and list_changed_blocks: REST round trips on the main VDI after an interval of "+
-			"%s (1x) or %s (%dx) of random 4 KiB writes, %d rounds alternating, medians (list_changed_blocks: median of 5 calls per interval). "+
+			"%s (1x) or %s (%dx) of random 4 KiB writes, each timed once pebble stopped flushing and compacting, %d rounds alternating, medians (list_changed_blocks: median of 5 calls per interval). "+
 			"Chain: %s VDI, %d x (snapshot, %s of random 4 KiB writes), 4 KiB randread QD32 for %s on its top, on a depth-0 VDI "+
 			"nbdcopy filled from the top, and on the oldest snapshot, %d alternating passes, medians. "+
 			"Write amplification: bytes vdiskd's process sent to storage (/proc/PID/io write_bytes) over bytes NBD clients wrote to it, whole run "+
