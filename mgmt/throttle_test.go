@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Five wrong passwords are free; then every login for that name waits,
@@ -54,4 +55,27 @@ func TestLoginThrottleDelaysAndBound(t *testing.T) {
 	if n := len(l.names); n > maxThrottled {
 		t.Fatalf("%d names remembered, bound %d", n, maxThrottled)
 	}
+}
+
+// An unknown user name costs a login what a known one does: its password
+// is checked against a dummy bcrypt hash of the same cost as every stored
+// one, so the answer's timing does not tell which names exist. (The
+// property is checked on the hashes, not with a stopwatch.)
+func TestUnknownUserCostsAFullBcrypt(t *testing.T) {
+	e := newEnv(t)
+	e.must(201, "POST", "/api/users", e.admin, map[string]any{"username": "bob", "password": "bob-password-1", "role": "vm-admin"}, nil)
+	dummy, err := bcrypt.Cost(e.s.dummy)
+	if err != nil {
+		t.Fatalf("the dummy hash is not a bcrypt hash: %v", err)
+	}
+	for _, name := range []string{"admin", "bob"} {
+		e.s.mu.Lock()
+		u := e.s.st.user(name)
+		e.s.mu.Unlock()
+		cost, err := bcrypt.Cost([]byte(u.Hash))
+		if err != nil || cost != dummy {
+			t.Fatalf("%s's hash has cost %d (%v), the dummy %d", name, cost, err, dummy)
+		}
+	}
+	e.fails(401, api.CodeAuthFailed, "POST", "/api/token", "basic:nobody:bob-password-1", nil)
 }

@@ -99,7 +99,7 @@ func (a UserUpdateArgs) Validate() *Error {
 var (
 	TokenCreate = declare[NoArgs](RPC{Class: "session", Call: "login", Methods: []string{http.MethodPost, http.MethodGet},
 		Path: "/api/token", Role: ReadOnly, Auth: AuthPassword, XenAPI: []string{"login_with_password"},
-		Summary: "Exchange Basic user:password for a token (valid 24 h, revocable).", Returns: "token, expires_at, role, username"})
+		Summary: "Exchange Basic user:password for a token (valid --token-ttl, 24 h by default; revocable).", Returns: "token, expires_at, role, username"})
 	TokenDelete = declare[NoArgs](RPC{Class: "session", Call: "logout", Methods: []string{http.MethodDelete},
 		Path: "/api/token", Role: ReadOnly, XenAPI: []string{"logout"}, Status: http.StatusNoContent,
 		Summary: "Revoke the token this call carries.", Returns: "nothing (204)"})
