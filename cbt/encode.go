@@ -2,6 +2,7 @@ package cbt
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -24,9 +25,11 @@ func Encode(changed *roaring.Bitmap, size uint64) string {
 	return base64.StdEncoding.EncodeToString(Raw(changed, size))
 }
 
-// Raw is Encode without the base64 step. It goes through the bitmap's dense
-// 64-bit words rather than bit by bit: a nearly full interval of a 2 GiB disk
-// took 150 µs bit by bit, most of a list_changed_blocks call.
+// Raw is Encode without the base64 step. A dense bitmap goes through
+// roaring's 64-bit words (a nearly full interval of a 2 GiB disk: 154 µs bit
+// by bit, 12 µs by words); a sparse one bit by bit, since its words would
+// be mostly zeros to allocate and scan (1% of a 1 TiB disk: 2 ms bit by
+// bit, 4 ms by words).
 func Raw(changed *roaring.Bitmap, size uint64) []byte {
 	out := make([]byte, EncodedLen(size))
 	limit := Blocks(size)
@@ -37,16 +40,30 @@ func Raw(changed *roaring.Bitmap, size uint64) []byte {
 		changed = changed.Clone()
 		changed.RemoveRange(limit, uint64(1)<<32)
 	}
+	if changed.GetCardinality() < 16*changed.DenseSize() {
+		it := changed.Iterator()
+		for it.HasNext() {
+			i := it.Next()
+			out[i>>3] |= 0x80 >> (i & 7)
+		}
+		return out
+	}
 	words := make([]uint64, changed.DenseSize())
 	changed.WriteDenseTo(words)
 	// Word w holds blocks 64w.. least significant bit first; XenAPI wants
-	// each byte most significant bit first.
+	// each byte most significant bit first: reverse the bits of the whole
+	// word, then put its bytes back in order.
+	var tail [8]byte
 	for w, x := range words {
-		for k := 0; x != 0; k++ {
-			if i := w*8 + k; byte(x) != 0 && i < len(out) {
-				out[i] = bits.Reverse8(byte(x))
-			}
-			x >>= 8
+		if x == 0 {
+			continue
+		}
+		y := bits.ReverseBytes64(bits.Reverse64(x))
+		if i := w * 8; i+8 <= len(out) {
+			binary.LittleEndian.PutUint64(out[i:], y)
+		} else {
+			binary.LittleEndian.PutUint64(tail[:], y)
+			copy(out[i:], tail[:])
 		}
 	}
 	return out
