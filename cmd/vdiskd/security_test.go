@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Passwords and tokens, right or wrong, never reach the log or /metrics:
@@ -138,4 +141,46 @@ func TestHTTPRequestLimits(t *testing.T) {
 		t.Errorf("2 MiB body: HTTP %d, want 413", st)
 	}
 	d.CreateVDI(t, "after", 1<<20)
+}
+
+// A client that trickles its request headers is cut at ReadHeaderTimeout
+// (10 s) while other clients are served.
+func TestHTTPSlowHeadersAreCut(t *testing.T) {
+	d := startVdiskd(t)
+	host := strings.TrimPrefix(strings.TrimSuffix(d.API, "/api"), "http://")
+	var slow []net.Conn
+	for i := 0; i < 50; i++ {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("GET /api/vdis HTTP/1.1\r\nHost: x\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, c)
+	}
+	start := time.Now()
+	d.CreateVDI(t, "served", 1<<20) // others are served meanwhile
+	for _, c := range slow {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		for {
+			if _, err := c.Write([]byte("X-A: b\r\n")); err != nil {
+				break // cut
+			}
+			buf := make([]byte, 512)
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := c.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				break // closed, or answered 408 and closed
+			}
+			if time.Since(start) > 20*time.Second {
+				t.Fatalf("a client trickling headers still connected %v after it started", time.Since(start))
+			}
+		}
+	}
+	took := time.Since(start)
+	t.Logf("50 header tricklers cut after %v", took.Round(100*time.Millisecond))
+	if took < 9*time.Second {
+		t.Errorf("cut after %v, before the 10 s header timeout: something else closed them", took)
+	}
 }
