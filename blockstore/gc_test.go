@@ -9,7 +9,7 @@ import (
 // usage returns the measured bytes of a volume.
 func (e *env) usage(id string) uint64 {
 	e.t.Helper()
-	e.now = e.now.Add(time.Minute) // past the usage cache's age
+	e.advance(time.Minute) // past the usage cache's age
 	n, err := e.s.PhysicalUtilisation(id)
 	if err != nil {
 		e.t.Fatal(err)

@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,24 @@ type env struct {
 	dir  string
 	fs   vfs.FS
 	s    *Store
-	now  time.Time
+
+	mu  sync.Mutex // the clock is read on the data path too (the space guard)
+	now time.Time
+}
+
+// tick is the store's clock: a second later at every reading.
+func (e *env) tick() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = e.now.Add(time.Second)
+	return e.now
+}
+
+// advance moves the clock on by d.
+func (e *env) advance(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.now = e.now.Add(d)
 }
 
 func run(t *testing.T, body func(t *testing.T, e *env)) {
@@ -63,7 +81,7 @@ func (e *env) options() Options {
 	return Options{
 		FS:              e.fs,
 		Logf:            func(f string, a ...any) { e.t.Logf(f, a...) },
-		Now:             func() time.Time { e.now = e.now.Add(time.Second); return e.now },
+		Now:             e.tick,
 		CacheSize:       16 << 20,
 		MemTableSize:    4 << 20,
 		ValueSeparation: &vs,

@@ -118,7 +118,7 @@ func TestStoreRefusesDataBelowTheReserve(t *testing.T) {
 		e.snapshot("a", "a-snap")
 
 		fs.free.Store(10 << 20)
-		e.now = e.now.Add(time.Minute) // the next write looks again
+		e.advance(time.Minute) // the next write looks again
 		d := e.attach("a")
 		err = d.Write(1<<20, fill(2, 4096), 0)
 		if !errors.Is(err, syscall.ENOSPC) {
@@ -148,7 +148,7 @@ func TestStoreRefusesDataBelowTheReserve(t *testing.T) {
 		}
 
 		fs.free.Store(1 << 40)
-		e.now = e.now.Add(time.Minute)
+		e.advance(time.Minute)
 		newer := fill(4, 1<<20)
 		if err := d.Write(0, newer, FUA); err != nil {
 			t.Fatalf("write once space is back: %v", err)
