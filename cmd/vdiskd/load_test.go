@@ -39,22 +39,24 @@ func planLoad() loadPlan {
 	return loadPlan{vdis: 1000, clients: 16, rounds: 3, round: 4 * time.Second}
 }
 
-// processGauges are what a leak would grow: goroutines and heap from
-// /metrics, sockets from /proc (pebble's open files are counted apart:
-// its table cache keeps new tables open, up to a bound, by design).
+// processGauges are what a leak would grow: goroutines from /metrics,
+// live heap from the profiler, descriptors from /proc. pebble's files are
+// counted apart: its table cache keeps tables open by design, and their
+// number follows compaction (18 to 529 and back over a soak).
 type processGauges struct {
-	goroutines, heap float64
-	sockets, files   int
+	goroutines, heap      float64
+	sockets, files, store int
 }
 
 func (g processGauges) String() string {
-	return fmt.Sprintf("%.0f goroutines, %d sockets, %d other fds, %.1f MiB heap in use",
-		g.goroutines, g.sockets, g.files, g.heap/(1<<20))
+	return fmt.Sprintf("%.0f goroutines, %d sockets, %d pebble files, %d other fds, %.1f MiB live heap",
+		g.goroutines, g.sockets, g.store, g.files, g.heap/(1<<20))
 }
 
-// gauges reads the counts; the heap is measured after a forced GC
-// (the profiler's heap?gc=1): the daemon's 128 MiB Go memory limit lets
-// garbage sit in the heap, so heap in use without one says little.
+// gauges reads the counts; the heap is the bytes live right after a forced
+// GC (the profiler's heap?gc=1): the daemon's 128 MiB Go memory limit lets
+// garbage sit in the heap, and heap in use counts half-empty spans too
+// (it swung 10-23 MiB over a soak whose live heap stayed 4.5-7.6 MB).
 func (d *daemon) gauges(t *testing.T) processGauges {
 	t.Helper()
 	s := d.scrape(t)
@@ -72,9 +74,9 @@ func (d *daemon) gauges(t *testing.T) processGauges {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := regexp.MustCompile(`# HeapInuse = (\d+)`).FindSubmatch(body)
+	h := regexp.MustCompile(`# HeapAlloc = (\d+)`).FindSubmatch(body)
 	if h == nil {
-		t.Fatalf("no HeapInuse in the heap profile")
+		t.Fatalf("no HeapAlloc in the heap profile")
 	}
 	g.heap, _ = strconv.ParseFloat(string(h[1]), 64)
 	dir := fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid)
@@ -82,10 +84,15 @@ func (d *daemon) gauges(t *testing.T) processGauges {
 	if err != nil {
 		t.Fatal(err)
 	}
+	store, _ := filepath.Abs(filepath.Join(d.DataDir, "store"))
 	for _, e := range ents {
-		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+		l, err := os.Readlink(filepath.Join(dir, e.Name()))
+		switch {
+		case err == nil && strings.HasPrefix(l, "socket:"):
 			g.sockets++
-		} else {
+		case err == nil && strings.HasPrefix(l, store+"/"):
+			g.store++
+		default:
 			g.files++
 		}
 	}
@@ -227,14 +234,14 @@ func TestLoadManyVDIs(t *testing.T) {
 		if g.sockets > base.sockets+2 { // the test's own keep-alive connections
 			t.Errorf("round %d: %d sockets open after the clients left, %d before", r, g.sockets, base.sockets)
 		}
-		if g.files > base.files+64 {
-			t.Errorf("round %d: %d other files open, %d before", r, g.files, base.files)
+		if g.files > base.files+2 {
+			t.Errorf("round %d: %d descriptors open besides sockets and pebble's files, %d before", r, g.files, base.files)
 		}
 	}
 	last := d.settle(t, base.goroutines+goroutineSlack)
 	// The block cache and memtables live outside the Go heap; live heap
 	// that grows round over round is a leak.
-	if plan.rounds > 1 && last.heap > first.heap+max(2<<20, first.heap/4) {
+	if plan.rounds > 1 && last.heap > first.heap+max(4<<20, first.heap/2) {
 		t.Errorf("Go heap grew from %.1f MiB after the first round to %.1f MiB after the last", first.heap/(1<<20), last.heap/(1<<20))
 	}
 
