@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
@@ -160,24 +161,15 @@ func blocksOf(off, n uint64) uint64 {
 func (d *Disk) read(t *readTally, p []byte, off uint64) (found uint64, err error) {
 	clear(p)
 	first, last := off>>blockShift, (off+uint64(len(p))-1)>>blockShift
+	fill := newFiller(d.s, d.id, p, off)
 	err = d.s.visit(t, d.layers, first, last+1, func(blk uint64, val []byte) error {
 		found++
-		if len(val) != BlockSize {
-			return checkMarker(d.id, blk, val)
-		}
-		bstart := blk << blockShift
-		lo, hi := max(bstart, off), min(bstart+BlockSize, off+uint64(len(p)))
-		copy(p[lo-off:hi-off], val[lo-bstart:hi-bstart])
-		return nil
+		return fill.add(blk, val)
 	})
-	return found, err
-}
-
-func checkMarker(id string, blk uint64, val []byte) error {
-	if len(val) == 0 || (len(val) == 1 && val[0] == 'z') {
-		return nil
+	if err == nil {
+		err = fill.flush()
 	}
-	return fmt.Errorf("blockstore: %s block %d: %w: value of %d bytes", id, blk, ErrCorrupt, len(val))
+	return found, err
 }
 
 // visit calls fn for every block in [first, last) that has a version in
@@ -249,7 +241,7 @@ func (s *Store) visitLayer(t *readTally, l layer, first, last uint64, fn func(bl
 			return err
 		}
 		if t != nil {
-			t.valueBytes += uint64(len(val))
+			t.valueBytes += versionBytes(len(val))
 		}
 		if err := fn(kb, val); err != nil {
 			closeIter(t, it)
@@ -390,24 +382,48 @@ type writer struct {
 	c0, c1 uint64 // the 64 KiB blocks the whole operation touches
 	key    [dataKeyLen]byte
 	reads  readTally // read-modify-write and trim lookups, for IOStats
+	// pend holds data blocks bound for segments, written by writeData
+	// just before the batch commits (segment mode only).
+	pend     []pendingBlock
+	segBytes int // written to segments, for IOStats
+}
+
+type pendingBlock struct {
+	blk uint64
+	val []byte
 }
 
 // maxBatchOps bounds one batch of a zero or trim over a huge range.
 const maxBatchOps = 1 << 16
 
+// maxPendBlocks bounds the data blocks a writer holds for one segment
+// write (32 MiB, NBD's largest request).
+const maxPendBlocks = 8192
+
 func (w *writer) setBlock(blk uint64, val []byte) error {
 	if bytes.Equal(val, zeroBlock) {
 		val = valueZero
+	}
+	if len(val) == BlockSize && w.d.s.opts.Segments {
+		w.pend = append(w.pend, pendingBlock{blk, val})
+		if len(w.pend) < maxPendBlocks {
+			return nil
+		}
+		return w.writeData()
 	}
 	_ = w.b.Set(dataKey(w.key[:0], w.lin.rec.ID, blk, w.gen), val, nil)
 	if w.b.Count() < maxBatchOps {
 		return nil
 	}
+	if err := w.writeData(); err != nil {
+		return err
+	}
 	// Trims and zeroes of huge ranges commit in pieces (NBD does not make
 	// them atomic). Each piece carries the marker for the whole operation,
 	// so whatever piece survives a crash is covered by CBT.
 	_ = w.b.Set(markerKey(w.lin.rec.ID, w.c0, w.c1), nil, nil)
-	n := w.b.Len()
+	n := w.b.Len() + w.segBytes
+	w.segBytes = 0
 	err := commit(w.b, false)
 	w.b = w.d.s.db.NewBatch()
 	if err != nil {
@@ -415,6 +431,44 @@ func (w *writer) setBlock(blk uint64, val []byte) error {
 	}
 	w.d.v.stats.recordWrite(n)
 	w.committed()
+	return nil
+}
+
+// writeData writes the pending data blocks to consecutive slots of a
+// segment, one pwrite per run that is contiguous in memory (a whole
+// aligned write is one), and adds their pointers to the batch. The data
+// is in the page cache before the pointers can commit.
+func (w *writer) writeData() error {
+	if len(w.pend) == 0 {
+		return nil
+	}
+	segs := w.d.s.segs
+	sf, slot, err := segs.reserve(len(w.pend))
+	if err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+	}
+	var val [pointerLen]byte
+	run, runSlot := []byte(nil), slot
+	for i, pb := range w.pend {
+		if run != nil && unsafe.SliceData(run) != nil &&
+			unsafe.Add(unsafe.Pointer(unsafe.SliceData(run)), len(run)) == unsafe.Pointer(unsafe.SliceData(pb.val)) {
+			run = unsafe.Slice(unsafe.SliceData(run), len(run)+BlockSize)
+		} else {
+			if run != nil {
+				if err := segs.write(sf, runSlot, run); err != nil {
+					return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+				}
+			}
+			run, runSlot = pb.val, slot+uint32(i)
+		}
+		ptr := pointer{seg: sf.id, slot: slot + uint32(i), crc: blockCRC(pb.val)}
+		_ = w.b.Set(dataKey(w.key[:0], w.lin.rec.ID, pb.blk, w.gen), ptr.append(val[:0]), nil)
+	}
+	if err := segs.write(sf, runSlot, run); err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+	}
+	w.segBytes += len(w.pend) * BlockSize
+	w.pend = w.pend[:0]
 	return nil
 }
 
@@ -455,7 +509,16 @@ func (w *writer) commit(sync bool) error {
 	if !marked {
 		_ = w.b.Set(markerKey(lin.rec.ID, c0, c1), nil, nil)
 	}
-	n := w.b.Len()
+	if err := w.writeData(); err != nil {
+		return err
+	}
+	if sync && w.d.s.opts.Segments {
+		if err := w.d.s.segs.sync(); err != nil {
+			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+		}
+	}
+	n := w.b.Len() + w.segBytes
+	w.segBytes = 0
 	err := commit(w.b, sync)
 	w.b = nil
 	w.d.v.stats.recordRead(&w.reads)

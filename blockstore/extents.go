@@ -53,7 +53,7 @@ func (d *Disk) Extents(off, n uint64, fn func(Extent) error) error {
 	err := d.s.visit(&t, d.layers, first, last+1, func(blk uint64, val []byte) error {
 		rel := uint32(blk - first)
 		switch {
-		case len(val) == BlockSize:
+		case isData(val):
 			data.Add(rel)
 		case len(val) == 1 && val[0] == 'z':
 			zero.Add(rel)

@@ -14,12 +14,15 @@ type mode struct {
 	name     string
 	mem      bool
 	valueSep bool
+	segments bool
 }
 
 var modes = []mode{
-	{"mem", true, true},
-	{"disk", false, true},
-	{"disk-novaluesep", false, false},
+	{"mem", true, true, false},
+	{"disk", false, true, false},
+	{"disk-novaluesep", false, false, false},
+	{"mem-segments", true, false, true},
+	{"disk-segments", false, false, true},
 }
 
 // env is one test's store, reopenable in the same mode.
@@ -85,6 +88,7 @@ func (e *env) options() Options {
 		CacheSize:       16 << 20,
 		MemTableSize:    4 << 20,
 		ValueSeparation: &vs,
+		Segments:        e.mode.segments,
 		GCInterval:      -1,      // tests run the collector explicitly
 		MinFreeSpace:    1 << 20, // whatever the machine's disk has left
 	}

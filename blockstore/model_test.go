@@ -63,7 +63,7 @@ type model struct {
 // -model.steps sets the length; the seeds are fixed.
 func TestModel(t *testing.T) {
 	steps := *modelSteps
-	for _, m := range []mode{modes[0], modes[2]} {
+	for _, m := range []mode{modes[0], modes[2], modes[3]} {
 		for seed := int64(1); seed <= 3; seed++ {
 			if (m.name != "mem" || testing.Short()) && seed > 1 {
 				continue

@@ -68,7 +68,15 @@ func (s *Store) usable() error {
 
 // commitMeta commits a metadata batch durably. REQUIRES: s.mu held.
 func (s *Store) commitMeta(b *pebble.Batch) error {
-	if err := commit(b, true); err != nil {
+	// A snapshot or clone holds every write acknowledged before it,
+	// durably: their segment data first.
+	err := s.segs.sync()
+	if err == nil {
+		err = commit(b, true)
+	} else {
+		b.Close()
+	}
+	if err != nil {
 		s.failed = err
 		s.opts.Logf("blockstore: metadata commit failed, refusing further changes until restart: %v", err)
 		return err

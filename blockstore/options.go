@@ -37,6 +37,12 @@ type Options struct {
 	// so compactions move keys, not data. On by default; see bench/RESULTS.md.
 	ValueSeparation *bool
 
+	// Segments writes block data to append-only segment files, with
+	// pebble holding 13-byte pointers to it (segment.go), instead of
+	// storing each 4 KiB block as a pebble value. Either way the store
+	// reads both forms.
+	Segments bool
+
 	// MinFreeSpace is the reserve: new data and growing metadata changes
 	// are refused (ENOSPC) while the store's file system has less free
 	// (default 256 MiB; see reserve.go).

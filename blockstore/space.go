@@ -142,7 +142,7 @@ func (s *Store) lineageBytes(lin *lineage) (uint64, error) {
 	var n uint64
 	for it.First(); it.Valid(); it.Next() {
 		lv := it.LazyValue()
-		n += uint64(lv.Len())
+		n += versionBytes(lv.Len())
 	}
 	if err := it.Close(); err != nil {
 		return 0, fmt.Errorf("blockstore: usage of lineage %d: %w", lin.rec.ID, err)

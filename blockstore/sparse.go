@@ -27,18 +27,18 @@ func (d *Disk) ReadSparse(p []byte, off uint64, zero func(lo, hi int)) error {
 	}
 	var t readTally
 	var found uint64
+	fill := newFiller(d.s, d.id, p, off)
 	err := d.s.visit(&t, d.layers, first, last+1, func(blk uint64, val []byte) error {
 		found++
-		if len(val) != BlockSize {
-			return checkMarker(d.id, blk, val)
+		if isData(val) {
+			rel := blk - first
+			data[rel/64] |= 1 << (rel % 64)
 		}
-		rel := blk - first
-		data[rel/64] |= 1 << (rel % 64)
-		bstart := blk << blockShift
-		lo, hi := max(bstart, off), min(bstart+BlockSize, off+uint64(len(p)))
-		copy(p[lo-off:hi-off], val[lo-bstart:hi-bstart])
-		return nil
+		return fill.add(blk, val)
 	})
+	if err == nil {
+		err = fill.flush()
+	}
 	if err != nil {
 		return fmt.Errorf("blockstore: read %s: %w", d.id, err)
 	}

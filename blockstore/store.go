@@ -40,6 +40,8 @@ type Store struct {
 
 	gc gcWorker
 
+	segs *segments // block data outside pebble (segment.go)
+
 	space *spaceGuard // nil: no reserve kept (in-memory file systems)
 }
 
@@ -63,13 +65,19 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
+	segs, err := openSegments(po.FS, dir)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
+	}
 	s := &Store{
-		opts: opts, db: db, space: space,
+		opts: opts, db: db, space: space, segs: segs,
 		volumes: map[string]*volume{}, lineages: map[uint64]*lineage{},
 		nextLineage: 1,
 	}
 	if err := s.load(); err != nil {
 		db.Close()
+		segs.close()
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
 	s.gc.start(s)
@@ -98,8 +106,14 @@ func (s *Store) Close() error {
 	s.data.Lock()
 	s.dataClosed = true
 	s.data.Unlock()
-	err := s.db.LogData(nil, pebble.Sync)
+	err := s.segs.sync()
+	if err == nil {
+		err = s.db.LogData(nil, pebble.Sync)
+	}
 	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.segs.close(); err == nil {
 		err = cerr
 	}
 	if err == nil && len(leaked) > 0 {
@@ -123,6 +137,11 @@ func (s *Store) Flush() error {
 // flush is Flush for callers already inside s.data (a second RLock could
 // deadlock against a waiting Close).
 func (s *Store) flush() error {
+	// Data before the pointers that name it: a pointer made durable by
+	// this sync never names a slot still in the page cache only.
+	if err := s.segs.sync(); err != nil {
+		return fmt.Errorf("blockstore: flush: %w", err)
+	}
 	if err := s.db.LogData(nil, pebble.Sync); err != nil {
 		return fmt.Errorf("blockstore: flush: %w", err)
 	}

@@ -43,6 +43,7 @@ type config struct {
 	nbdAuth, zone, logLevel    string
 	pprofAddr                  string
 	minFreeSpace               string
+	dataPath                   string
 	minFree                    uint64 // minFreeSpace, parsed by check
 	limits                     limitFlags
 }
@@ -68,6 +69,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
+	str(&c.dataPath, "data-path", "pebble", "where block data lives: pebble (each 4 KiB block a pebble value) or segments (append-only segment files, pointers in pebble; experimental: segment space is not reclaimed yet)")
 	c.limits.register(str)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -110,6 +112,9 @@ func (c *config) check() string {
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
+	if c.dataPath != "pebble" && c.dataPath != "segments" {
+		return fmt.Sprintf("--data-path %q: want pebble or segments", c.dataPath)
+	}
 	n, err := bytesize.Parse(c.minFreeSpace)
 	if err != nil || n <= 0 {
 		return fmt.Sprintf("--min-free-space %q: want a size above zero, such as 256M or 1G", c.minFreeSpace)
@@ -151,6 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	store, err := blockstore.Open(dir.Store(), blockstore.Options{
 		MinFreeSpace: c.minFree,
+		Segments:     c.dataPath == "segments",
 		Logf:         func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
 		Warnf:        func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
 	})

@@ -1,0 +1,220 @@
+package blockstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Segment files hold block data outside pebble (SPEC §2: bulk data in
+// append-only container files, extents and CBT in pebble). A write is one
+// pwrite of its blocks into consecutive slots of the open segment and a
+// small pebble batch of pointers; a read is a pointer lookup and one pread
+// per run of adjacent slots, served by the page cache. Data is written
+// once: no WAL copy, no memtable flush, no compaction rewrite.
+//
+// Slots are never rewritten. A segment is only appended to while it is the
+// open one; the next Open starts a new one.
+
+// segmentSlots is the capacity of one segment in 4 KiB slots: 256 MiB, a
+// few thousand files for a terabyte held.
+const segmentSlots = 1 << 16
+
+const segmentSuffix = ".seg"
+
+// segmentDir is where segments live, inside the store's directory (pebble
+// ignores what it does not recognise there).
+const segmentDir = "segments"
+
+type segmentFile struct {
+	id uint32
+	f  vfs.File
+}
+
+// segments is the set of segment files of a store.
+type segments struct {
+	fs  vfs.FS
+	dir string
+
+	mu       sync.Mutex
+	files    map[uint32]*segmentFile
+	open     *segmentFile // appended to; nil until the first write
+	nextSlot uint32       // first free slot of open
+	nextID   uint32       // id of the next segment to create
+	dirty    map[uint32]*segmentFile
+	newFiles bool // a segment was created since the last sync: sync the directory
+
+	syncMu sync.Mutex // one sync at a time
+}
+
+func segmentName(id uint32) string { return fmt.Sprintf("%08x%s", id, segmentSuffix) }
+
+func parseSegmentName(name string) (uint32, bool) {
+	hex, ok := strings.CutSuffix(name, segmentSuffix)
+	if !ok || len(hex) != 8 {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(hex, 16, 32)
+	return uint32(id), err == nil
+}
+
+// openSegments opens every segment in dir/segments, creating the
+// directory if needed. New writes go to a new segment.
+func openSegments(fs vfs.FS, dir string) (*segments, error) {
+	sdir := fs.PathJoin(dir, segmentDir)
+	if err := fs.MkdirAll(sdir, 0o700); err != nil {
+		return nil, fmt.Errorf("blockstore: segments: %w", err)
+	}
+	names, err := fs.List(sdir)
+	if err != nil {
+		return nil, fmt.Errorf("blockstore: segments: %w", err)
+	}
+	sort.Strings(names)
+	s := &segments{fs: fs, dir: sdir, files: map[uint32]*segmentFile{}, dirty: map[uint32]*segmentFile{}}
+	for _, name := range names {
+		id, ok := parseSegmentName(name)
+		if !ok {
+			continue
+		}
+		f, err := fs.Open(fs.PathJoin(sdir, name))
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("blockstore: segment %s: %w", name, err)
+		}
+		s.files[id] = &segmentFile{id: id, f: f}
+		s.nextID = max(s.nextID, id+1)
+	}
+	return s, nil
+}
+
+// reserve hands out n consecutive slots (n <= segmentSlots), starting a
+// new segment when the open one is too full.
+func (s *segments) reserve(n int) (*segmentFile, uint32, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open == nil || int(s.nextSlot)+n > segmentSlots {
+		if s.nextID == ^uint32(0) {
+			return nil, 0, errors.New("blockstore: segment ids exhausted")
+		}
+		id := s.nextID
+		f, err := s.fs.OpenReadWrite(s.fs.PathJoin(s.dir, segmentName(id)), vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return nil, 0, fmt.Errorf("blockstore: new segment: %w", err)
+		}
+		s.nextID++
+		s.open = &segmentFile{id: id, f: f}
+		s.files[id] = s.open
+		s.nextSlot = 0
+		s.newFiles = true
+	}
+	slot := s.nextSlot
+	s.nextSlot += uint32(n)
+	return s.open, slot, nil
+}
+
+// write stores p (whole blocks) at slot of sf, then marks the segment for
+// the next sync. Marking after the write means a sync that starts after
+// this returns always covers it.
+func (s *segments) write(sf *segmentFile, slot uint32, p []byte) error {
+	if _, err := sf.f.WriteAt(p, int64(slot)<<blockShift); err != nil {
+		return fmt.Errorf("blockstore: segment %08x: %w", sf.id, err)
+	}
+	s.mu.Lock()
+	s.dirty[sf.id] = sf
+	s.mu.Unlock()
+	return nil
+}
+
+// readAt fills p (whole blocks) from slot of segment id.
+func (s *segments) readAt(p []byte, id, slot uint32) error {
+	s.mu.Lock()
+	sf := s.files[id]
+	s.mu.Unlock()
+	if sf == nil {
+		return fmt.Errorf("blockstore: %w: segment %08x is missing", ErrCorrupt, id)
+	}
+	n, err := sf.f.ReadAt(p, int64(slot)<<blockShift)
+	if err == io.EOF && n == len(p) {
+		err = nil
+	}
+	if err == io.EOF {
+		// Past the end: the segment lost its tail (power loss before a
+		// sync); the caller's checksum decides what that means.
+		clear(p[n:])
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("blockstore: segment %08x: %w", id, err)
+	}
+	return nil
+}
+
+// sync makes every write that returned before the call durable: the data
+// of every segment written since the last sync, and the directory entries
+// of new segments. It must precede any commit that promises those writes
+// durable (FLUSH, FUA, snapshots).
+func (s *segments) sync() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	s.mu.Lock()
+	dirty, newFiles := s.dirty, s.newFiles
+	if len(dirty) > 0 {
+		s.dirty = map[uint32]*segmentFile{}
+	}
+	s.newFiles = false
+	s.mu.Unlock()
+	fail := func(err error) error {
+		// Whatever did not sync must be synced by the next caller.
+		s.mu.Lock()
+		for id, sf := range dirty {
+			s.dirty[id] = sf
+		}
+		s.newFiles = s.newFiles || newFiles
+		s.mu.Unlock()
+		return fmt.Errorf("blockstore: sync segments: %w", err)
+	}
+	for _, sf := range dirty {
+		if err := sf.f.SyncData(); err != nil {
+			return fail(err)
+		}
+	}
+	if newFiles {
+		d, err := s.fs.OpenDir(s.dir)
+		if err != nil {
+			return fail(err)
+		}
+		err = d.Sync()
+		if cerr := d.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+func (s *segments) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first error
+	for id, sf := range s.files {
+		if err := sf.f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("blockstore: close segment %08x: %w", id, err)
+		}
+	}
+	s.files, s.open = nil, nil
+	return first
+}
+
+// segmentPath is for tests and tools: the file of segment id under dir.
+func segmentPath(dir string, id uint32) string {
+	return filepath.Join(dir, segmentDir, segmentName(id))
+}

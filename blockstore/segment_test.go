@@ -1,0 +1,207 @@
+package blockstore
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+func segmentEnv(t *testing.T) *env {
+	for _, m := range modes {
+		if m.name == "disk-segments" {
+			return newEnv(t, m)
+		}
+	}
+	t.Fatal("no disk-segments mode")
+	return nil
+}
+
+// valueOf returns the stored value of block blk of volume id's lineage at
+// the head generation.
+func (e *env) valueOf(id string, blk uint64) []byte {
+	e.t.Helper()
+	e.s.mu.Lock()
+	lin := e.s.volumes[id].lin
+	e.s.mu.Unlock()
+	v, closer, err := e.s.db.Get(dataKey(nil, lin.rec.ID, blk, lin.rec.Head))
+	if err != nil {
+		e.t.Fatalf("get block %d of %s: %v", blk, id, err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...)
+}
+
+func TestSegmentsHoldTheData(t *testing.T) {
+	e := segmentEnv(t)
+	e.create("v", 8<<20)
+	data := fill(3, 1<<20)
+	e.write("v", 0, data)
+	if v := e.valueOf("v", 5); !isPointer(v) {
+		t.Fatalf("block 5 is stored as %d bytes, want a %d-byte pointer", len(v), pointerLen)
+	}
+	if p := decodePointer(e.valueOf("v", 5)); p.slot != 5 || p.crc != blockCRC(data[5*BlockSize:6*BlockSize]) {
+		t.Fatalf("block 5 points at %+v: a 1 MiB write should fill slots 0..255 of one segment", p)
+	}
+	fi, err := os.Stat(segmentPath(e.dir, 0))
+	if err != nil || fi.Size() != 1<<20 {
+		t.Fatalf("segment 0: %v, size %v; want 1 MiB", err, fi)
+	}
+	if got := e.read("v", 0, 1<<20); !bytes.Equal(got, data) {
+		t.Fatal("read back differs")
+	}
+	if got := e.read("v", 4096*3+17, 9000); !bytes.Equal(got, data[4096*3+17:4096*3+17+9000]) {
+		t.Fatal("unaligned read differs")
+	}
+	if u := e.usage("v"); u != 1<<20 {
+		t.Fatalf("usage %d, want 1 MiB: a pointer accounts for its block", u)
+	}
+
+	// After a reopen, old slots are read where they are and new writes go
+	// to a new segment.
+	e.reopen()
+	if got := e.read("v", 0, 1<<20); !bytes.Equal(got, data) {
+		t.Fatal("read back after reopen differs")
+	}
+	e.write("v", 4<<20, fill(4, BlockSize))
+	if p := decodePointer(e.valueOf("v", 1024)); p.seg != 1 || p.slot != 0 {
+		t.Fatalf("first write after reopen at %+v, want segment 1 slot 0", p)
+	}
+}
+
+func TestSegmentCorruptionIsAnError(t *testing.T) {
+	e := segmentEnv(t)
+	e.create("v", 8<<20)
+	data := fill(5, 4*BlockSize)
+	e.write("v", 0, data)
+	if err := e.s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(segmentPath(e.dir, 0), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{data[2*BlockSize+100] ^ 0x40}, 2*BlockSize+100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	d := e.attach("v")
+	p := make([]byte, 4*BlockSize)
+	if _, err := d.ReadAt(p, 0); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "block 2") {
+		t.Fatalf("read over a flipped bit: %v, want ErrCorrupt naming block 2", err)
+	}
+	if err := d.ReadSparse(p[:BlockSize], 2*BlockSize+512, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("sparse read of the flipped block: %v, want ErrCorrupt", err)
+	}
+	if _, err := d.ReadAt(p[:2*BlockSize], 0); err != nil || !bytes.Equal(p[:2*BlockSize], data[:2*BlockSize]) {
+		t.Fatalf("the blocks before it: %v", err)
+	}
+	if _, err := d.ReadAt(p[:BlockSize], 3*BlockSize); err != nil || !bytes.Equal(p[:BlockSize], data[3*BlockSize:]) {
+		t.Fatalf("the block after it: %v", err)
+	}
+}
+
+// TestSegmentsAndInlineSideBySide switches segments on and off across
+// reopens: each form stays readable, through snapshots too.
+func TestSegmentsAndInlineSideBySide(t *testing.T) {
+	e := newEnv(t, modes[1]) // disk, inline
+	e.create("v", 8<<20)
+	a := fill(1, 8*BlockSize)
+	e.write("v", 0, a)
+	e.snapshot("v", "s1")
+
+	e.mode.segments = true
+	e.reopen()
+	b := fill(2, 4*BlockSize)
+	e.write("v", 4*BlockSize, b)
+	if v := e.valueOf("v", 5); !isPointer(v) {
+		t.Fatalf("block 5 after turning segments on: %d bytes", len(v))
+	}
+	want := append(append([]byte(nil), a[:4*BlockSize]...), b...)
+	check := func(when string) {
+		t.Helper()
+		if got := e.read("v", 0, 8*BlockSize); !bytes.Equal(got, want) {
+			t.Fatalf("%s: live volume differs", when)
+		}
+		if got := e.read("s1", 0, 8*BlockSize); !bytes.Equal(got, a) {
+			t.Fatalf("%s: snapshot differs", when)
+		}
+	}
+	check("segments on")
+	e.mode.segments = false
+	e.reopen()
+	check("segments off again")
+}
+
+// syncCounter counts data syncs of segment files.
+type syncCounter struct {
+	vfs.FS
+	syncs atomic.Int64
+}
+
+type countedFile struct {
+	vfs.File
+	c *syncCounter
+}
+
+func (c *syncCounter) OpenReadWrite(name string, cat vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := c.FS.OpenReadWrite(name, cat, opts...)
+	if err != nil || !strings.Contains(name, segmentDir) {
+		return f, err
+	}
+	return countedFile{f, c}, nil
+}
+
+func (f countedFile) SyncData() error { f.c.syncs.Add(1); return f.File.SyncData() }
+func (f countedFile) Sync() error     { f.c.syncs.Add(1); return f.File.Sync() }
+
+// TestSegmentsSyncBeforeDurablePromises: a plain write leaves its segment
+// to the page cache; FLUSH, FUA and a snapshot each sync it first.
+func TestSegmentsSyncBeforeDurablePromises(t *testing.T) {
+	c := &syncCounter{FS: vfs.NewMem()}
+	o := Options{FS: c, Segments: true, GCInterval: -1, Logf: t.Logf}
+	s, err := Open("store", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if _, err := s.Create(CreateRequest{ID: "v", Pool: "p", Size: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Attach("v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	step := func(what string, op func() error, wantSync bool) {
+		t.Helper()
+		before := c.syncs.Load()
+		if err := op(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if synced := c.syncs.Load() > before; synced != wantSync {
+			t.Fatalf("%s: segment synced %v, want %v", what, synced, wantSync)
+		}
+	}
+	write := func(f Flags) func() error {
+		return func() error { return d.Write(0, fill(9, BlockSize), f) }
+	}
+	step("plain write", write(0), false)
+	step("flush", d.Flush, true)
+	step("flush with nothing new", d.Flush, false)
+	step("FUA write", write(FUA), true)
+	step("plain write", write(0), false)
+	step("snapshot", func() error {
+		_, err := s.Snapshot(SnapshotRequest{Source: "v", ID: "s"})
+		return err
+	}, true)
+}
