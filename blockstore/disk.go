@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sync"
 	"unsafe"
@@ -331,7 +332,7 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	} else {
 		b = d.s.db.NewBatch()
 	}
-	w := writer{d: d, lin: lin, b: b, gen: lin.rec.Head, c0: first >> 4, c1: (last >> 4) + 1}
+	w := writer{d: d, lin: lin, b: b, gen: lin.rec.Head, c0: first >> 4, c1: (last >> 4) + 1, p: p}
 	defer func() {
 		if w.b != nil {
 			w.b.Close()
@@ -382,6 +383,7 @@ type writer struct {
 	c0, c1 uint64 // the 64 KiB blocks the whole operation touches
 	key    [dataKeyLen]byte
 	reads  readTally // read-modify-write and trim lookups, for IOStats
+	p      []byte    // the client's data, whose blocks pend may slice
 	// pend holds data blocks bound for segments, written by writeData
 	// just before the batch commits (segment mode only).
 	pend     []pendingBlock
@@ -389,8 +391,14 @@ type writer struct {
 }
 
 type pendingBlock struct {
-	blk uint64
-	val []byte
+	blk   uint64
+	val   []byte
+	pOff  int    // where val starts in the writer's p, or -1
+	epoch uint32 // of its segment write
+	// What the key held, for the pointer's prev (see readCurrent).
+	prevKind     byte
+	prev         pointer
+	inlineBefore bool
 }
 
 // maxBatchOps bounds one batch of a zero or trim over a huge range.
@@ -405,7 +413,7 @@ func (w *writer) setBlock(blk uint64, val []byte) error {
 		val = valueZero
 	}
 	if len(val) == BlockSize && w.d.s.opts.Segments {
-		w.pend = append(w.pend, pendingBlock{blk, val})
+		w.pend = append(w.pend, pendingBlock{blk: blk, val: val, pOff: w.offsetInP(val)})
 		if len(w.pend) < maxPendBlocks {
 			return nil
 		}
@@ -436,8 +444,11 @@ func (w *writer) setBlock(blk uint64, val []byte) error {
 
 // writeData writes the pending data blocks to consecutive slots of a
 // segment, one pwrite per run that is contiguous in memory (a whole
-// aligned write is one), and adds their pointers to the batch. The data
-// is in the page cache before the pointers can commit.
+// aligned write is one), and adds their pointers and reverse keys to the
+// batch. Only then does it read what each key holds now, for the
+// pointer's prev: a write acknowledged and flushed after that read began
+// had its FLUSH sync this write's slots too, so a pointer that can still
+// lose its slot never needs a newer fallback than the one it records.
 func (w *writer) writeData() error {
 	if len(w.pend) == 0 {
 		return nil
@@ -447,28 +458,118 @@ func (w *writer) writeData() error {
 	if err != nil {
 		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 	}
-	var val [pointerLen]byte
-	run, runSlot := []byte(nil), slot
-	for i, pb := range w.pend {
-		if run != nil && unsafe.SliceData(run) != nil &&
-			unsafe.Add(unsafe.Pointer(unsafe.SliceData(run)), len(run)) == unsafe.Pointer(unsafe.SliceData(pb.val)) {
-			run = unsafe.Slice(unsafe.SliceData(run), len(run)+BlockSize)
-		} else {
-			if run != nil {
-				if err := segs.write(sf, runSlot, run); err != nil {
-					return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
-				}
-			}
-			run, runSlot = pb.val, slot+uint32(i)
+	start := 0
+	for i := range w.pend {
+		if i+1 < len(w.pend) && w.pend[i].pOff >= 0 && w.pend[i+1].pOff == w.pend[i].pOff+BlockSize {
+			continue // the next block follows in the client's buffer: one pwrite
 		}
-		ptr := pointer{seg: sf.id, slot: slot + uint32(i), crc: blockCRC(pb.val)}
-		_ = w.b.Set(dataKey(w.key[:0], w.lin.rec.ID, pb.blk, w.gen), ptr.append(val[:0]), nil)
+		run := w.pend[i].val
+		if i > start {
+			run = w.p[w.pend[start].pOff : w.pend[i].pOff+BlockSize]
+		}
+		epoch, err := segs.write(sf, slot+uint32(start), run)
+		if err != nil {
+			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+		}
+		for j := start; j <= i; j++ {
+			w.pend[j].epoch = epoch
+		}
+		start = i + 1
 	}
-	if err := segs.write(sf, runSlot, run); err != nil {
-		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+	if err := w.readCurrent(); err != nil {
+		return err
+	}
+	var val [pointerPrevLen]byte
+	var rkey [9]byte
+	for i, pb := range w.pend {
+		key := dataKey(w.key[:0], w.lin.rec.ID, pb.blk, w.gen)
+		if pb.inlineBefore {
+			// prev cannot hold 4 KiB: stay inline, atomic in pebble (only
+			// right after segments were turned on).
+			_ = w.b.Set(key, pb.val, nil)
+			continue
+		}
+		v := segValue{cur: pointer{seg: sf.id, slot: slot + uint32(i), crc: blockCRC(pb.val)}, epoch: pb.epoch}
+		v.prevKind, v.prev = pb.prevKind, pb.prev
+		_ = w.b.Set(key, v.append(val[:0]), nil)
+		_ = w.b.Set(reverseKey(rkey[:0], sf.id, slot+uint32(i)), key, nil)
 	}
 	w.segBytes += len(w.pend) * BlockSize
 	w.pend = w.pend[:0]
+	return nil
+}
+
+// offsetInP returns where val lies in the client's buffer w.p, or -1 for
+// a block merged in a buffer of its own.
+func (w *writer) offsetInP(val []byte) int {
+	if len(w.p) == 0 {
+		return -1
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(w.p)))
+	v := uintptr(unsafe.Pointer(unsafe.SliceData(val)))
+	if v < base || v+uintptr(len(val)) > base+uintptr(len(w.p)) {
+		return -1
+	}
+	return int(v - base)
+}
+
+// readCurrent fills each pending block's prev from what its key at the
+// head generation holds: nothing, a marker, a durable slot, or a slot not
+// yet durable, whose own prev carries over.
+func (w *writer) readCurrent() error {
+	segs, id := w.d.s.segs, w.lin.rec.ID
+	note := func(pb *pendingBlock, val []byte) {
+		switch {
+		case len(val) == 0:
+			pb.prevKind = prevHole
+		case len(val) == 1:
+			pb.prevKind = prevZero
+		case len(val) == BlockSize:
+			pb.inlineBefore = true
+		case isPointer(val):
+			v := decodeSegValue(val)
+			if segs.durable(v.cur, v.epoch) {
+				pb.prevKind, pb.prev = prevPointer, v.cur
+			} else {
+				pb.prevKind, pb.prev = v.prevKind, v.prev
+			}
+		}
+	}
+	var key [dataKeyLen]byte
+	if len(w.pend) == 1 {
+		pb := &w.pend[0]
+		val, closer, err := w.d.s.db.Get(dataKey(key[:0], id, pb.blk, w.gen))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+		}
+		note(pb, val)
+		return closer.Close()
+	}
+	lo := dataKey(nil, id, w.pend[0].blk, w.gen)
+	hi := dataKey(nil, id, w.pend[len(w.pend)-1].blk+1, ^uint64(0))
+	it, err := w.d.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+	}
+	for i := range w.pend {
+		pb := &w.pend[i]
+		k := dataKey(key[:0], id, pb.blk, w.gen)
+		if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
+			continue
+		}
+		val, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+		}
+		note(pb, val)
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+	}
 	return nil
 }
 

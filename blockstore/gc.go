@@ -333,6 +333,14 @@ func (s *Store) collectChunk(lin *lineage, cands []uint32) (blocks, deleted int,
 			clean.Add(c32)
 		}
 	}
+	if b.Count() > 0 {
+		// The versions that replaced these may be pointers whose slots are
+		// still in the page cache only; after a power cut they fall back
+		// to no key (recover.go) and what is deleted here must not be gone.
+		if err := s.segs.sync(); err != nil {
+			return blocks, deleted, fmt.Errorf("blockstore: gc lineage %d: %w", linID, err)
+		}
+	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return blocks, deleted, fmt.Errorf("blockstore: gc lineage %d: %w", linID, err)
 	}

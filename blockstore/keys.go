@@ -15,6 +15,7 @@ import (
 //	'l' lineage                      lineage record (JSON)
 //	'v' volume-id                    volume record (JSON)
 //	'g' lineage lo hi                pending garbage collection of generations (lo,hi]
+//	'r' seg(4) slot(4)               the data key a segment slot was written for (25 bytes)
 //	'M' name                         store-wide metadata
 //
 // The generation is stored inverted so that newer versions of a block sort
@@ -27,6 +28,7 @@ const (
 	tagVolume    = 'v'
 	tagGC        = 'g'
 	tagStoreMeta = 'M'
+	tagReverse   = 'r'
 )
 
 const dataKeyLen = 25
@@ -118,3 +120,20 @@ func storeMetaKey(name string) []byte { return append([]byte{tagStoreMeta}, name
 
 // tagSpan returns [start, end) covering every key with the tag.
 func tagSpan(tag byte) (start, end []byte) { return []byte{tag}, []byte{tag + 1} }
+
+// reverseKey names a segment slot. Its value is the data key the slot was
+// written for: recovery walks the slots of segments that may have lost
+// pages, and segment reclaim the slots of a segment, without a scan of
+// every data key.
+func reverseKey(dst []byte, seg, slot uint32) []byte {
+	dst = append(dst[:0], tagReverse)
+	dst = binary.BigEndian.AppendUint32(dst, seg)
+	return binary.BigEndian.AppendUint32(dst, slot)
+}
+
+func decodeReverseKey(k []byte) (seg, slot uint32, err error) {
+	if len(k) != 9 || k[0] != tagReverse {
+		return 0, 0, fmt.Errorf("%w: bad reverse key %x", ErrCorrupt, k)
+	}
+	return binary.BigEndian.Uint32(k[1:]), binary.BigEndian.Uint32(k[5:]), nil
+}

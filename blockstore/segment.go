@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -52,6 +53,13 @@ type segments struct {
 	newFiles bool // a segment was created since the last sync: sync the directory
 
 	syncMu sync.Mutex // one sync at a time
+
+	// Sync epochs: started counts syncs begun, done is the number of the
+	// last one finished (they run one at a time, so in order). A slot
+	// whose write returned epoch e is durable once done > e. Segments of
+	// earlier runs (below runFirst) were synced and checked by Open.
+	started, done atomic.Uint32
+	runFirst      uint32
 }
 
 func segmentName(id uint32) string { return fmt.Sprintf("%08x%s", id, segmentSuffix) }
@@ -70,6 +78,9 @@ func parseSegmentName(name string) (uint32, bool) {
 func openSegments(fs vfs.FS, dir string) (*segments, error) {
 	sdir := fs.PathJoin(dir, segmentDir)
 	if err := fs.MkdirAll(sdir, 0o700); err != nil {
+		return nil, fmt.Errorf("blockstore: segments: %w", err)
+	}
+	if err := syncDir(fs, dir); err != nil { // the directory's own entry
 		return nil, fmt.Errorf("blockstore: segments: %w", err)
 	}
 	names, err := fs.List(sdir)
@@ -91,7 +102,30 @@ func openSegments(fs vfs.FS, dir string) (*segments, error) {
 		s.files[id] = &segmentFile{id: id, f: f}
 		s.nextID = max(s.nextID, id+1)
 	}
+	s.runFirst = s.nextID
 	return s, nil
+}
+
+// startAfter makes new segments number from at least id, past any a
+// pointer still names (a segment file whose directory entry a power cut
+// lost must not get a second life under the same number).
+func (s *segments) startAfter(id uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID = max(s.nextID, id)
+	s.runFirst = s.nextID
+}
+
+// nextSegment is the number the next new segment will get.
+func (s *segments) nextSegment() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextID
+}
+
+// durable reports whether the slot p names is on stable storage.
+func (s *segments) durable(p pointer, epoch uint32) bool {
+	return p.seg < s.runFirst || epoch < s.done.Load()
 }
 
 // reserve hands out n consecutive slots (n <= segmentSlots), starting a
@@ -120,16 +154,17 @@ func (s *segments) reserve(n int) (*segmentFile, uint32, error) {
 }
 
 // write stores p (whole blocks) at slot of sf, then marks the segment for
-// the next sync. Marking after the write means a sync that starts after
-// this returns always covers it.
-func (s *segments) write(sf *segmentFile, slot uint32, p []byte) error {
+// the next sync, and returns the write's epoch. Marking after the write
+// means a sync that starts after this returns always covers it; reading
+// the epoch after marking means any sync numbered above it does.
+func (s *segments) write(sf *segmentFile, slot uint32, p []byte) (epoch uint32, err error) {
 	if _, err := sf.f.WriteAt(p, int64(slot)<<blockShift); err != nil {
-		return fmt.Errorf("blockstore: segment %08x: %w", sf.id, err)
+		return 0, fmt.Errorf("blockstore: segment %08x: %w", sf.id, err)
 	}
 	s.mu.Lock()
 	s.dirty[sf.id] = sf
 	s.mu.Unlock()
-	return nil
+	return s.started.Load(), nil
 }
 
 // readAt fills p (whole blocks) from slot of segment id.
@@ -163,6 +198,7 @@ func (s *segments) readAt(p []byte, id, slot uint32) error {
 func (s *segments) sync() error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	n := s.started.Add(1)
 	s.mu.Lock()
 	dirty, newFiles := s.dirty, s.newFiles
 	if len(dirty) > 0 {
@@ -186,18 +222,11 @@ func (s *segments) sync() error {
 		}
 	}
 	if newFiles {
-		d, err := s.fs.OpenDir(s.dir)
-		if err != nil {
-			return fail(err)
-		}
-		err = d.Sync()
-		if cerr := d.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := syncDir(s.fs, s.dir); err != nil {
 			return fail(err)
 		}
 	}
+	s.done.Store(n)
 	return nil
 }
 
@@ -217,4 +246,16 @@ func (s *segments) close() error {
 // segmentPath is for tests and tools: the file of segment id under dir.
 func segmentPath(dir string, id uint32) string {
 	return filepath.Join(dir, segmentDir, segmentName(id))
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
