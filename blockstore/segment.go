@@ -59,7 +59,7 @@ type segments struct {
 	files    map[uint32]*segmentFile
 	lanes    [segmentLanes]lane
 	nextLane atomic.Uint32
-	nextID   uint32       // id of the next segment to create
+	nextID   uint32 // id of the next segment to create
 	dirty    map[uint32]*segmentFile
 	newFiles bool // a segment was created since the last sync: sync the directory
 
