@@ -391,10 +391,11 @@ type writer struct {
 }
 
 type pendingBlock struct {
-	blk   uint64
-	val   []byte
-	pOff  int    // where val starts in the writer's p, or -1
-	epoch uint32 // of its segment write
+	blk       uint64
+	val       []byte
+	pOff      int    // where val starts in the writer's p, or -1
+	seg, slot uint32 // where it was written
+	epoch     uint32 // of its segment write
 	// What the key held, for the pointer's prev (see readCurrent).
 	prevKind     byte
 	prev         pointer
@@ -442,10 +443,9 @@ func (w *writer) setBlock(blk uint64, val []byte) error {
 	return nil
 }
 
-// writeData writes the pending data blocks to consecutive slots of a
-// segment, one pwrite per run that is contiguous in memory (a whole
-// aligned write is one), and adds their pointers and reverse keys to the
-// batch. Only then does it read what each key holds now, for the
+// writeData writes the pending data blocks to segment slots (writeSlots)
+// and adds their pointers and reverse keys to the batch. Only then does it
+// read what each key holds now, for the
 // pointer's prev: a write acknowledged and flushed after that read began
 // had its FLUSH sync this write's slots too, so a pointer that can still
 // lose its slot never needs a newer fallback than the one it records.
@@ -454,34 +454,17 @@ func (w *writer) writeData() error {
 		return nil
 	}
 	segs := w.d.s.segs
-	sf, slot, err := segs.reserve(len(w.pend))
-	if err != nil {
-		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
-	}
-	start := 0
-	for i := range w.pend {
-		if i+1 < len(w.pend) && w.pend[i].pOff >= 0 && w.pend[i+1].pOff == w.pend[i].pOff+BlockSize {
-			continue // the next block follows in the client's buffer: one pwrite
+	for first := 0; first < len(w.pend); first += segs.slots {
+		if err := w.writeSlots(w.pend[first:min(first+segs.slots, len(w.pend))]); err != nil {
+			return err
 		}
-		run := w.pend[i].val
-		if i > start {
-			run = w.p[w.pend[start].pOff : w.pend[i].pOff+BlockSize]
-		}
-		epoch, err := segs.write(sf, slot+uint32(start), run)
-		if err != nil {
-			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
-		}
-		for j := start; j <= i; j++ {
-			w.pend[j].epoch = epoch
-		}
-		start = i + 1
 	}
 	if err := w.readCurrent(); err != nil {
 		return err
 	}
 	var val [pointerPrevLen]byte
 	var rkey [9]byte
-	for i, pb := range w.pend {
+	for _, pb := range w.pend {
 		key := dataKey(w.key[:0], w.lin.rec.ID, pb.blk, w.gen)
 		if pb.inlineBefore {
 			// prev cannot hold 4 KiB: stay inline, atomic in pebble (only
@@ -489,13 +472,45 @@ func (w *writer) writeData() error {
 			_ = w.b.Set(key, pb.val, nil)
 			continue
 		}
-		v := segValue{cur: pointer{seg: sf.id, slot: slot + uint32(i), crc: blockCRC(pb.val)}, epoch: pb.epoch}
+		v := segValue{cur: pointer{seg: pb.seg, slot: pb.slot, crc: blockCRC(pb.val)}, epoch: pb.epoch}
 		v.prevKind, v.prev = pb.prevKind, pb.prev
 		_ = w.b.Set(key, v.append(val[:0]), nil)
-		_ = w.b.Set(reverseKey(rkey[:0], sf.id, slot+uint32(i)), key, nil)
+		_ = w.b.Set(reverseKey(rkey[:0], pb.seg, pb.slot), key, nil)
 	}
 	w.segBytes += len(w.pend) * BlockSize
 	w.pend = w.pend[:0]
+	return nil
+}
+
+// writeSlots writes blocks (at most a segment's worth) to consecutive
+// slots of one segment, one pwrite per run that follows on in the client's
+// buffer (a whole aligned write is one), and notes each block's slot and
+// epoch.
+func (w *writer) writeSlots(pend []pendingBlock) error {
+	segs := w.d.s.segs
+	sf, slot, err := segs.reserve(len(pend))
+	if err != nil {
+		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+	}
+	start := 0
+	for i := range pend {
+		pend[i].seg, pend[i].slot = sf.id, slot+uint32(i)
+		if i+1 < len(pend) && pend[i].pOff >= 0 && pend[i+1].pOff == pend[i].pOff+BlockSize {
+			continue
+		}
+		run := pend[i].val
+		if i > start {
+			run = w.p[pend[start].pOff : pend[i].pOff+BlockSize]
+		}
+		epoch, err := segs.write(sf, slot+uint32(start), run)
+		if err != nil {
+			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+		}
+		for j := start; j <= i; j++ {
+			pend[j].epoch = epoch
+		}
+		start = i + 1
+	}
 	return nil
 }
 
@@ -518,7 +533,7 @@ func (w *writer) offsetInP(val []byte) int {
 // yet durable, whose own prev carries over.
 func (w *writer) readCurrent() error {
 	segs, id := w.d.s.segs, w.lin.rec.ID
-	note := func(pb *pendingBlock, val []byte) {
+	note := func(pb *pendingBlock, val []byte) error {
 		switch {
 		case len(val) == 0:
 			pb.prevKind = prevHole
@@ -528,12 +543,22 @@ func (w *writer) readCurrent() error {
 			pb.inlineBefore = true
 		case isPointer(val):
 			v := decodeSegValue(val)
-			if segs.durable(v.cur, v.epoch) {
+			switch {
+			case segs.durable(v.cur, v.epoch):
 				pb.prevKind, pb.prev = prevPointer, v.cur
-			} else {
+			case v.prevKind == prevPointer && segs.isRetiring(v.prev.seg):
+				// The carried prev is in a segment being reclaimed: make
+				// the current value durable and fall back to it instead
+				// (reclaim.go).
+				if err := segs.sync(); err != nil {
+					return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
+				}
+				pb.prevKind, pb.prev = prevPointer, v.cur
+			default:
 				pb.prevKind, pb.prev = v.prevKind, v.prev
 			}
 		}
+		return nil
 	}
 	var key [dataKeyLen]byte
 	if len(w.pend) == 1 {
@@ -545,8 +570,9 @@ func (w *writer) readCurrent() error {
 		if err != nil {
 			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 		}
-		note(pb, val)
-		return closer.Close()
+		err = note(pb, val)
+		closer.Close()
+		return err
 	}
 	lo := dataKey(nil, id, w.pend[0].blk, w.gen)
 	hi := dataKey(nil, id, w.pend[len(w.pend)-1].blk+1, ^uint64(0))
@@ -565,7 +591,10 @@ func (w *writer) readCurrent() error {
 			it.Close()
 			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 		}
-		note(pb, val)
+		if err := note(pb, val); err != nil {
+			it.Close()
+			return err
+		}
 	}
 	if err := it.Close(); err != nil {
 		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)

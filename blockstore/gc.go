@@ -76,6 +76,7 @@ func (w *gcWorker) start(s *Store) {
 		defer close(w.done)
 		t := time.NewTicker(s.opts.GCInterval)
 		defer t.Stop()
+		lastReclaim := time.Now()
 		for {
 			select {
 			case <-w.quit:
@@ -86,9 +87,21 @@ func (w *gcWorker) start(s *Store) {
 			if err := s.CollectGarbage(); err != nil {
 				s.opts.Logf("blockstore: garbage collection: %v", err)
 			}
+			if time.Since(lastReclaim) >= reclaimInterval {
+				lastReclaim = time.Now()
+				st, err := s.reclaim(reclaimLive, reclaimBatch)
+				if err != nil {
+					s.opts.Logf("blockstore: segment reclaim: %v", err)
+				} else if st.Freed > 0 {
+					s.opts.Logf("blockstore: segment reclaim: freed %d segments, moved %d live blocks", st.Freed, st.Moved)
+				}
+			}
 		}
 	}()
 }
+
+// reclaimInterval spaces the background reclaim passes (reclaim.go).
+const reclaimInterval = 30 * time.Second
 
 // poke wakes the collector without blocking.
 func (w *gcWorker) poke() {

@@ -15,14 +15,17 @@ type mode struct {
 	mem      bool
 	valueSep bool
 	segments bool
+	// segmentSlots, when set, makes segments that small (in blocks) so
+	// tests seal and reclaim them.
+	segmentSlots int
 }
 
 var modes = []mode{
-	{"mem", true, true, false},
-	{"disk", false, true, false},
-	{"disk-novaluesep", false, false, false},
-	{"mem-segments", true, false, true},
-	{"disk-segments", false, false, true},
+	{"mem", true, true, false, 0},
+	{"disk", false, true, false, 0},
+	{"disk-novaluesep", false, false, false, 0},
+	{"mem-segments", true, false, true, 64},
+	{"disk-segments", false, false, true, 0},
 }
 
 // env is one test's store, reopenable in the same mode.
@@ -89,6 +92,7 @@ func (e *env) options() Options {
 		MemTableSize:    4 << 20,
 		ValueSeparation: &vs,
 		Segments:        e.mode.segments,
+		segmentSlots:    e.mode.segmentSlots,
 		GCInterval:      -1,      // tests run the collector explicitly
 		MinFreeSpace:    1 << 20, // whatever the machine's disk has left
 	}

@@ -77,6 +77,12 @@ func TestModel(t *testing.T) {
 				t.Logf("%d steps: at most %d volumes, %d snapshots, %d clones, %d reverts (%d to another volume's snapshot, %d refused), %d pool moves (%d refused), %d changed-block lists (%d answered, the rest refused as XenAPI does; %d checked refused right after a revert), %d reopens",
 					steps, mo.peak, mo.counts["snapshot"], mo.counts["clone"], mo.counts["revert"], mo.counts["revert-foreign"], mo.counts["revert-refused"],
 					mo.counts["move"], mo.counts["move-refused"], mo.counts["changed"], mo.counts["answered"], mo.counts["reverted-chain-refused"], mo.counts["reopen"])
+				if m.segments {
+					t.Logf("%d segments reclaimed", mo.counts["segments reclaimed"])
+					if mo.counts["segments reclaimed"] == 0 && !testing.Short() {
+						t.Errorf("no segment was reclaimed: the reclaim path went untested")
+					}
+				}
 			})
 		}
 	}
@@ -204,6 +210,16 @@ func (m *model) step() {
 			m.fatalf("gc: %v", err)
 		}
 		m.logf("gc")
+		if m.e.mode.segments {
+			// 1.0 copies every sealed segment forward, 0.5 the emptier.
+			maxLive := []float64{0.5, 1.0}[m.rng.Intn(2)]
+			st, err := m.e.s.ReclaimSegments(maxLive)
+			if err != nil {
+				m.fatalf("reclaim: %v", err)
+			}
+			m.counts["segments reclaimed"] += st.Freed
+			m.logf("reclaim %.1f: %+v", maxLive, st)
+		}
 	case r < 96:
 		m.setReadOnly()
 	case r < 100:

@@ -52,6 +52,9 @@ type Options struct {
 	// reserve at all on any other FS. Tests inject it.
 	FreeSpace func() (uint64, error)
 
+	// segmentSlots overrides segmentSlots, so tests fill segments fast.
+	segmentSlots int
+
 	// GCInterval is how often the background collector looks for dead
 	// versions when nothing woke it (default 1s). Negative disables the
 	// background collector; CollectGarbage still works.

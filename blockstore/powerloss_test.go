@@ -75,7 +75,7 @@ func powerLossRound(t *testing.T, segs bool, seed uint64) (fellBack int) {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b9))
 	fs := vfs.NewCrashableMem()
 	opts := Options{FS: fs, Segments: segs, GCInterval: -1, MemTableSize: 256 << 10, CacheSize: 8 << 20,
-		Logf: func(string, ...any) {}}
+		Logf: func(string, ...any) {}, segmentSlots: 16}
 	s, err := Open("store", opts)
 	if err != nil {
 		t.Fatal(err)
@@ -183,6 +183,14 @@ func powerLossRound(t *testing.T, segs bool, seed uint64) (fellBack int) {
 				t.Fatal(err)
 			}
 			log = append(log, "gc")
+			if segs {
+				maxLive := []float64{0.5, 1.0}[rng.IntN(2)]
+				st, err := s.ReclaimSegments(maxLive)
+				if err != nil {
+					t.Fatal(err)
+				}
+				log = append(log, fmt.Sprintf("reclaim %.1f: %+v", maxLive, st))
+			}
 			continue
 		default:
 			// pebble writes its memtable out on its own schedule: the

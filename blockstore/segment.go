@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,12 +57,16 @@ type segments struct {
 	dir string
 
 	mu       sync.Mutex
-	files    map[uint32]*segmentFile
-	lanes    [segmentLanes]lane
-	nextLane atomic.Uint32
-	nextID   uint32 // id of the next segment to create
-	dirty    map[uint32]*segmentFile
-	newFiles bool // a segment was created since the last sync: sync the directory
+	slots    int // segmentSlots; smaller in tests, to seal segments sooner
+	retiring map[uint32]bool
+	// nRetiring is len(retiring), read by writers without the lock.
+	nRetiring atomic.Int32
+	files     map[uint32]*segmentFile
+	lanes     [segmentLanes]lane
+	nextLane  atomic.Uint32
+	nextID    uint32 // id of the next segment to create
+	dirty     map[uint32]*segmentFile
+	newFiles  bool // a segment was created since the last sync: sync the directory
 
 	syncMu sync.Mutex // one sync at a time
 
@@ -99,7 +104,8 @@ func openSegments(fs vfs.FS, dir string) (*segments, error) {
 		return nil, fmt.Errorf("blockstore: segments: %w", err)
 	}
 	sort.Strings(names)
-	s := &segments{fs: fs, dir: sdir, files: map[uint32]*segmentFile{}, dirty: map[uint32]*segmentFile{}}
+	s := &segments{fs: fs, dir: sdir, slots: segmentSlots, retiring: map[uint32]bool{},
+		files: map[uint32]*segmentFile{}, dirty: map[uint32]*segmentFile{}}
 	for _, name := range names {
 		id, ok := parseSegmentName(name)
 		if !ok {
@@ -127,6 +133,71 @@ func (s *segments) startAfter(id uint32) {
 	s.runFirst = s.nextID
 }
 
+// sealed lists, in ascending order, the segments no lane appends to.
+func (s *segments) sealed() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	open := map[uint32]bool{}
+	for _, l := range s.lanes {
+		if l.open != nil {
+			open[l.open.id] = true
+		}
+	}
+	var ids []uint32
+	for id := range s.files {
+		if !open[id] {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// setRetiring marks a segment whose slots are being copied forward (see
+// reclaim.go for what writers do about it).
+func (s *segments) setRetiring(id uint32, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.retiring[id] = true
+	} else {
+		delete(s.retiring, id)
+	}
+	s.nRetiring.Store(int32(len(s.retiring)))
+}
+
+func (s *segments) isRetiring(id uint32) bool {
+	if s.nRetiring.Load() == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.retiring[id]
+}
+
+// remove deletes a sealed segment's file; nothing may name it any more.
+func (s *segments) remove(id uint32) error {
+	s.mu.Lock()
+	sf := s.files[id]
+	delete(s.files, id)
+	delete(s.dirty, id)
+	s.mu.Unlock()
+	if sf == nil {
+		return nil
+	}
+	err := sf.f.Close()
+	if rerr := s.fs.Remove(s.fs.PathJoin(s.dir, segmentName(id))); err == nil {
+		err = rerr
+	}
+	if err == nil {
+		err = syncDir(s.fs, s.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("blockstore: remove segment %08x: %w", id, err)
+	}
+	return nil
+}
+
 // nextSegment is the number the next new segment will get.
 func (s *segments) nextSegment() uint32 {
 	s.mu.Lock()
@@ -146,7 +217,7 @@ func (s *segments) reserve(n int) (*segmentFile, uint32, error) {
 	l := &s.lanes[s.nextLane.Add(1)%segmentLanes]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l.open == nil || int(l.nextSlot)+n > segmentSlots {
+	if l.open == nil || int(l.nextSlot)+n > s.slots {
 		if s.nextID == ^uint32(0) {
 			return nil, 0, errors.New("blockstore: segment ids exhausted")
 		}
@@ -213,10 +284,11 @@ func (s *segments) sync() error {
 	defer s.syncMu.Unlock()
 	n := s.started.Add(1)
 	s.mu.Lock()
-	dirty, newFiles := s.dirty, s.newFiles
-	if len(dirty) > 0 {
-		s.dirty = map[uint32]*segmentFile{}
+	var dirty map[uint32]*segmentFile // nil when clean: s.dirty stays the writers'
+	if len(s.dirty) > 0 {
+		dirty, s.dirty = s.dirty, map[uint32]*segmentFile{}
 	}
+	newFiles := s.newFiles
 	s.newFiles = false
 	s.mu.Unlock()
 	fail := func(err error) error {

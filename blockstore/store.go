@@ -40,7 +40,8 @@ type Store struct {
 
 	gc gcWorker
 
-	segs *segments // block data outside pebble (segment.go)
+	segs        *segments // block data outside pebble (segment.go)
+	reclaimNext uint32    // where the background reclaim goes on; under gc.mu
 
 	space *spaceGuard // nil: no reserve kept (in-memory file systems)
 }
@@ -70,6 +71,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
+	if opts.segmentSlots > 0 {
+		segs.slots = opts.segmentSlots
+	}
 	s := &Store{
 		opts: opts, db: db, space: space, segs: segs,
 		volumes: map[string]*volume{}, lineages: map[uint64]*lineage{},
@@ -86,6 +90,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	} else if n > 0 {
 		opts.Warnf("blockstore: power-loss recovery: %d blocks whose data never reached the disk read as their last durable version", n)
+	}
+	if err := s.removeUnreferencedSegments(); err != nil {
+		db.Close()
+		segs.close()
+		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
 	s.gc.start(s)
 	return s, nil

@@ -1,0 +1,238 @@
+package blockstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Segment reclaim. Slots die when their key is overwritten or deleted, but
+// a segment is only ever freed whole: the live slots of a mostly dead
+// sealed segment are copied forward into the open lanes, then the file
+// goes.
+//
+// A slot is live while its key's pointer names it (cur), and also while a
+// pointer not yet durable names it as prev (power-loss fallback). prev is
+// always an earlier value of the same key, so the segment's reverse keys
+// find both. For the second kind, reclaim makes sure every such pointer is
+// durable before the file goes:
+//
+//  1. the segment is marked retiring, so a writer that would carry a prev
+//     into it syncs the segments instead and takes the current value as
+//     prev (disk.go, readCurrent);
+//  2. each key whose cur is in the segment gets, under the block's stripe
+//     lock (exclusive: no write of that block is halfway), a copy of the
+//     block in a lane and a pointer to it whose prev is the old slot;
+//  3. the segments are synced: every copy, and every write that committed
+//     before (whose prev may name the segment), is durable;
+//  4. the reverse keys go in a synced commit, then the file.
+//
+// A crash before 4 leaves the old slots in place for any copy a power cut
+// tore; after it, the file may linger with no reverse keys, and the next
+// Open removes it.
+
+// ReclaimStats says what ReclaimSegments did.
+type ReclaimStats struct {
+	Scanned, Freed int    // sealed segments looked at, and removed
+	Moved          uint64 // live blocks copied forward
+}
+
+// ReclaimSegments frees every sealed segment at most maxLive of whose
+// capacity is live (0.5: half or less), copying its live blocks forward.
+// Its cost is a pointer lookup per slot ever written to a sealed segment.
+func (s *Store) ReclaimSegments(maxLive float64) (ReclaimStats, error) {
+	return s.reclaim(maxLive, 0)
+}
+
+// reclaimLive is the live share at or below which the background collector
+// reclaims a segment, and reclaimBatch how many sealed segments it looks
+// at per pass (each costs a lookup per slot: 65,536 for a full one).
+const (
+	reclaimLive  = 0.5
+	reclaimBatch = 4
+)
+
+// reclaim looks at up to limit sealed segments (0: all), starting after
+// the last one the previous call looked at.
+func (s *Store) reclaim(maxLive float64, limit int) (ReclaimStats, error) {
+	s.gc.mu.Lock() // no collector deleting versions the copies would revive
+	defer s.gc.mu.Unlock()
+	s.data.RLock()
+	defer s.data.RUnlock()
+	var st ReclaimStats
+	if s.dataClosed {
+		return st, fmt.Errorf("blockstore: reclaim: %w", ErrClosed)
+	}
+	ids := s.segs.sealed()
+	if limit > 0 && len(ids) > limit {
+		i, _ := slices.BinarySearch(ids, s.reclaimNext)
+		ids = slices.Concat(ids[i:], ids[:i])[:limit]
+	}
+	for _, id := range ids {
+		s.reclaimNext = id + 1
+		st.Scanned++
+		slots, err := s.segmentSlots(id)
+		if err != nil {
+			return st, err
+		}
+		live := 0
+		for _, sl := range slots {
+			if sl.live {
+				live++
+			}
+		}
+		if float64(live) > maxLive*float64(s.segs.slots) {
+			continue
+		}
+		moved, err := s.reclaimSegment(id, slots)
+		st.Moved += moved
+		if err != nil {
+			return st, err
+		}
+		st.Freed++
+	}
+	return st, nil
+}
+
+// slotRef is a slot of a segment and the data key it was written for.
+type slotRef struct {
+	slot uint32
+	key  []byte
+	live bool // the key's pointer names the slot
+}
+
+// segmentSlots lists the written slots of segment id from its reverse keys.
+func (s *Store) segmentSlots(id uint32) ([]slotRef, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: reverseKey(nil, id, 0), UpperBound: reverseKey(nil, id+1, 0)})
+	if err != nil {
+		return nil, err
+	}
+	var refs []slotRef
+	for it.First(); it.Valid(); it.Next() {
+		_, slot, err := decodeReverseKey(it.Key())
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		key := append([]byte(nil), it.Value()...)
+		cur, ok, err := s.pointerAt(key)
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		refs = append(refs, slotRef{slot: slot, key: key, live: ok && cur.seg == id && cur.slot == slot})
+	}
+	return refs, it.Close()
+}
+
+// pointerAt returns the segment value a data key holds, if it holds one.
+func (s *Store) pointerAt(key []byte) (pointer, bool, error) {
+	val, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return pointer{}, false, nil
+	}
+	if err != nil {
+		return pointer{}, false, err
+	}
+	defer closer.Close()
+	if !isPointer(val) {
+		return pointer{}, false, nil
+	}
+	return decodePointer(val), true, nil
+}
+
+func (s *Store) reclaimSegment(id uint32, slots []slotRef) (moved uint64, err error) {
+	s.segs.setRetiring(id, true)
+	defer s.segs.setRetiring(id, false)
+	for _, sl := range slots {
+		if !sl.live {
+			continue
+		}
+		ok, err := s.moveSlot(id, sl)
+		if err != nil {
+			return moved, fmt.Errorf("blockstore: reclaim segment %08x: %w", id, err)
+		}
+		if ok {
+			moved++
+		}
+	}
+	if err := s.segs.sync(); err != nil {
+		return moved, err
+	}
+	b := s.db.NewBatch()
+	_ = b.DeleteRange(reverseKey(nil, id, 0), reverseKey(nil, id+1, 0), nil)
+	if err := commit(b, true); err != nil {
+		return moved, fmt.Errorf("blockstore: reclaim segment %08x: %w", id, err)
+	}
+	return moved, s.segs.remove(id)
+}
+
+// moveSlot copies a live slot forward if its key still names it. It holds
+// what a write of the block holds, with the stripe exclusive, and s.mu so
+// that no destroy drops the lineage between the check and the commit.
+func (s *Store) moveSlot(id uint32, sl slotRef) (bool, error) {
+	linID, blk := binary.BigEndian.Uint64(sl.key[1:]), binary.BigEndian.Uint64(sl.key[9:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lin := s.lineages[linID]
+	if lin == nil {
+		return false, nil // dropped: its keys are gone
+	}
+	lin.mu.RLock()
+	defer lin.mu.RUnlock()
+	stripe := &lin.stripes[blk%stripeCount]
+	stripe.Lock()
+	defer stripe.Unlock()
+	cur, ok, err := s.pointerAt(sl.key)
+	if err != nil || !ok || cur.seg != id || cur.slot != sl.slot {
+		return false, err
+	}
+	var buf [BlockSize]byte
+	if err := s.segs.readAt(buf[:], id, sl.slot); err != nil {
+		return false, err
+	}
+	if blockCRC(buf[:]) != cur.crc {
+		return false, fmt.Errorf("block %d of lineage %d: %w: slot %d fails its CRC", blk, linID, ErrCorrupt, sl.slot)
+	}
+	sf, slot, err := s.segs.reserve(1)
+	if err != nil {
+		return false, err
+	}
+	epoch, err := s.segs.write(sf, slot, buf[:])
+	if err != nil {
+		return false, err
+	}
+	v := segValue{cur: pointer{seg: sf.id, slot: slot, crc: cur.crc}, epoch: epoch, prevKind: prevPointer, prev: cur}
+	b := s.db.NewBatch()
+	_ = b.Set(sl.key, v.append(nil), nil)
+	_ = b.Set(reverseKey(nil, sf.id, slot), sl.key, nil)
+	if err := commit(b, false); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// removeUnreferencedSegments deletes segment files of earlier runs that no
+// reverse key names: reclaimed ones whose removal a crash interrupted, and
+// ones created but never written.
+func (s *Store) removeUnreferencedSegments() error {
+	for _, id := range s.segs.sealed() {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: reverseKey(nil, id, 0), UpperBound: reverseKey(nil, id+1, 0)})
+		if err != nil {
+			return err
+		}
+		used := it.First()
+		if err := it.Close(); err != nil {
+			return err
+		}
+		if !used {
+			if err := s.segs.remove(id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
