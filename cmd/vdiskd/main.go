@@ -69,7 +69,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
-	str(&c.dataPath, "data-path", "pebble", "where block data lives: pebble (each 4 KiB block a pebble value) or segments (append-only segment files, pointers in pebble; experimental: segment space is not reclaimed yet)")
+	str(&c.dataPath, "data-path", "segments", "where new block data goes: segments (append-only segment files, 18-30 byte pointers in pebble) or pebble (each 4 KiB block a pebble value); either reads both")
 	c.limits.register(str)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

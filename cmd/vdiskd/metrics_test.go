@@ -646,9 +646,9 @@ scrape_configs:
 	if got, ok := promOne(t, base, fmt.Sprintf(`vdiskd_vdisk_info{vdisk=%q,name="scraped"}`, v.UUID)); !ok || got != 1 {
 		t.Errorf("vdiskd_vdisk_info: %v %g", ok, got)
 	}
-	walWant := total // each 4 KiB block is a pebble value, logged first
-	if os.Getenv("VDISKD_DATA_PATH") == "segments" {
-		walWant = 1 // the WAL logs 13-byte pointers; data goes to segments
+	walWant := 1.0 // segments (the default): the WAL logs pointers only
+	if os.Getenv("VDISKD_DATA_PATH") == "pebble" {
+		walWant = total // each 4 KiB block is a pebble value, logged first
 	}
 	if got, ok := promOne(t, base, `vdiskd_pebble_wal_written_bytes_total{job="vdiskd"}`); !ok || !(got >= walWant) {
 		t.Errorf("vdiskd_pebble_wal_written_bytes_total = %g (%v), want >= %g", got, ok, walWant)
