@@ -15,8 +15,11 @@ package blockstore
 // Families (select with -bench, e.g. -bench 'Read4KRandom/store'):
 //
 //	Write4KRandom/{store,pebble}-{valuesep,novaluesep}   4 KiB random writes, NoSync, 4 goroutines (op = 16384 writes; see ns/write)
+//	Write4KRandom/store-segments                         the same into segment files (the daemon's default)
 //	Read4KRandom/{store,pebble}-{valuesep,novaluesep}    4 KiB random reads of 256 MiB, 4 goroutines
-//	Write1MSeq/{store,pebble}, Read1MSeq/{store,pebble}  1 MiB sequential, one goroutine
+//	Read4KRandom/store-segments                          the same from segment files
+//	Write1MSeq/{store,store-segments,pebble}            1 MiB sequential, one goroutine
+//	Read1MSeq/{store,store-segments,pebble}
 //	Snapshot/{256MiB,2GiB}                               one Store.Snapshot of a volume holding that much data
 //	ChangedBlocks/<size>-<changed>/{list,list+encode}    Store.ChangedBlocks (+ cbt.Encode) between two snapshots
 //	ChainRead/{depth0-live,depth16-live,depth16-oldest,clone16-leaf}
@@ -133,7 +136,19 @@ type benchStore struct {
 }
 
 func openBenchStore(b *testing.B, dir string, valueSep bool, size uint64) *benchStore {
-	s, err := Open(dir, benchOptions(valueSep))
+	return openBenchStoreWith(b, dir, benchOptions(valueSep), size)
+}
+
+// benchSegmentOptions puts block data in segment files (the daemon's
+// default), pebble holding pointers without value separation.
+func benchSegmentOptions() Options {
+	o := benchOptions(false)
+	o.Segments = true
+	return o
+}
+
+func openBenchStoreWith(b *testing.B, dir string, o Options, size uint64) *benchStore {
+	s, err := Open(dir, o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -433,6 +448,19 @@ func BenchmarkWrite4KRandom(b *testing.B) {
 		})
 		pb.release(b)
 	}
+	sg := newBenchLazy(b, func(b *testing.B, dir string) *benchStore {
+		f := openBenchStoreWith(b, dir, benchSegmentOptions(), write4KVolume)
+		prefillStore(b, f.d, write4KVolume)
+		settleStore(b, f.s)
+		return f
+	}, (*benchStore).close)
+	b.Run("store-segments", func(b *testing.B) {
+		f := sg.get(b)
+		chunk(b, f.s.db, func(w *benchWorker, blk uint64) error {
+			return f.d.Write(blk<<blockShift, w.payload(), 0)
+		})
+	})
+	sg.release(b)
 }
 
 // --- 2. 4 KiB random reads, 8. value separation on/off --------------------
@@ -440,8 +468,12 @@ func BenchmarkWrite4KRandom(b *testing.B) {
 const readVolume = 256 * benchMiB
 
 func buildReadStore(vs bool) func(b *testing.B, dir string) *benchStore {
+	return buildReadStoreWith(benchOptions(vs))
+}
+
+func buildReadStoreWith(o Options) func(b *testing.B, dir string) *benchStore {
 	return func(b *testing.B, dir string) *benchStore {
-		f := openBenchStore(b, dir, vs, readVolume)
+		f := openBenchStoreWith(b, dir, o, readVolume)
 		prefillStore(b, f.d, readVolume)
 		settleStore(b, f.s)
 		return f
@@ -503,6 +535,12 @@ func BenchmarkRead4KRandom(b *testing.B) {
 		})
 		pb.release(b)
 	}
+	sg := newBenchLazy(b, buildReadStoreWith(benchSegmentOptions()), (*benchStore).close)
+	b.Run("store-segments", func(b *testing.B) {
+		f := sg.get(b)
+		benchReadDisk4K(b, f.d, f.size/BlockSize)
+	})
+	sg.release(b)
 }
 
 // --- 3. 1 MiB sequential writes and reads ---------------------------------
@@ -510,22 +548,27 @@ func BenchmarkRead4KRandom(b *testing.B) {
 const seqVolume = 1 * benchGiB
 
 func BenchmarkWrite1MSeq(b *testing.B) {
-	st := newBenchLazy(b, func(b *testing.B, dir string) *benchStore {
-		return openBenchStore(b, dir, true, seqVolume)
-	}, (*benchStore).close)
-	b.Run("store", func(b *testing.B) {
-		f := st.get(b)
-		w := newBenchWorkers(1, 3, benchMiB)[0]
-		b.SetBytes(benchMiB)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if err := f.d.Write(f.pos, w.payload(), 0); err != nil {
-				b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		o    Options
+	}{{"store", benchOptions(true)}, {"store-segments", benchSegmentOptions()}} {
+		st := newBenchLazy(b, func(b *testing.B, dir string) *benchStore {
+			return openBenchStoreWith(b, dir, c.o, seqVolume)
+		}, (*benchStore).close)
+		b.Run(c.name, func(b *testing.B) {
+			f := st.get(b)
+			w := newBenchWorkers(1, 3, benchMiB)[0]
+			b.SetBytes(benchMiB)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := f.d.Write(f.pos, w.payload(), 0); err != nil {
+					b.Fatal(err)
+				}
+				f.pos = (f.pos + benchMiB) % f.size
 			}
-			f.pos = (f.pos + benchMiB) % f.size
-		}
-	})
-	st.release(b)
+		})
+		st.release(b)
+	}
 
 	pb := newBenchLazy(b, func(b *testing.B, dir string) *benchPebble {
 		return openBenchPebble(b, dir, true, seqVolume)
@@ -546,23 +589,28 @@ func BenchmarkWrite1MSeq(b *testing.B) {
 }
 
 func BenchmarkRead1MSeq(b *testing.B) {
-	st := newBenchLazy(b, buildReadStore(true), (*benchStore).close)
-	b.Run("store", func(b *testing.B) {
-		f := st.get(b)
-		p := make([]byte, benchMiB)
-		b.SetBytes(benchMiB)
-		m0 := cacheMisses(f.s.db)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := f.d.ReadAt(p, int64(f.pos)); err != nil {
-				b.Fatal(err)
+	for _, c := range []struct {
+		name string
+		o    Options
+	}{{"store", benchOptions(true)}, {"store-segments", benchSegmentOptions()}} {
+		st := newBenchLazy(b, buildReadStoreWith(c.o), (*benchStore).close)
+		b.Run(c.name, func(b *testing.B) {
+			f := st.get(b)
+			p := make([]byte, benchMiB)
+			b.SetBytes(benchMiB)
+			m0 := cacheMisses(f.s.db)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := f.d.ReadAt(p, int64(f.pos)); err != nil {
+					b.Fatal(err)
+				}
+				f.pos = (f.pos + benchMiB) % f.size
 			}
-			f.pos = (f.pos + benchMiB) % f.size
-		}
-		b.StopTimer()
-		reportMisses(b, f.s.db, m0)
-	})
-	st.release(b)
+			b.StopTimer()
+			reportMisses(b, f.s.db, m0)
+		})
+		st.release(b)
+	}
 
 	pb := newBenchLazy(b, buildReadPebble(true), (*benchPebble).close)
 	b.Run("pebble", func(b *testing.B) {

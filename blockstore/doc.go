@@ -13,7 +13,7 @@
 //
 // # Keys
 //
-//	'd' lineage(8) block(8) ^gen(8) -> 4 KiB data | "" (discarded) | "z" (zeroed, allocated)
+//	'd' lineage(8) block(8) ^gen(8) -> segment pointer | 4 KiB data | "" (discarded) | "z" (zeroed, allocated)
 //
 // One SeekGE on (lineage, block, ^gen) lands on the newest version at or
 // below gen, so reading through any number of snapshots costs one seek per
@@ -30,10 +30,37 @@
 // returns. If such a commit fails the store refuses further work until it
 // is reopened from what the disk holds.
 //
+// # Segments
+//
+// With Options.Segments (the daemon's default), block data lives outside
+// pebble in append-only segment files of 256 MiB, and a data version's
+// value is an 18- or 30-byte pointer: segment, slot, CRC-32C, the sync
+// epoch of its write, and prev, the last durable value of the same key
+// (pointer.go). A write is one pwrite into consecutive slots of one of four
+// open segments (ext4 serialises writers of one file) plus a small pebble
+// batch of pointers and reverse keys ('r' seg slot -> data key); a read is
+// the usual seek and one pread per run of adjacent slots, CRC checked. Data
+// is written once: the WAL carries 1% of the bytes and compactions move
+// pointers. The inline form stays readable, so the option can change.
+//
+// Durability: FLUSH, FUA writes and metadata commits fdatasync the dirty
+// segments before their pebble sync. pebble can still make a pointer
+// durable before its slot (a memtable flush, the kernel's writeback of the
+// WAL); after a power cut, Open checks the slots of the segments written
+// since the last clean close through their reverse keys and turns every
+// pointer whose slot fails its CRC back into its prev (recover.go). The
+// collector syncs segments before deleting versions a newer pointer
+// replaced, so what prev or an older generation names is still there.
+//
+// Slots die when their key is overwritten or deleted; a sealed segment
+// whose live share is at most a half is reclaimed: live blocks copied
+// forward, then the file removed (reclaim.go; a background pass looks at
+// four sealed segments every 30 s).
+//
 // # Durability
 //
 // Writes commit without fsync and are acknowledged; Flush is one fsync of
-// the shared WAL (concurrent flushes share it: pebble's log writer groups
+// the dirty segments and one of the shared WAL (concurrent flushes share it: pebble's log writer groups
 // sync requests); a FUA write commits with fsync. Snapshot commits with
 // fsync too, so a snapshot holds every write acknowledged before the call,
 // durably. Writes hold a lineage read lock from reading the head
