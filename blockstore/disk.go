@@ -161,10 +161,22 @@ func blocksOf(off, n uint64) uint64 {
 // read fills p from off and returns how many blocks had a version.
 func (d *Disk) read(t *readTally, p []byte, off uint64) (found uint64, err error) {
 	clear(p)
+	return d.readInto(t, p, off, nil)
+}
+
+// readInto fills p (zeroed) from off and returns how many blocks had a
+// version; seen, if set, hears of each. Segment files stay put meanwhile:
+// reclaim removes none while a read that may hold its pointers runs.
+func (d *Disk) readInto(t *readTally, p []byte, off uint64, seen func(blk uint64, val []byte)) (found uint64, err error) {
+	d.s.segs.readers.RLock()
+	defer d.s.segs.readers.RUnlock()
 	first, last := off>>blockShift, (off+uint64(len(p))-1)>>blockShift
 	fill := newFiller(d.s, d.id, p, off)
 	err = d.s.visit(t, d.layers, first, last+1, func(blk uint64, val []byte) error {
 		found++
+		if seen != nil {
+			seen(blk, val)
+		}
 		return fill.add(blk, val)
 	})
 	if err == nil {

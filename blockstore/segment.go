@@ -70,6 +70,11 @@ type segments struct {
 
 	syncMu sync.Mutex // one sync at a time
 
+	// readers is held (read) by every read from its pointer lookups to its
+	// preads; remove takes it to wait out reads that may hold pointers
+	// into the segment it removes.
+	readers sync.RWMutex
+
 	// Sync epochs: started counts syncs begun, done is the number of the
 	// last one finished (they run one at a time, so in order). A slot
 	// whose write returned epoch e is durable once done > e. Segments of
@@ -177,11 +182,13 @@ func (s *segments) isRetiring(id uint32) bool {
 
 // remove deletes a sealed segment's file; nothing may name it any more.
 func (s *segments) remove(id uint32) error {
+	s.readers.Lock()
 	s.mu.Lock()
 	sf := s.files[id]
 	delete(s.files, id)
 	delete(s.dirty, id)
 	s.mu.Unlock()
+	s.readers.Unlock()
 	if sf == nil {
 		return nil
 	}

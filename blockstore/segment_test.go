@@ -263,7 +263,8 @@ func TestReclaimFreesDeadSegments(t *testing.T) {
 }
 
 // TestReclaimUnderWrites reclaims in a loop while writers overwrite the
-// same blocks (run it under -race): every block ends as its last write.
+// same blocks and readers read them (run it under -race): no read fails,
+// and every block ends as its last write.
 func TestReclaimUnderWrites(t *testing.T) {
 	m := modes[3] // mem-segments
 	m.segmentSlots = 8
@@ -293,7 +294,33 @@ func TestReclaimUnderWrites(t *testing.T) {
 			done <- nil
 		}()
 	}
+	// Readers race the reclaim: a read that looked a pointer up before its
+	// segment went must still find the file.
 	stop := make(chan struct{})
+	readErr := make(chan error, 2)
+	for range 2 {
+		go func() {
+			d, err := e.s.Attach("v")
+			if err != nil {
+				readErr <- err
+				return
+			}
+			defer d.Close()
+			p := make([]byte, 16*BlockSize)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					readErr <- nil
+					return
+				default:
+				}
+				if _, err := d.ReadAt(p, int64(i%(blocks-16))*BlockSize); err != nil {
+					readErr <- err
+					return
+				}
+			}
+		}()
+	}
 	reclaimed := make(chan int)
 	go func() {
 		n := 0
@@ -318,6 +345,11 @@ func TestReclaimUnderWrites(t *testing.T) {
 	}
 	close(stop)
 	t.Logf("%d segments reclaimed under the writes", <-reclaimed)
+	for range 2 {
+		if err := <-readErr; err != nil {
+			t.Fatalf("read during reclaim: %v", err)
+		}
+	}
 	got := e.read("v", 0, blocks*BlockSize)
 	for b := range blocks {
 		if s := last[b].Load(); s != 0 && !bytes.Equal(got[b*BlockSize:(b+1)*BlockSize], fill(byte(s-1), BlockSize)) {

@@ -26,19 +26,12 @@ func (d *Disk) ReadSparse(p []byte, off uint64, zero func(lo, hi int)) error {
 		data = make([]uint64, words)
 	}
 	var t readTally
-	var found uint64
-	fill := newFiller(d.s, d.id, p, off)
-	err := d.s.visit(&t, d.layers, first, last+1, func(blk uint64, val []byte) error {
-		found++
+	found, err := d.readInto(&t, p, off, func(blk uint64, val []byte) {
 		if isData(val) {
 			rel := blk - first
 			data[rel/64] |= 1 << (rel % 64)
 		}
-		return fill.add(blk, val)
 	})
-	if err == nil {
-		err = fill.flush()
-	}
 	if err != nil {
 		return fmt.Errorf("blockstore: read %s: %w", d.id, err)
 	}
