@@ -34,6 +34,23 @@ import (
 // tore; after it, the file may linger with no reverse keys, and the next
 // Open removes it.
 
+// SegmentStats describes the segment files, for the exposition.
+type SegmentStats struct {
+	Files int
+	// Bytes is what the files' written slots take, live or dead: the
+	// data's share of the disk, beside pebble's own files.
+	Bytes uint64
+	// Since Open: segments reclaimed, and live blocks they moved.
+	Reclaimed, Moved uint64
+}
+
+// SegmentStats reports the segment files and the reclaim work so far.
+func (s *Store) SegmentStats() SegmentStats {
+	files, slots := s.segs.usage()
+	return SegmentStats{Files: files, Bytes: slots * BlockSize,
+		Reclaimed: s.reclaimed.Load(), Moved: s.moved.Load()}
+}
+
 // ReclaimStats says what ReclaimSegments did.
 type ReclaimStats struct {
 	Scanned, Freed int    // sealed segments looked at, and removed
@@ -89,10 +106,12 @@ func (s *Store) reclaim(maxLive float64, limit int) (ReclaimStats, error) {
 		}
 		moved, err := s.reclaimSegment(id, slots)
 		st.Moved += moved
+		s.moved.Add(moved)
 		if err != nil {
 			return st, err
 		}
 		st.Freed++
+		s.reclaimed.Add(1)
 	}
 	return st, nil
 }

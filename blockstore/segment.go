@@ -47,8 +47,9 @@ type lane struct {
 const segmentDir = "segments"
 
 type segmentFile struct {
-	id uint32
-	f  vfs.File
+	id   uint32
+	f    vfs.File
+	used uint32 // slots handed out (or found on disk at Open); under segments.mu
 }
 
 // segments is the set of segment files of a store.
@@ -121,7 +122,11 @@ func openSegments(fs vfs.FS, dir string) (*segments, error) {
 			s.close()
 			return nil, fmt.Errorf("blockstore: segment %s: %w", name, err)
 		}
-		s.files[id] = &segmentFile{id: id, f: f}
+		sf := &segmentFile{id: id, f: f}
+		if fi, err := f.Stat(); err == nil {
+			sf.used = uint32((fi.Size() + BlockSize - 1) >> blockShift)
+		}
+		s.files[id] = sf
 		s.nextID = max(s.nextID, id+1)
 	}
 	s.runFirst = s.nextID
@@ -205,6 +210,17 @@ func (s *segments) remove(id uint32) error {
 	return nil
 }
 
+// usage returns how many segment files there are and how many slots they
+// have handed out, live or dead.
+func (s *segments) usage() (files int, slots uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sf := range s.files {
+		slots += uint64(sf.used)
+	}
+	return len(s.files), slots
+}
+
 // nextSegment is the number the next new segment will get.
 func (s *segments) nextSegment() uint32 {
 	s.mu.Lock()
@@ -241,6 +257,7 @@ func (s *segments) reserve(n int) (*segmentFile, uint32, error) {
 	}
 	slot := l.nextSlot
 	l.nextSlot += uint32(n)
+	l.open.used = l.nextSlot
 	return l.open, slot, nil
 }
 

@@ -239,12 +239,21 @@ func TestReclaimFreesDeadSegments(t *testing.T) {
 	if err := e.s.CollectGarbage(); err != nil {
 		t.Fatal(err)
 	}
+	stats0 := e.s.SegmentStats()
+	if stats0.Files != before || stats0.Bytes != 112*BlockSize {
+		t.Fatalf("SegmentStats %+v before reclaim, want %d files and the 112 blocks written", stats0, before)
+	}
 	st, err := e.s.ReclaimSegments(0.5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Freed == 0 || countFiles() != before-st.Freed {
 		t.Fatalf("reclaim: %+v; %d segment files before, %d after", st, before, countFiles())
+	}
+	stats1 := e.s.SegmentStats()
+	if stats1.Files != before-st.Freed || stats1.Reclaimed != uint64(st.Freed) || stats1.Moved != st.Moved ||
+		stats1.Bytes >= stats0.Bytes {
+		t.Fatalf("SegmentStats %+v after reclaim %+v (before %+v)", stats1, st, stats0)
 	}
 	if got := e.read("v", 0, 64*BlockSize); !bytes.Equal(got, want) {
 		t.Fatal("volume differs after reclaim")

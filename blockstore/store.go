@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
@@ -42,6 +43,8 @@ type Store struct {
 
 	segs        *segments // block data outside pebble (segment.go)
 	reclaimNext uint32    // where the background reclaim goes on; under gc.mu
+	reclaimed   atomic.Uint64
+	moved       atomic.Uint64
 
 	space *spaceGuard // nil: no reserve kept (in-memory file systems)
 }

@@ -46,6 +46,11 @@ var (
 	descWALWritten   = desc("vdiskd_pebble_wal_written_bytes_total", "Bytes pebble wrote to its WAL.")
 	descDiskUsage    = desc("vdiskd_pebble_disk_usage_bytes", "Bytes pebble's files take on disk.")
 	descMemtableSize = desc("vdiskd_pebble_memtable_bytes", "Bytes in pebble's memtables.")
+
+	descSegFiles     = desc("vdiskd_segment_files", "Segment files holding block data.")
+	descSegBytes     = desc("vdiskd_segment_bytes", "Bytes of block data written to segment files, live or not yet reclaimed.")
+	descSegReclaimed = desc("vdiskd_segment_reclaimed_total", "Segment files reclaimed (live blocks moved, file removed).")
+	descSegMoved     = desc("vdiskd_segment_moved_blocks_total", "Live 4 KiB blocks segment reclaim copied forward.")
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -53,7 +58,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descVirtual, descPhysical, descBackendReads, descBackendReadBytes, descBackendWrites, descBackendWriteBytes,
 		descIndexHits, descIndexMisses, descCacheHits2, descCacheMisses2, descPoolInfo, descPoolSize, descPoolStored, descCompactions, descFlushes,
 		descWriteAmp, descReadAmp, descL0Files, descL0Sublevels, descCacheHits, descCacheMisses, descCacheSize,
-		descWALWritten, descDiskUsage, descMemtableSize} {
+		descWALWritten, descDiskUsage, descMemtableSize, descSegFiles, descSegBytes, descSegReclaimed, descSegMoved} {
 		ch <- d
 	}
 }
@@ -91,6 +96,13 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descPoolSize, float64(p.Size), p.GUID)
 			gauge(descPoolStored, float64(p.StoredData), p.GUID)
 		}
+	}
+	if c.src.Segments != nil {
+		sg := c.src.Segments()
+		gauge(descSegFiles, float64(sg.Files))
+		gauge(descSegBytes, float64(sg.Bytes))
+		counter(descSegReclaimed, float64(sg.Reclaimed))
+		counter(descSegMoved, float64(sg.Moved))
 	}
 	if c.src.Pebble == nil {
 		return

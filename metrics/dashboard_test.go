@@ -630,6 +630,9 @@ func gatherExposition(t *testing.T) []*dto.MetricFamily {
 			return []metrics.PoolInfo{{GUID: "p1", Name: "pool one", Size: 1 << 40, StoredData: 5 << 12}}
 		},
 		Pebble: func() *pebble.Metrics { return &pebble.Metrics{} },
+		Segments: func() metrics.SegmentSample {
+			return metrics.SegmentSample{Files: 3, Bytes: 5 << 12, Reclaimed: 1, Moved: 2}
+		},
 	})
 	e.NBD.Connections(1)
 	e.NBD.RequestStarted(nbd.Commands[0])

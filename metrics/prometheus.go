@@ -28,9 +28,17 @@ type PoolInfo struct {
 
 // Sources are where a scrape reads from; each is called once per scrape.
 type Sources struct {
-	Disks  func() []DiskInfo
-	Pools  func() []PoolInfo
-	Pebble func() *pebble.Metrics // nil answer: the store is closed
+	Disks    func() []DiskInfo
+	Pools    func() []PoolInfo
+	Pebble   func() *pebble.Metrics // nil answer: the store is closed
+	Segments func() SegmentSample
+}
+
+// SegmentSample is the block store's segment files at one moment.
+type SegmentSample struct {
+	Files            int
+	Bytes            uint64 // written slots, live or dead
+	Reclaimed, Moved uint64 // segments reclaimed and live blocks moved since start
 }
 
 // Exposition is the Prometheus registry behind GET /metrics: vDisk and

@@ -199,7 +199,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	disks, pools := api.MetricSources()
-	expo = metrics.NewExposition(metrics.Sources{Disks: disks, Pools: pools, Pebble: store.Metrics})
+	segments := func() metrics.SegmentSample {
+		st := store.SegmentStats()
+		return metrics.SegmentSample{Files: st.Files, Bytes: st.Bytes, Reclaimed: st.Reclaimed, Moved: st.Moved}
+	}
+	expo = metrics.NewExposition(metrics.Sources{Disks: disks, Pools: pools, Pebble: store.Metrics, Segments: segments})
 	var nbdSrv *nbd.Server
 	nbdServed := make(chan error, 1)
 	if nbdLn != nil {

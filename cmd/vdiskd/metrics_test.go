@@ -649,6 +649,8 @@ scrape_configs:
 	walWant := 1.0 // segments (the default): the WAL logs pointers only
 	if os.Getenv("VDISKD_DATA_PATH") == "pebble" {
 		walWant = total // each 4 KiB block is a pebble value, logged first
+	} else if got, ok := promOne(t, base, `vdiskd_segment_bytes{job="vdiskd"}`); !ok || !(got >= total) {
+		t.Errorf("vdiskd_segment_bytes = %g (%v), want >= %g: every byte written went to a segment", got, ok, total)
 	}
 	if got, ok := promOne(t, base, `vdiskd_pebble_wal_written_bytes_total{job="vdiskd"}`); !ok || !(got >= walWant) {
 		t.Errorf("vdiskd_pebble_wal_written_bytes_total = %g (%v), want >= %g", got, ok, walWant)
