@@ -355,6 +355,7 @@ func TestNBDProtocolDirtyBitmap(t *testing.T) {
 	protoRun(t, d, "prep.py", map[string]any{"uri": uri, "writes": [][3]int{{7 * GiB, 4 * KiB, 0x23}}})
 
 	lcb := func(to string) int {
+		d.WaitDetached(t, to)
 		var cb api.ChangedBlocks
 		d.MustCall(t, http.MethodGet, "/vdis/"+to+"/list_changed_blocks?vdi_from="+s1.UUID, nil, &cb)
 		return cb.ChangedBlocks
