@@ -654,6 +654,15 @@ func (w *writer) commit(sync bool) error {
 	if err := w.writeData(); err != nil {
 		return err
 	}
+	if sync && w.b.Empty() {
+		// Nothing to change (a FUA trim of blocks an earlier trim already
+		// discarded), but that earlier change may not be durable yet, and
+		// pebble returns from an empty batch without syncing anything.
+		w.b.Close()
+		w.b = nil
+		w.d.v.stats.recordRead(&w.reads)
+		return w.d.s.flush()
+	}
 	if sync && w.d.s.opts.Segments {
 		if err := w.d.s.segs.sync(); err != nil {
 			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
