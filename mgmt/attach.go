@@ -1,6 +1,8 @@
 package mgmt
 
 import (
+	"time"
+
 	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/mgmt/api"
@@ -21,13 +23,21 @@ type VBD struct {
 
 // AttachVBD opens a VDI for a client. A writable attach of an
 // on_boot=reset VDI that nobody else has attached first reverts it to the
-// content it had when reset was set.
+// content it had when reset was set. Attachments still there are given
+// Options.DetachGrace to go first: a VM restarted at once must not skip
+// its reset because its old connection has not been torn down yet.
 func (s *Server) AttachVBD(id, user string, writable bool) (*VBD, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, v, err := s.vdiFor(id, "")
 	if err != nil {
 		return nil, err
+	}
+	resets := func(v vdi) bool { return writable && v.attrs.onBoot() == "reset" && v.attrs.OnBootBase != "" }
+	for deadline := time.Now().Add(s.opts.DetachGrace); resets(v) && len(s.vbds[id]) > 0 && s.pauseLocked(deadline); {
+		if _, v, err = s.vdiFor(id, ""); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case v.info.Kind == blockstore.KindCBTMetadata:
@@ -42,7 +52,7 @@ func (s *Server) AttachVBD(id, user string, writable bool) (*VBD, error) {
 			return nil, api.Conflict(api.CodeOtherOperation, []string{"VDI", id}, "VDI %s is busy with %s", id, op)
 		}
 	}
-	if writable && v.attrs.onBoot() == "reset" && v.attrs.OnBootBase != "" && len(s.vbds[id]) == 0 {
+	if resets(v) && len(s.vbds[id]) == 0 {
 		if _, err := s.store.Revert(id, v.attrs.OnBootBase); err != nil {
 			return nil, storeError(err, id, "attach")
 		}

@@ -62,8 +62,9 @@ func (e *env) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	// A short DetachGrace: the refusals tests expect come quickly.
 	s, err := New(Options{Store: st, DataDir: e.dataDir, AdminPassword: adminPassword, Now: e.clock,
-		BcryptCost: bcrypt.MinCost, Address: "127.0.0.1:8080", NodeName: "test-node",
+		DetachGrace: 100 * time.Millisecond, BcryptCost: bcrypt.MinCost, Address: "127.0.0.1:8080", NodeName: "test-node",
 		Logger: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		e.t.Fatal(err)

@@ -36,6 +36,12 @@ type Options struct {
 	Address       string // the address clients reach this daemon at
 	TokenTTL      time.Duration
 	BcryptCost    int // default bcrypt.DefaultCost; tests lower it
+	// DetachGrace is how long a call that needs a VDI detached waits for
+	// its attachments to go before answering VDI_IN_USE (default 2 s,
+	// negative: not at all). An NBD client's hang-up is not acknowledged,
+	// so the VBD of a client that has just exited outlives it by a moment,
+	// and the next call of a script should not trip over it.
+	DetachGrace time.Duration
 
 	// NBDInfo answers get_nbd_info for an export name, one record per
 	// address the NBD server listens on; nil while no NBD server runs (the
@@ -102,6 +108,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = bcrypt.DefaultCost
+	}
+	if opts.DetachGrace == 0 {
+		opts.DetachGrace = defaultDetachGrace
 	}
 	s := &Server{
 		opts: opts, store: opts.Store, log: opts.Logger,

@@ -30,19 +30,50 @@ func (s *Server) recordLockedByID(id string) (api.VDI, error) {
 }
 
 // vdiFor finds a visible VDI and checks that op may run on it now.
-// op "" checks nothing. REQUIRES: s.mu held.
+// op "" checks nothing. An op refused only because the VDI is attached
+// waits up to Options.DetachGrace for the attachments to go, with s.mu
+// released meanwhile. REQUIRES: s.mu held.
 func (s *Server) vdiFor(id, op string) (*world, vdi, *api.Error) {
-	w := s.lookWorld()
-	v, err := w.vdi(id)
-	if err != nil {
-		return nil, vdi{}, err
-	}
-	if op != "" {
-		if err := checkOperation(s.opStateLocked(v), op); err != nil {
+	var deadline time.Time
+	for {
+		w := s.lookWorld()
+		v, err := w.vdi(id)
+		if err != nil {
+			return nil, vdi{}, err
+		}
+		if op == "" {
+			return w, v, nil
+		}
+		err = checkOperation(s.opStateLocked(v), op)
+		if err == nil {
+			return w, v, nil
+		}
+		if err.Code != api.CodeVDIInUse {
+			return nil, vdi{}, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(s.opts.DetachGrace)
+		}
+		if !s.pauseLocked(deadline) {
 			return nil, vdi{}, err
 		}
 	}
-	return w, v, nil
+}
+
+// defaultDetachGrace is Options.DetachGrace's default.
+const defaultDetachGrace = 2 * time.Second
+
+// pauseLocked lets other calls and detaches run for a moment, unless
+// deadline has passed; it says whether it paused. Callers look their VDI
+// up again after it. REQUIRES: s.mu held.
+func (s *Server) pauseLocked(deadline time.Time) bool {
+	if !time.Now().Before(deadline) {
+		return false
+	}
+	s.mu.Unlock()
+	time.Sleep(10 * time.Millisecond)
+	s.mu.Lock()
+	return true
 }
 
 // poolFor resolves a vPool reference (guid or name; "" is the default).
@@ -392,10 +423,7 @@ func (s *Server) vdiDataDestroy(c *call, a *api.VDIRef) (any, error) {
 		if len(s.vbds[a.UUID]) > 0 {
 			op := newTaskID()
 			s.addOpsLocked(op, map[string]string{a.UUID: "data_destroy"})
-			for deadline := time.Now().Add(dataDestroyWait); len(s.vbds[a.UUID]) > 0 && time.Now().Before(deadline); {
-				s.mu.Unlock()
-				time.Sleep(50 * time.Millisecond)
-				s.mu.Lock()
+			for deadline := time.Now().Add(dataDestroyWait); len(s.vbds[a.UUID]) > 0 && s.pauseLocked(deadline); {
 			}
 			s.releaseOpsLocked(op)
 			if n := len(s.vbds[a.UUID]); n > 0 {

@@ -246,6 +246,73 @@ func TestForgetAndIntroduce(t *testing.T) {
 	}
 }
 
+// An NBD client's VBD goes a moment after the client hangs up. Calls that
+// need the VDI detached, and the reset of the next writable attach, wait
+// Options.DetachGrace for it; without the grace they get it wrong.
+func TestCallsWaitForDetachingClients(t *testing.T) {
+	e := newEnv(t)
+	id := e.createVDI(map[string]any{"name_label": "golden"}).UUID
+	e.write(id, 0, pattern(1, 4096))
+	e.post(id, "set_on_boot", map[string]any{"value": "reset"})
+	attachDirty := func() *VBD {
+		t.Helper()
+		b, err := e.s.AttachVBD(id, "admin", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Disk.Write(0, pattern(2, 4096), 0); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	closeSoon := func(b *VBD) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			time.Sleep(150 * time.Millisecond)
+			b.Close()
+		}()
+		return done
+	}
+
+	// No grace: the second attach finds the first still there and does
+	// not reset, and destroy is refused.
+	e.s.opts.DetachGrace = -1
+	a := attachDirty()
+	b, err := e.s.AttachVBD(id, "admin", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(e.read(id, 0, 4096), pattern(2, 4096)) {
+		t.Fatal("a second attach alongside the first reset the VDI")
+	}
+	e.fails(409, api.CodeVDIInUse, "DELETE", "/api/vdis/"+id, e.admin, nil)
+	a.Close()
+	b.Close()
+
+	// With it, both wait for the attachment that is going.
+	e.s.opts.DetachGrace = 5 * time.Second
+	a = attachDirty()
+	done := closeSoon(a)
+	b, err = e.s.AttachVBD(id, "admin", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if !bytes.Equal(e.read(id, 0, 4096), pattern(1, 4096)) {
+		t.Fatal("an attach right after a client hung up skipped the reset")
+	}
+	done = closeSoon(b)
+	e.post(id, "set_on_boot", map[string]any{"value": "persist"})
+	<-done
+	a = attachDirty()
+	done = closeSoon(a)
+	if code, body := e.request("DELETE", "/api/vdis/"+id, e.admin, nil); code >= 300 {
+		t.Fatalf("destroy right after a client hung up: %d %s", code, body)
+	}
+	<-done
+}
+
 // on_boot=reset: each writable attach starts from the content at the time
 // reset was set; the XenAPI refusals around it hold.
 func TestOnBootReset(t *testing.T) {

@@ -203,24 +203,6 @@ func (d *daemon) do(t *testing.T, req *http.Request, out any) int {
 	return resp.StatusCode
 }
 
-// WaitDetached waits until VDI id has no VBD. A client that hung up is
-// detached a moment later, and calls XenAPI refuses on an attached VDI
-// (list_changed_blocks of a writable one: VDI_IN_USE) can get there
-// first: a -race CI run once did.
-func (d *daemon) WaitDetached(t *testing.T, id string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var rec api.VDI
-		d.MustCall(t, http.MethodGet, "/vdis/"+id, nil, &rec)
-		if len(rec.VBDs) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("VDI %s still has VBDs %v 10 s after its clients hung up", id, rec.VBDs)
-		}
-	}
-}
-
 // MustCall is Call that fails the test unless the status is 2xx.
 func (d *daemon) MustCall(t *testing.T, method, path string, body, out any) {
 	t.Helper()

@@ -13,10 +13,11 @@ import (
 // idle time and buffered bytes, and how long a token lives. Each is a
 // string flag (with its VDISKD_* twin) parsed by check.
 type limitFlags struct {
-	maxConns, maxHandshakes, handshakeTimeout, idleTimeout, maxInflight, ttl string
+	maxConns, maxHandshakes, handshakeTimeout, idleTimeout, maxInflight, ttl, grace string
 
-	nbd      nbd.Options // the parsed NBD limits
-	tokenTTL time.Duration
+	nbd         nbd.Options // the parsed NBD limits
+	tokenTTL    time.Duration
+	detachGrace time.Duration // mgmt.Options.DetachGrace: negative is none
 }
 
 func (l *limitFlags) register(str func(p *string, name, def, usage string)) {
@@ -26,6 +27,7 @@ func (l *limitFlags) register(str func(p *string, name, def, usage string)) {
 	str(&l.idleTimeout, "nbd-idle-timeout", "0", "disconnect NBD clients silent this long with nothing in flight (0: never, as qemu expects)")
 	str(&l.maxInflight, "nbd-max-inflight-bytes", "256M", "request and reply data all NBD connections together hold in memory; past it they wait")
 	str(&l.ttl, "token-ttl", "24h", "lifetime of a token from POST /api/token; NBD connections opened with it end when it does")
+	str(&l.grace, "detach-grace", "2s", "how long a call that needs a VDI detached (destroy, resize, set_on_boot, list_changed_blocks...) and an on_boot=reset attach wait for NBD clients that have just hung up (0: not at all)")
 }
 
 // check parses the values, or says what is wrong with one.
@@ -55,6 +57,7 @@ func (l *limitFlags) check() string {
 		duration("nbd-handshake-timeout", l.handshakeTimeout, &l.nbd.HandshakeTimeout, false),
 		duration("nbd-idle-timeout", l.idleTimeout, &l.nbd.IdleTimeout, true),
 		duration("token-ttl", l.ttl, &l.tokenTTL, false),
+		duration("detach-grace", l.grace, &l.detachGrace, true),
 	} {
 		if msg != "" {
 			return msg
@@ -65,6 +68,9 @@ func (l *limitFlags) check() string {
 		return fmt.Sprintf("--nbd-max-inflight-bytes %q: want a size of at least 33MiB (one 32 MiB request), such as 256M or 1G", l.maxInflight)
 	}
 	l.nbd.MaxTotalInFlightBytes = b
+	if l.detachGrace == 0 {
+		l.detachGrace = -1 // mgmt.Options: zero is the default
+	}
 	return ""
 }
 

@@ -14,7 +14,7 @@ func TestLimitFlags(t *testing.T) {
 		{"--nbd-max-conns", "-1"}, {"--nbd-max-conns", "many"}, {"--nbd-max-handshakes", "1.5"},
 		{"--nbd-handshake-timeout", "0"}, {"--nbd-handshake-timeout", "30"}, {"--nbd-idle-timeout", "-1s"},
 		{"--nbd-max-inflight-bytes", "32MiB"}, {"--nbd-max-inflight-bytes", "lots"}, {"--nbd-max-inflight-bytes", "-1G"},
-		{"--token-ttl", "0"}, {"--token-ttl", "1d"},
+		{"--token-ttl", "0"}, {"--token-ttl", "1d"}, {"--detach-grace", "-1s"}, {"--detach-grace", "2"},
 	} {
 		var out syncBuffer
 		if code := run(context.Background(), bad, func(string) string { return "" }, &out); code != 2 || !strings.Contains(out.String(), bad[0]) {
@@ -30,7 +30,11 @@ func TestLimitFlags(t *testing.T) {
 	}
 	o := c.limits.nbdOptions(c.limits.nbd)
 	if o.MaxConns != -1 || o.MaxHandshakes != 7 || o.IdleTimeout != time.Hour || o.HandshakeTimeout != 30*time.Second ||
-		o.MaxTotalInFlightBytes != 1<<30 || c.limits.tokenTTL != 90*time.Minute {
-		t.Errorf("parsed %+v, token TTL %v", o, c.limits.tokenTTL)
+		o.MaxTotalInFlightBytes != 1<<30 || c.limits.tokenTTL != 90*time.Minute || c.limits.detachGrace != 2*time.Second {
+		t.Errorf("parsed %+v, token TTL %v, detach grace %v", o, c.limits.tokenTTL, c.limits.detachGrace)
+	}
+	// 0 is no wait, which mgmt.Options spells negative.
+	if c, _ := parseFlags([]string{"--detach-grace", "0"}, func(string) string { return "" }, &syncBuffer{}); c == nil || c.limits.detachGrace >= 0 {
+		t.Errorf("--detach-grace 0 parsed as %+v", c)
 	}
 }

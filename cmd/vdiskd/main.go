@@ -189,6 +189,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Store: store, DataDir: dir.Path, Logger: log.With("component", "mgmt"),
 		AdminPassword: getenv("VDISKD_ADMIN_PASSWORD"), Zone: c.zone, Address: c.httpAddr,
 		NBDInfo: info, NBDAuth: auth, Counters: counters, TokenTTL: c.limits.tokenTTL,
+		DetachGrace: c.limits.detachGrace,
 		ObserveCall: func(call string, status int, took time.Duration) { expo.HTTP.Observe(call, status, took) },
 	})
 	if err != nil {

@@ -778,7 +778,6 @@ func clTestFio(t *testing.T, d *daemon) {
 // (most significant bit first, cbt/encode.go).
 func clChangedBlocks(t *testing.T, d *daemon, from, to string, size int64) []int64 {
 	t.Helper()
-	d.WaitDetached(t, to)
 	var cb api.ChangedBlocks
 	d.MustCall(t, http.MethodGet, "/vdis/"+to+"/list_changed_blocks?vdi_from="+from, nil, &cb)
 	raw, err := base64.StdEncoding.DecodeString(cb.Bitmap)

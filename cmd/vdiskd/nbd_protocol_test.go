@@ -355,7 +355,6 @@ func TestNBDProtocolDirtyBitmap(t *testing.T) {
 	protoRun(t, d, "prep.py", map[string]any{"uri": uri, "writes": [][3]int{{7 * GiB, 4 * KiB, 0x23}}})
 
 	lcb := func(to string) int {
-		d.WaitDetached(t, to)
 		var cb api.ChangedBlocks
 		d.MustCall(t, http.MethodGet, "/vdis/"+to+"/list_changed_blocks?vdi_from="+s1.UUID, nil, &cb)
 		return cb.ChangedBlocks
@@ -415,7 +414,7 @@ func TestNBDProtocolMultiConn(t *testing.T) {
 // while a snapshot attached read-only does not block it; snapshot works
 // while attached; everything works again after detaching.
 func TestNBDProtocolAttachRules(t *testing.T) {
-	d := startVdiskd(t)
+	d := startVdiskd(t, "--detach-grace", "300ms") // the refusals below come quicker
 	plain := d.CreateVDI(t, "plain", 16<<20)
 	tracked := d.CreateVDI(t, "tracked", 16<<20)
 	d.MustCall(t, http.MethodPost, "/vdis/"+tracked.UUID+"/enable_cbt", nil, nil)
@@ -514,7 +513,7 @@ func TestNBDProtocolAttachRules(t *testing.T) {
 // can no longer be exported.
 func TestNBDProtocolAttachLifecycle(t *testing.T) {
 	const MiB = 1 << 20
-	d := startVdiskd(t)
+	d := startVdiskd(t, "--detach-grace", "300ms") // the refusals below come quicker
 	p := protoStartSession(t)
 
 	// resize / resize_online / set_read_only while attached.
