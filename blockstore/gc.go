@@ -77,15 +77,23 @@ func (w *gcWorker) start(s *Store) {
 		t := time.NewTicker(s.opts.GCInterval)
 		defer t.Stop()
 		lastReclaim := time.Now()
+		var quiet quietFlush
 		for {
+			tick := false
 			select {
 			case <-w.quit:
 				return
 			case <-w.wake:
 			case <-t.C:
+				tick = true
 			}
 			if err := s.CollectGarbage(); err != nil {
 				s.opts.Logf("blockstore: garbage collection: %v", err)
+			}
+			if tick { // quiet means a whole interval without writes
+				if err := s.flushIfQuiet(&quiet); err != nil {
+					s.opts.Logf("%v", err)
+				}
 			}
 			if time.Since(lastReclaim) >= reclaimInterval {
 				lastReclaim = time.Now()
