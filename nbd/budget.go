@@ -39,6 +39,13 @@ func (b *budget) release(cost int64) {
 	b.cond.Signal()
 }
 
+// inFlight is how many requests are in flight or have replies unsent.
+func (b *budget) inFlight() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
+}
+
 // busy reports whether requests are in flight or their replies unsent:
 // a client waiting on us is not idle.
 func (b *budget) busy() bool {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -399,6 +400,12 @@ func (c *conn) writeReply(bw *bufio.Writer, rep *reply) (flushed bool, err error
 	}()
 	if err := rep.writeTo(bw); err != nil {
 		return false, err
+	}
+	if len(c.replies) == 0 && c.budget.inFlight() > 1 {
+		// Other requests are running: let them finish first, so their
+		// replies share this write (one syscall per reply was a third of
+		// the CPU of 4 KiB random reads at queue depth 32).
+		runtime.Gosched()
 	}
 	if len(c.replies) == 0 {
 		return true, bw.Flush()
