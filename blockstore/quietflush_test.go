@@ -14,13 +14,13 @@ func TestQuietFlushDecision(t *testing.T) {
 		bytesIn, unflushed uint64
 		want               bool
 	}{
-		{100, big, false},    // writes since the start
-		{200, big, false},    // still writing
-		{200, big, true},     // quiet, enough unflushed
-		{200, big, false},    // quiet still, but flushed already (it may be running)
-		{200, 0, false},      // flushed
-		{300, 100, false},    // a small write
-		{300, 100, false},    // quiet, too little to bother
+		{100, big, false}, // writes since the start
+		{200, big, false}, // still writing
+		{200, big, true},  // quiet, enough unflushed
+		{200, big, false}, // quiet still, but flushed already (it may be running)
+		{200, 0, false},   // flushed
+		{300, 100, false}, // a small write
+		{300, 100, false}, // quiet, too little to bother
 		{big + 300, big, false},
 		{big + 300, big, true}, // quiet again after a large write
 	} {
