@@ -164,8 +164,9 @@ func (d *Disk) read(t *readTally, p []byte, off uint64) (found uint64, err error
 	return d.readInto(t, p, off, nil)
 }
 
-// readInto fills p (zeroed) from off and returns how many blocks had a
-// version; seen, if set, hears of each. Segment files stay put meanwhile:
+// readInto copies the data among [off, off+len(p)) into p, leaving the
+// bytes of blocks without data as they were, and returns how many blocks
+// had a version; seen, if set, hears of each. Segment files stay put meanwhile:
 // reclaim removes none while a read that may hold its pointers runs.
 func (d *Disk) readInto(t *readTally, p []byte, off uint64, seen func(blk uint64, val []byte)) (found uint64, err error) {
 	d.s.segs.readers.RLock()

@@ -28,7 +28,8 @@ func newFiller(s *Store, id string, p []byte, off uint64) *filler {
 	return f
 }
 
-// add copies one visited version of blk. Markers leave p as it is (zero).
+// add copies one visited version of blk. Markers leave p as it is: the
+// caller zeroes what holds no data.
 func (f *filler) add(blk uint64, val []byte) error {
 	bstart := blk << blockShift
 	end := f.off + uint64(len(f.p))

@@ -17,7 +17,6 @@ func (d *Disk) ReadSparse(p []byte, off uint64, zero func(lo, hi int)) error {
 	if len(p) == 0 {
 		return nil
 	}
-	clear(p)
 	first, last := off>>blockShift, (off+uint64(len(p))-1)>>blockShift
 	nblocks := last - first + 1
 	var small [4]uint64 // data blocks, as a bitset relative to first (256 blocks = 1 MiB inline)
@@ -36,9 +35,9 @@ func (d *Disk) ReadSparse(p []byte, off uint64, zero func(lo, hi int)) error {
 		return fmt.Errorf("blockstore: read %s: %w", d.id, err)
 	}
 	d.v.stats.recordClientRead(&t, nblocks, found)
-	if zero == nil {
-		return nil
-	}
+	// Only data was copied into p: clear the rest here rather than all of
+	// p up front (clearing every 1 MiB read first was 7% of the CPU of
+	// sequential reads).
 	end := off + uint64(len(p))
 	for rel := uint64(0); rel < nblocks; {
 		if data[rel/64]&(1<<(rel%64)) != 0 {
@@ -51,7 +50,10 @@ func (d *Disk) ReadSparse(p []byte, off uint64, zero func(lo, hi int)) error {
 		}
 		lo := max((first+rel)<<blockShift, off)
 		hi := min((first+run)<<blockShift, end)
-		zero(int(lo-off), int(hi-off))
+		clear(p[lo-off : hi-off])
+		if zero != nil {
+			zero(int(lo-off), int(hi-off))
+		}
 		rel = run
 	}
 	return nil
