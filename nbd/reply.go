@@ -69,6 +69,14 @@ func (rep *reply) writeTo(w *bufio.Writer) error {
 		} else {
 			b = rep.head[p.lo:p.hi]
 		}
+		if len(b) > w.Available() && w.Buffered() > 0 {
+			// Send what is buffered, so that b, at least a buffer's worth,
+			// goes from its own memory rather than being copied into the
+			// buffer first (bufio writes straight from b when empty).
+			if err := w.Flush(); err != nil {
+				return err
+			}
+		}
 		if _, err := w.Write(b); err != nil {
 			return err
 		}
