@@ -261,21 +261,35 @@ func (s *Store) visitLayer(t *readTally, l layer, first, last uint64, fn func(bl
 			closeIter(t, it)
 			return err
 		}
-		// Usually the next key is the next block's newest version: step to
-		// it rather than seek; skip older versions of kb with a seek. Never
-		// step past the last block asked for: without value separation each
-		// value is its own pebble block, and that step would load one more.
+		// The next key is the next block's newest version, or older
+		// versions of kb that snapshots keep: step over up to
+		// olderVersionSteps of those, seek past more (a seek per block was
+		// 39% of the CPU of 1 MiB reads of data written after a snapshot).
+		// Never step past the last block asked for: without value
+		// separation each value is its own pebble block, and that step
+		// would load one more.
 		if kb+1 >= last {
 			break
 		}
-		if valid = it.Next(); valid {
-			if nb, _, _ := decodeDataKey(it.Key(), id); nb == kb {
-				valid = it.SeekGE(dataKey(key[:0], id, kb+1, l.gen))
+		valid = it.Next()
+		for steps := 0; valid; steps++ {
+			if nb, _, ok := decodeDataKey(it.Key(), id); !ok || nb != kb {
+				break
 			}
+			if steps == olderVersionSteps {
+				valid = it.SeekGE(dataKey(key[:0], id, kb+1, l.gen))
+				break
+			}
+			valid = it.Next()
 		}
 	}
 	return closeIter(t, it)
 }
+
+// olderVersionSteps is how many older versions of a block a read steps
+// over with Next before it seeks instead: one snapshot taken before the
+// block was rewritten makes one.
+const olderVersionSteps = 2
 
 // closeIter closes a read's iterator, first adding what it cost to t.
 func closeIter(t *readTally, it *pebble.Iterator) error {
