@@ -123,4 +123,9 @@
 // value separation for 4 KiB values). bench/RESULTS.md holds the
 // benchmarks that back them and compare the store with bare pebble doing
 // the same key writes and reads.
+//
+// Every pointer lookup seeks every memtable, so the collector flushes the
+// memtables once a whole tick (1 s) passes without writes while at least
+// 4 MiB sit unflushed (quietflush.go): reads after a burst of writes then
+// skip the skiplists.
 package blockstore

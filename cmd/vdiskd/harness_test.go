@@ -168,6 +168,13 @@ func (d *daemon) Call(t *testing.T, method, path string, body, out any) int {
 // CallAs is Call with another token.
 func (d *daemon) CallAs(t *testing.T, token, method, path string, body, out any) int {
 	t.Helper()
+	st, _ := d.callRaw(t, token, method, path, body, out)
+	return st
+}
+
+// callRaw is CallAs that also returns the answer's body.
+func (d *daemon) callRaw(t *testing.T, token, method, path string, body, out any) (int, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -181,10 +188,16 @@ func (d *daemon) CallAs(t *testing.T, token, method, path string, body, out any)
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	return d.do(t, req, out)
+	return d.doRaw(t, req, out)
 }
 
 func (d *daemon) do(t *testing.T, req *http.Request, out any) int {
+	t.Helper()
+	st, _ := d.doRaw(t, req, out)
+	return st
+}
+
+func (d *daemon) doRaw(t *testing.T, req *http.Request, out any) (int, []byte) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -200,18 +213,15 @@ func (d *daemon) do(t *testing.T, req *http.Request, out any) int {
 	if eb, ok := out.(*api.ErrorBody); ok && resp.StatusCode >= 300 {
 		json.Unmarshal(b, eb)
 	}
-	return resp.StatusCode
+	return resp.StatusCode, b
 }
 
-// MustCall is Call that fails the test unless the status is 2xx.
+// MustCall is Call that fails the test, with the error body, unless the
+// status is 2xx.
 func (d *daemon) MustCall(t *testing.T, method, path string, body, out any) {
 	t.Helper()
-	var eb api.ErrorBody
-	if out == nil {
-		out = &eb
-	}
-	if st := d.Call(t, method, path, body, out); st >= 300 {
-		t.Fatalf("%s %s: HTTP %d %+v", method, path, st, eb)
+	if st, b := d.callRaw(t, d.Token, method, path, body, out); st >= 300 {
+		t.Fatalf("%s %s: HTTP %d %s", method, path, st, b)
 	}
 }
 
