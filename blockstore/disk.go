@@ -173,17 +173,66 @@ func (d *Disk) readInto(t *readTally, p []byte, off uint64, seen func(blk uint64
 	defer d.s.segs.readers.RUnlock()
 	first, last := off>>blockShift, (off+uint64(len(p))-1)>>blockShift
 	fill := newFiller(d.s, d.id, p, off)
-	err = d.s.visit(t, d.layers, first, last+1, func(blk uint64, val []byte) error {
+	add := func(blk uint64, val []byte) error {
 		found++
 		if seen != nil {
 			seen(blk, val)
 		}
 		return fill.add(blk, val)
-	})
+	}
+	if d.s.newest != nil && last-first < newestMaxRun {
+		var served bool
+		if served, err = d.readNewest(t, first, last, add); !served {
+			err = d.readAndRemember(t, first, last, add)
+		}
+	} else {
+		err = d.s.visit(t, d.layers, first, last+1, add)
+	}
 	if err == nil {
 		err = fill.flush()
 	}
 	return found, err
+}
+
+// readNewest serves blocks [first, last] from the newest cache if it holds
+// all of them in the disk's own layer, and reports whether it did.
+func (d *Disk) readNewest(t *readTally, first, last uint64, add func(blk uint64, val []byte) error) (served bool, err error) {
+	top := d.layers[0]
+	var es [newestMaxRun]newestEntry
+	for blk := first; blk <= last; blk++ {
+		e, ok := d.s.newest.lookup(top.lin, top.gen, blk)
+		if !ok {
+			return false, nil
+		}
+		es[blk-first] = e
+	}
+	buf := make([]byte, 0, pointerLen)
+	for blk := first; blk <= last; blk++ {
+		e := &es[blk-first]
+		t.valueBytes += versionBytes(int(e.valueLen))
+		if err := add(blk, e.value(buf)); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// readAndRemember reads blocks [first, last] through pebble and, for a
+// writable disk, remembers what its own layer holds: at generation
+// cbt.Head, what a read finds there is the newest version.
+func (d *Disk) readAndRemember(t *readTally, first, last uint64, add func(blk uint64, val []byte) error) error {
+	top := d.layers[0]
+	if top.gen != cbt.Head {
+		return d.s.visit(t, d.layers, first, last+1, add)
+	}
+	c := d.s.newest
+	w := c.watch(top.lin, first, last) // before pebble's view is taken
+	return d.s.visitLayers(t, d.layers, first, last+1, func(li int, blk, gen uint64, val []byte) error {
+		if li == 0 {
+			c.remember(top.lin, &w, blk, gen, val)
+		}
+		return add(blk, val)
+	})
 }
 
 // visit calls fn for every block in [first, last) that has a version in
@@ -191,9 +240,17 @@ func (d *Disk) readInto(t *readTally, p []byte, off uint64, seen func(blk uint64
 // generation, the first layer that has one winning. Absent blocks read as
 // zeros and are not visited. val is only valid during the call.
 func (s *Store) visit(t *readTally, layers []layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
+	return s.visitLayers(t, layers, first, last, func(_ int, blk, _ uint64, val []byte) error {
+		return fn(blk, val)
+	})
+}
+
+// visitLayers is visit that also tells fn which layer answered and the
+// generation of the version.
+func (s *Store) visitLayers(t *readTally, layers []layer, first, last uint64, fn func(li int, blk, gen uint64, val []byte) error) error {
 	// resolved is indexed by 32-bit offsets from first: cut longer ranges.
 	for last-first > maxExtentBlocks {
-		if err := s.visit(t, layers, first, first+maxExtentBlocks, fn); err != nil {
+		if err := s.visitLayers(t, layers, first, first+maxExtentBlocks, fn); err != nil {
 			return err
 		}
 		first += maxExtentBlocks
@@ -206,7 +263,7 @@ func (s *Store) visit(t *readTally, layers []layer, first, last uint64, fn func(
 		if resolved != nil && resolved.GetCardinality() == last-first {
 			return nil
 		}
-		err := s.visitLayer(t, l, first, last, func(blk uint64, val []byte) error {
+		err := s.visitLayer(t, l, first, last, func(blk, gen uint64, val []byte) error {
 			if resolved != nil {
 				rel := uint32(blk - first)
 				if resolved.Contains(rel) {
@@ -216,7 +273,7 @@ func (s *Store) visit(t *readTally, layers []layer, first, last uint64, fn func(
 					resolved.Add(rel)
 				}
 			}
-			return fn(blk, val)
+			return fn(i, blk, gen, val)
 		})
 		if err != nil {
 			return err
@@ -226,9 +283,9 @@ func (s *Store) visit(t *readTally, layers []layer, first, last uint64, fn func(
 }
 
 // visitLayer visits the newest version at or below l.gen of each block in
-// [first, last) that has one in lineage l.lin. Ascending SeekGE lets pebble
-// step with Next instead of a fresh seek.
-func (s *Store) visitLayer(t *readTally, l layer, first, last uint64, fn func(blk uint64, val []byte) error) error {
+// [first, last) that has one in lineage l.lin, with its generation.
+// Ascending SeekGE lets pebble step with Next instead of a fresh seek.
+func (s *Store) visitLayer(t *readTally, l layer, first, last uint64, fn func(blk, gen uint64, val []byte) error) error {
 	id := l.lin.rec.ID
 	lo, hi := blockSpan(id, first, last)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
@@ -257,7 +314,7 @@ func (s *Store) visitLayer(t *readTally, l layer, first, last uint64, fn func(bl
 		if t != nil {
 			t.valueBytes += versionBytes(len(val))
 		}
-		if err := fn(kb, val); err != nil {
+		if err := fn(kb, kg, val); err != nil {
 			closeIter(t, it)
 			return err
 		}
@@ -350,6 +407,9 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	partialLast := (off+n)&(BlockSize-1) != 0
 	unlock := lin.lockStripes(first, last, partialFirst, partialLast)
 	defer unlock()
+	// Whatever committed, drop the blocks' cached newest versions before
+	// the stripes let a read-modify-write in and before the caller hears.
+	defer d.s.newest.forget(lin, first, last)
 
 	// Size a data batch up front: grown by doubling, a 1 MiB write copied
 	// its data four times over (a sixth of sequential-write CPU).

@@ -362,7 +362,11 @@ func (s *Store) collectChunk(lin *lineage, cands []uint32) (blocks, deleted int,
 			return blocks, deleted, fmt.Errorf("blockstore: gc lineage %d: %w", linID, err)
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	err = b.Commit(pebble.NoSync)
+	// Dead versions are never the newest one a layer sees, so no cached
+	// entry should name them; drop the lineage's entries all the same.
+	s.newest.forgetLineage(lin)
+	if err != nil {
 		return blocks, deleted, fmt.Errorf("blockstore: gc lineage %d: %w", linID, err)
 	}
 	lin.changes.Add(1)
@@ -422,7 +426,9 @@ func (s *Store) deleteHeadHoles(lin *lineage, head uint64, keys [][]byte) (int, 
 		}
 	}
 	n := int(b.Count())
-	if err := b.Commit(pebble.NoSync); err != nil {
+	err := b.Commit(pebble.NoSync)
+	s.newest.forgetLineage(lin) // the holes were the newest versions
+	if err != nil {
 		return 0, fmt.Errorf("blockstore: gc lineage %d: %w", lin.rec.ID, err)
 	}
 	return n, nil

@@ -18,14 +18,17 @@ type mode struct {
 	// segmentSlots, when set, makes segments that small (in blocks) so
 	// tests seal and reclaim them.
 	segmentSlots int
+	// newestBlocks sizes the newest cache: 0 the default, -1 none, a
+	// small one to make it evict all the time.
+	newestBlocks int
 }
 
 var modes = []mode{
-	{"mem", true, true, false, 0},
-	{"disk", false, true, false, 0},
-	{"disk-novaluesep", false, false, false, 0},
-	{"mem-segments", true, false, true, 64},
-	{"disk-segments", false, false, true, 0},
+	{"mem", true, true, false, 0, 0},
+	{"disk", false, true, false, 0, 0},
+	{"disk-novaluesep", false, false, false, 0, -1},
+	{"mem-segments", true, false, true, 64, 2 * newestShardCount},
+	{"disk-segments", false, false, true, 0, 0},
 }
 
 // env is one test's store, reopenable in the same mode.
@@ -85,16 +88,17 @@ func newEnv(t testing.TB, m mode) *env {
 func (e *env) options() Options {
 	vs := e.mode.valueSep
 	return Options{
-		FS:              e.fs,
-		Logf:            func(f string, a ...any) { e.t.Logf(f, a...) },
-		Now:             e.tick,
-		CacheSize:       16 << 20,
-		MemTableSize:    4 << 20,
-		ValueSeparation: &vs,
-		Segments:        e.mode.segments,
-		segmentSlots:    e.mode.segmentSlots,
-		GCInterval:      -1,      // tests run the collector explicitly
-		MinFreeSpace:    1 << 20, // whatever the machine's disk has left
+		FS:                e.fs,
+		Logf:              func(f string, a ...any) { e.t.Logf(f, a...) },
+		Now:               e.tick,
+		CacheSize:         16 << 20,
+		MemTableSize:      4 << 20,
+		ValueSeparation:   &vs,
+		Segments:          e.mode.segments,
+		segmentSlots:      e.mode.segmentSlots,
+		NewestCacheBlocks: e.mode.newestBlocks,
+		GCInterval:        -1,      // tests run the collector explicitly
+		MinFreeSpace:      1 << 20, // whatever the machine's disk has left
 	}
 }
 

@@ -42,8 +42,11 @@ type lineage struct {
 	// changes counts committed changes to the lineage's data, so usage
 	// counts know when they are stale.
 	changes atomic.Uint64
-	usageMu sync.Mutex
-	usage   usageCache
+	// cacheEpoch is bumped when a change to many blocks drops the
+	// lineage's entries from the newest cache (newest.go).
+	cacheEpoch atomic.Uint64
+	usageMu    sync.Mutex
+	usage      usageCache
 
 	// stripes serialise read-modify-write of partial blocks against every
 	// other write of the same block (exclusive for RMW, shared otherwise).

@@ -343,7 +343,11 @@ func (s *Store) Destroy(id string) error {
 		dropPin(lin.cbtPins, v.rec.Gen)
 		s.unpin(b, lin, v.rec.Gen, false)
 	}
-	if err := s.commitMeta(b); err != nil {
+	err = s.commitMeta(b)
+	// The lineage's data may be gone (no one can read it now, but its IDs
+	// are never reused either way): drop its cached entries.
+	s.newest.forgetLineage(lin)
+	if err != nil {
 		return fmt.Errorf("blockstore: destroy %s: %w", id, err)
 	}
 	s.gc.poke()

@@ -33,6 +33,10 @@ type Options struct {
 	// to four queued during a sequential burst, 64 MiB ones took the daemon
 	// past 512 MiB RSS; see bench/RESULTS.md).
 	MemTableSize uint64
+	// NewestCacheBlocks is how many blocks' newest versions the store
+	// keeps in memory for small reads (newest.go): about 50 bytes each,
+	// default 1<<20 (4 GiB of data, about 50 MiB). Negative keeps none.
+	NewestCacheBlocks int
 	// ValueSeparation stores 4 KiB block values in blob files (WiscKey)
 	// so compactions move keys, not data. On by default; see bench/RESULTS.md.
 	ValueSeparation *bool
@@ -73,6 +77,9 @@ func (o *Options) fill() {
 	}
 	if o.CacheSize == 0 {
 		o.CacheSize = 192 << 20
+	}
+	if o.NewestCacheBlocks == 0 {
+		o.NewestCacheBlocks = 1 << 20
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 32 << 20

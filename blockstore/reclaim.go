@@ -205,6 +205,9 @@ func (s *Store) moveSlot(id uint32, sl slotRef) (bool, error) {
 	stripe := &lin.stripes[blk%stripeCount]
 	stripe.Lock()
 	defer stripe.Unlock()
+	// The slot moves: no cached pointer may name the old one once this
+	// returns (the segment file goes after the last move).
+	defer s.newest.forget(lin, blk, blk)
 	cur, ok, err := s.pointerAt(sl.key)
 	if err != nil || !ok || cur.seg != id || cur.slot != sl.slot {
 		return false, err

@@ -41,8 +41,9 @@ type Store struct {
 
 	gc gcWorker
 
-	segs        *segments // block data outside pebble (segment.go)
-	reclaimNext uint32    // where the background reclaim goes on; under gc.mu
+	newest      *newestCache // the newest version of recently read blocks; nil for none
+	segs        *segments    // block data outside pebble (segment.go)
+	reclaimNext uint32       // where the background reclaim goes on; under gc.mu
 	reclaimed   atomic.Uint64
 	moved       atomic.Uint64
 
@@ -99,6 +100,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		segs.close()
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
+	// Only now: recovery changed versions with nothing cached to drop.
+	s.newest = newNewestCache(opts.NewestCacheBlocks)
 	s.gc.start(s)
 	return s, nil
 }

@@ -1,0 +1,198 @@
+package blockstore
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// newestCache remembers, for blocks recently read, the value of their newest
+// version: a segment pointer or a marker. A small read of a block it holds
+// skips pebble, whose SeekGE was the largest single cost of 4 KiB random
+// reads (36% of the daemon's CPU, bench/RESULTS.md).
+//
+// An entry is only ever the newest version of its block in its lineage,
+// so it answers any layer of that lineage whose generation is at or above
+// the entry's. It is never updated in place, only dropped:
+//
+//   - a change to one block's versions (write, trim, zero, reclaim's move)
+//     drops its entry after the change commits and before the change
+//     returns, and bumps the entry's shard epoch;
+//   - a change to many (GC, a huge trim, a destroyed lineage) bumps the
+//     lineage's cacheEpoch, which every entry carries and every hit checks.
+//
+// A read that misses notes both epochs before it opens its pebble iterator
+// and adds what it found only if neither moved. A change committed after the
+// iterator opened must bump one of them afterwards, so the read's now stale
+// value is either refused or dropped; a change committed before is in what
+// the read found.
+type newestCache struct {
+	shards   []newestShard
+	perShard int
+}
+
+type newestShard struct {
+	mu    sync.Mutex
+	epoch atomic.Uint64 // bumped under mu by every drop
+	m     map[blockRef]newestEntry
+	_     [64]byte // shards sit in one slice: keep their locks apart
+}
+
+type blockRef struct{ lin, blk uint64 }
+
+// newestEntry is a decoded version value: 32 bytes, against 30-byte values.
+type newestEntry struct {
+	gen            uint64 // the version's generation
+	linEpoch       uint64 // the lineage's cacheEpoch when it was read
+	seg, slot, crc uint32
+	kind           uint8 // newestPointer, newestHole or newestZero
+	valueLen       uint8 // the stored value's length, for IOStats
+}
+
+const (
+	newestPointer uint8 = iota
+	newestHole
+	newestZero
+)
+
+const newestShardCount = 256
+
+// newestMaxRun is the largest read (in blocks) the cache serves: larger
+// ones step through pebble's sorted keys with Next, which costs little per
+// block, and would only churn the cache.
+const newestMaxRun = 16
+
+// newestForgetMax is the largest change dropped block by block; a larger
+// one drops its whole lineage instead.
+const newestForgetMax = 4096
+
+// newNewestCache returns a cache of about entries blocks, or nil for none.
+func newNewestCache(entries int) *newestCache {
+	if entries <= 0 {
+		return nil
+	}
+	c := &newestCache{shards: make([]newestShard, newestShardCount), perShard: max(1, entries/newestShardCount)}
+	for i := range c.shards {
+		c.shards[i].m = map[blockRef]newestEntry{}
+	}
+	return c
+}
+
+func (c *newestCache) shard(lin, blk uint64) *newestShard {
+	// Neighbouring blocks go to different shards; lineages are mixed in so
+	// two disks' block 0 do not share one.
+	h := (blk ^ lin*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	return &c.shards[h>>56]
+}
+
+// lookup returns blk's newest version in lin if the cache holds it and it
+// is at or below gen, the generation the reading layer sees.
+func (c *newestCache) lookup(lin *lineage, gen, blk uint64) (newestEntry, bool) {
+	sh := c.shard(lin.rec.ID, blk)
+	sh.mu.Lock()
+	e, ok := sh.m[blockRef{lin.rec.ID, blk}]
+	sh.mu.Unlock()
+	if !ok || e.gen > gen || e.linEpoch != lin.cacheEpoch.Load() {
+		return newestEntry{}, false
+	}
+	return e, true
+}
+
+// value encodes e as a version value into buf. A pointer carries only its
+// current slot: reads need nothing else of it.
+func (e *newestEntry) value(buf []byte) []byte {
+	switch e.kind {
+	case newestHole:
+		return valueHole
+	case newestZero:
+		return valueZero
+	}
+	v := segValue{cur: pointer{seg: e.seg, slot: e.slot, crc: e.crc}, prevKind: prevNone}
+	return v.append(buf[:0])
+}
+
+// newestWatch is what a read notes before it opens its pebble iterator.
+type newestWatch struct {
+	linEpoch uint64
+	first    uint64
+	shard    [newestMaxRun]uint64
+}
+
+// watch notes the epochs of blocks [first, last] (at most newestMaxRun).
+func (c *newestCache) watch(lin *lineage, first, last uint64) newestWatch {
+	w := newestWatch{linEpoch: lin.cacheEpoch.Load(), first: first}
+	for blk := first; blk <= last; blk++ {
+		w.shard[blk-first] = c.shard(lin.rec.ID, blk).epoch.Load()
+	}
+	return w
+}
+
+// remember adds what a read found for blk, the newest version of it in lin
+// at generation gen, unless something changed since w was noted. Inline
+// 4 KiB values are not kept.
+func (c *newestCache) remember(lin *lineage, w *newestWatch, blk, gen uint64, val []byte) {
+	e := newestEntry{gen: gen, linEpoch: w.linEpoch, valueLen: uint8(len(val))}
+	switch {
+	case len(val) == 0:
+		e.kind = newestHole
+	case len(val) == 1 && val[0] == valueZero[0]:
+		e.kind = newestZero
+	case isPointer(val):
+		p := decodePointer(val)
+		e.kind, e.seg, e.slot, e.crc = newestPointer, p.seg, p.slot, p.crc
+	default:
+		return
+	}
+	sh := c.shard(lin.rec.ID, blk)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.epoch.Load() != w.shard[blk-w.first] || lin.cacheEpoch.Load() != w.linEpoch {
+		return
+	}
+	if len(sh.m) >= c.perShard {
+		for k := range sh.m { // map order is random: a random victim
+			delete(sh.m, k)
+			break
+		}
+	}
+	sh.m[blockRef{lin.rec.ID, blk}] = e
+}
+
+// forget drops blocks [first, last] of lin. Call it after the change to
+// them committed (or failed) and before the change returns.
+func (c *newestCache) forget(lin *lineage, first, last uint64) {
+	if c == nil {
+		return
+	}
+	if last-first >= newestForgetMax {
+		c.forgetLineage(lin)
+		return
+	}
+	for blk := first; blk <= last; blk++ {
+		sh := c.shard(lin.rec.ID, blk)
+		sh.mu.Lock()
+		delete(sh.m, blockRef{lin.rec.ID, blk})
+		sh.epoch.Add(1)
+		sh.mu.Unlock()
+	}
+}
+
+// forgetLineage drops every entry of lin: they stay in memory until
+// evicted, but no lookup accepts them.
+func (c *newestCache) forgetLineage(lin *lineage) {
+	if c == nil {
+		return
+	}
+	lin.cacheEpoch.Add(1)
+}
+
+// len counts entries, stale ones included (tests).
+func (c *newestCache) len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}

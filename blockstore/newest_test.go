@@ -1,0 +1,258 @@
+package blockstore
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// readBlock reads one block through d and fails the test on error.
+func readBlock(t *testing.T, d *Disk, blk uint64) []byte {
+	t.Helper()
+	p := make([]byte, BlockSize)
+	if _, err := d.ReadAt(p, int64(blk*BlockSize)); err != nil {
+		t.Fatalf("read block %d: %v", blk, err)
+	}
+	return p
+}
+
+// TestNewestCacheAnswersRepeatReads: a second small read of a block opens
+// no pebble iterator, and a write in between is what the next read sees.
+func TestNewestCacheAnswersRepeatReads(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		if e.s.newest == nil {
+			t.Skip("this mode keeps no newest cache")
+		}
+		e.create("v", mib(4))
+		d := e.attach("v")
+		if err := d.Write(5*BlockSize, fill(1, BlockSize), 0); err != nil {
+			t.Fatal(err)
+		}
+		iters := func() uint64 {
+			st, err := e.s.IOStats("v")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st.BackendReads
+		}
+		readBlock(t, d, 5)
+		before := iters()
+		got := readBlock(t, d, 5)
+		cached := iters() == before
+		if !bytes.Equal(got, fill(1, BlockSize)) {
+			t.Fatal("second read differs from the write")
+		}
+		// Inline 4 KiB values (the pebble data path) are not kept.
+		if cached != e.mode.segments {
+			t.Fatalf("second read served from the cache: %v, want %v", cached, e.mode.segments)
+		}
+		for i, p := range [][]byte{fill(2, BlockSize), make([]byte, BlockSize), fill(3, BlockSize)} {
+			if err := d.Write(5*BlockSize, p, 0); err != nil {
+				t.Fatal(err)
+			}
+			if got := readBlock(t, d, 5); !bytes.Equal(got, p) {
+				t.Fatalf("write %d: the read after it returns older data", i)
+			}
+			readBlock(t, d, 5) // now cached
+		}
+		if err := d.Trim(5*BlockSize, BlockSize, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := readBlock(t, d, 5); !bytes.Equal(got, make([]byte, BlockSize)) {
+			t.Fatal("the read after a trim returns the trimmed data")
+		}
+	})
+}
+
+// TestNewestCacheAndSnapshots: an entry answers a snapshot only if it is at
+// or below the snapshot's generation.
+func TestNewestCacheAndSnapshots(t *testing.T) {
+	run(t, func(t *testing.T, e *env) {
+		e.create("v", mib(4))
+		d := e.attach("v")
+		old, cur := fill(1, BlockSize), fill(2, BlockSize)
+		if err := d.Write(0, old, 0); err != nil {
+			t.Fatal(err)
+		}
+		readBlock(t, d, 0) // cached at the generation the snapshot freezes
+		e.snapshot("v", "s")
+		sd := e.attach("s")
+		if got := readBlock(t, sd, 0); !bytes.Equal(got, old) {
+			t.Fatal("snapshot read of an unchanged block differs")
+		}
+		if err := d.Write(0, cur, 0); err != nil {
+			t.Fatal(err)
+		}
+		readBlock(t, d, 0) // cached at the new head generation
+		if got := readBlock(t, sd, 0); !bytes.Equal(got, old) {
+			t.Fatal("snapshot read returns the data written after it")
+		}
+		if got := readBlock(t, d, 0); !bytes.Equal(got, cur) {
+			t.Fatal("live read differs from its last write")
+		}
+	})
+}
+
+// TestNewestCacheAcrossReclaim: cached pointers to slots that reclaim moves
+// are dropped before their segment file goes.
+func TestNewestCacheAcrossReclaim(t *testing.T) {
+	m := modes[4] // disk-segments
+	m.segmentSlots = 16
+	e := newEnv(t, m)
+	e.create("v", mib(4))
+	d := e.attach("v")
+	const blocks = 64
+	want := make([][]byte, blocks)
+	for b := range blocks {
+		want[b] = fill(byte(b), BlockSize)
+		if err := d.Write(uint64(b)*BlockSize, want[b], 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Overwrite three in four blocks: the first segments are mostly dead.
+	for b := range blocks {
+		if b%4 != 0 {
+			want[b] = fill(byte(b+100), BlockSize)
+			if err := d.Write(uint64(b)*BlockSize, want[b], 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		readBlock(t, d, uint64(b)) // cache every block's pointer
+	}
+	st, err := e.s.ReclaimSegments(1.0) // every sealed segment
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Freed == 0 || st.Moved == 0 {
+		t.Fatalf("reclaim %+v: want segments freed and slots moved", st)
+	}
+	for b := range blocks {
+		if got := readBlock(t, d, uint64(b)); !bytes.Equal(got, want[b]) {
+			t.Fatalf("block %d differs after reclaim", b)
+		}
+	}
+}
+
+// TestNewestCacheReadYourWrites races readers that keep re-caching blocks
+// against writers that check each of their writes is what they read next:
+// a reader's look-up that began before a write must never be cached after
+// it (run it under -race too).
+func TestNewestCacheReadYourWrites(t *testing.T) {
+	m := modes[3] // mem-segments
+	m.segmentSlots = 8
+	e := newEnv(t, m)
+	e.create("v", mib(4))
+	const blocks, writers, rounds = 32, 2, 1500
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	for r := range 3 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			d, err := e.s.Attach("v")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer d.Close()
+			rng := rand.New(rand.NewPCG(uint64(r), 7))
+			p := make([]byte, 2*BlockSize)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := BlockSize * (1 + rng.IntN(2))
+				if _, err := d.ReadAt(p[:n], int64(rng.IntN(blocks-1))*BlockSize); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	errs := make(chan error, writers+1)
+	go func() { // reclaim moves slots under both
+		for {
+			select {
+			case <-stop:
+				errs <- nil
+				return
+			default:
+			}
+			if _, err := e.s.ReclaimSegments(1.0); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := e.s.Attach("v")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer d.Close()
+			rng := rand.New(rand.NewPCG(uint64(w), 11))
+			for i := range rounds {
+				blk := uint64(rng.IntN(blocks/writers)*writers + w) // each writer owns its blocks
+				p := fill(byte(i), BlockSize)
+				if i%5 == 4 {
+					p = make([]byte, BlockSize) // a zero marker
+				}
+				if err := d.Write(blk*BlockSize, p, 0); err != nil {
+					t.Error(err)
+					return
+				}
+				for range 2 { // a miss, then (usually) a hit
+					got := make([]byte, BlockSize)
+					if _, err := d.ReadAt(got, int64(blk*BlockSize)); err != nil {
+						t.Error(err)
+						return
+					}
+					if !bytes.Equal(got, p) {
+						t.Errorf("writer %d round %d: block %d reads older data after its write", w, i, blk)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNewestCacheBounded: the cache never holds more than its size, and a
+// full one keeps answering reads correctly.
+func TestNewestCacheBounded(t *testing.T) {
+	m := modes[3] // mem-segments
+	m.newestBlocks = newestShardCount * 2
+	e := newEnv(t, m)
+	e.create("v", mib(16))
+	d := e.attach("v")
+	const blocks = 2048
+	for b := range uint64(blocks) {
+		if err := d.Write(b*BlockSize, fill(byte(b), BlockSize), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for round := range 2 {
+		for b := range uint64(blocks) {
+			if got := readBlock(t, d, b); !bytes.Equal(got, fill(byte(b), BlockSize)) {
+				t.Fatalf("round %d: block %d differs", round, b)
+			}
+		}
+	}
+	if n := e.s.newest.len(); n > newestShardCount*2 || n == 0 {
+		t.Fatalf("cache holds %d entries, want 1..%d", n, newestShardCount*2)
+	}
+}
