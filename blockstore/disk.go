@@ -424,6 +424,9 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 		if w.b != nil {
 			w.b.Close()
 		}
+		for _, sf := range w.reserved {
+			d.s.segs.release(sf)
+		}
 	}()
 	for blk := first; blk <= last; blk++ {
 		bstart := blk << blockShift
@@ -475,6 +478,9 @@ type writer struct {
 	// just before the batch commits (segment mode only).
 	pend     []pendingBlock
 	segBytes int // written to segments, for IOStats
+	// reserved are the segments pend's slots went to, released once the
+	// whole operation is done (reclaim leaves them alone until then).
+	reserved []*segmentFile
 }
 
 type pendingBlock struct {
@@ -579,6 +585,7 @@ func (w *writer) writeSlots(pend []pendingBlock) error {
 	if err != nil {
 		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 	}
+	w.reserved = append(w.reserved, sf)
 	start := 0
 	for i := range pend {
 		pend[i].seg, pend[i].slot = sf.id, slot+uint32(i)

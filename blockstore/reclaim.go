@@ -223,6 +223,7 @@ func (s *Store) moveSlot(id uint32, sl slotRef) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	defer s.segs.release(sf)
 	epoch, err := s.segs.write(sf, slot, buf[:])
 	if err != nil {
 		return false, err

@@ -50,6 +50,10 @@ type segmentFile struct {
 	id   uint32
 	f    vfs.File
 	used uint32 // slots handed out (or found on disk at Open); under segments.mu
+	// writers counts reservations whose pointers are not committed yet
+	// (under segments.mu): reclaim must not take a segment a lane has
+	// just left while a write into it has no reverse key to show.
+	writers int
 }
 
 // segments is the set of segment files of a store.
@@ -143,7 +147,8 @@ func (s *segments) startAfter(id uint32) {
 	s.runFirst = s.nextID
 }
 
-// sealed lists, in ascending order, the segments no lane appends to.
+// sealed lists, in ascending order, the segments no lane appends to and
+// no write still fills. No write can start filling one afterwards.
 func (s *segments) sealed() []uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -154,8 +159,8 @@ func (s *segments) sealed() []uint32 {
 		}
 	}
 	var ids []uint32
-	for id := range s.files {
-		if !open[id] {
+	for id, sf := range s.files {
+		if !open[id] && sf.writers == 0 {
 			ids = append(ids, id)
 		}
 	}
@@ -235,7 +240,8 @@ func (s *segments) durable(p pointer, epoch uint32) bool {
 
 // reserve hands out n consecutive slots (n <= segmentSlots), starting a
 // new segment when the lane's open one is too full. Successive calls
-// take successive lanes.
+// take successive lanes. Call release once the slots' pointers are
+// committed (or never will be).
 func (s *segments) reserve(n int) (*segmentFile, uint32, error) {
 	l := &s.lanes[s.nextLane.Add(1)%segmentLanes]
 	s.mu.Lock()
@@ -258,7 +264,15 @@ func (s *segments) reserve(n int) (*segmentFile, uint32, error) {
 	slot := l.nextSlot
 	l.nextSlot += uint32(n)
 	l.open.used = l.nextSlot
+	l.open.writers++
 	return l.open, slot, nil
+}
+
+// release ends a reservation of sf's slots.
+func (s *segments) release(sf *segmentFile) {
+	s.mu.Lock()
+	sf.writers--
+	s.mu.Unlock()
 }
 
 // write stores p (whole blocks) at slot of sf, then marks the segment for

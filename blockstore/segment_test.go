@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -364,5 +365,44 @@ func TestReclaimUnderWrites(t *testing.T) {
 		if s := last[b].Load(); s != 0 && !bytes.Equal(got[b*BlockSize:(b+1)*BlockSize], fill(byte(s-1), BlockSize)) {
 			t.Errorf("block %d is not its last write", b)
 		}
+	}
+}
+
+// TestSealedWaitsForWriters: a lane may move on from a segment while a
+// write into it has not committed its pointers, so the segment has no
+// reverse keys yet for those slots. Reclaim must not take it until the
+// write is done: it would find the slots dead and remove the file under an
+// acknowledged write.
+func TestSealedWaitsForWriters(t *testing.T) {
+	segs, err := openSegments(vfs.NewMem(), "store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer segs.close()
+	segs.slots = 4
+	sf, _, err := segs.reserve(4) // fills its lane's segment
+	if err != nil {
+		t.Fatal(err)
+	}
+	var others []*segmentFile
+	for range segmentLanes { // the last one comes back to sf's lane
+		o, _, err := segs.reserve(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		others = append(others, o)
+	}
+	if others[len(others)-1] == sf {
+		t.Fatal("the lane did not move on to a new segment")
+	}
+	if slices.Contains(segs.sealed(), sf.id) {
+		t.Fatalf("segment %d listed as sealed while a write into it is in flight", sf.id)
+	}
+	segs.release(sf)
+	if !slices.Contains(segs.sealed(), sf.id) {
+		t.Fatalf("segment %d not listed as sealed once its write is done (sealed: %v)", sf.id, segs.sealed())
+	}
+	for _, o := range others {
+		segs.release(o)
 	}
 }
