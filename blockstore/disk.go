@@ -407,9 +407,6 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	partialLast := (off+n)&(BlockSize-1) != 0
 	unlock := lin.lockStripes(first, last, partialFirst, partialLast)
 	defer unlock()
-	// Whatever committed, drop the blocks' cached newest versions before
-	// the stripes let a read-modify-write in and before the caller hears.
-	defer d.s.newest.forget(lin, first, last)
 
 	// Size a data batch up front: grown by doubling, a 1 MiB write copied
 	// its data four times over (a sixth of sequential-write CPU).
@@ -419,7 +416,7 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	} else {
 		b = d.s.db.NewBatch()
 	}
-	w := writer{d: d, lin: lin, b: b, gen: lin.rec.Head, c0: first >> 4, c1: (last >> 4) + 1, p: p}
+	w := writer{d: d, lin: lin, b: b, gen: lin.rec.Head, first: first, c0: first >> 4, c1: (last >> 4) + 1, p: p}
 	defer func() {
 		if w.b != nil {
 			w.b.Close()
@@ -428,6 +425,21 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 			d.s.segs.release(sf)
 		}
 	}()
+	// Whatever committed, the blocks' cached newest versions are settled
+	// before the stripes let a read-modify-write in and before the caller
+	// hears: a small write leaves what it stored, a large one nothing.
+	if c := d.s.newest; c != nil && last-first < newestMaxRun {
+		watch := c.watch(lin, first, last) // before anything commits
+		w.small = true
+		defer func() {
+			if testHookBeforeSettle != nil {
+				testHookBeforeSettle()
+			}
+			c.settle(lin, &watch, first, last, &w.newest, w.done)
+		}()
+	} else {
+		defer c.forget(lin, first, last)
+	}
 	for blk := first; blk <= last; blk++ {
 		bstart := blk << blockShift
 		lo, hi := max(bstart, off), min(bstart+BlockSize, off+n)
@@ -474,6 +486,12 @@ type writer struct {
 	key    [dataKeyLen]byte
 	reads  readTally // read-modify-write and trim lookups, for IOStats
 	p      []byte    // the client's data, whose blocks pend may slice
+	first  uint64    // the first block the operation touches
+	// newest notes, for a small write, what each block will hold (for
+	// the newest cache). done: the last piece committed.
+	small  bool
+	newest newestWrite
+	done   bool
 	// pend holds data blocks bound for segments, written by writeData
 	// just before the batch commits (segment mode only).
 	pend     []pendingBlock
@@ -514,6 +532,7 @@ func (w *writer) setBlock(blk uint64, val []byte) error {
 		return w.writeData()
 	}
 	_ = w.b.Set(dataKey(w.key[:0], w.lin.rec.ID, blk, w.gen), val, nil)
+	w.noteNewest(blk, val)
 	if w.b.Count() < maxBatchOps {
 		return nil
 	}
@@ -563,11 +582,14 @@ func (w *writer) writeData() error {
 			// prev cannot hold 4 KiB: stay inline, atomic in pebble (only
 			// right after segments were turned on).
 			_ = w.b.Set(key, pb.val, nil)
+			w.noteNewest(pb.blk, pb.val)
 			continue
 		}
 		v := segValue{cur: pointer{seg: pb.seg, slot: pb.slot, crc: blockCRC(pb.val)}, epoch: pb.epoch}
 		v.prevKind, v.prev = pb.prevKind, pb.prev
-		_ = w.b.Set(key, v.append(val[:0]), nil)
+		enc := v.append(val[:0])
+		_ = w.b.Set(key, enc, nil)
+		w.noteNewest(pb.blk, enc)
 		_ = w.b.Set(reverseKey(rkey[:0], pb.seg, pb.slot), key, nil)
 	}
 	w.segBytes += len(w.pend) * BlockSize
@@ -760,7 +782,18 @@ func (w *writer) commit(sync bool) error {
 	}
 	w.d.v.stats.recordWrite(n)
 	w.committed()
+	w.done = true
 	return nil
+}
+
+// noteNewest notes for the newest cache that blk will hold val once the
+// write commits. Blocks it never hears of (a range deletion) are dropped.
+func (w *writer) noteNewest(blk uint64, val []byte) {
+	if !w.small {
+		return
+	}
+	e, ok := entryOf(w.gen, val)
+	w.newest.note(w.first, blk, e, ok)
 }
 
 // committed records in memory what a committed batch (with its marker)

@@ -128,4 +128,12 @@
 // memtables once a whole tick (1 s) passes without writes while at least
 // 4 MiB sit unflushed (quietflush.go): reads after a burst of writes then
 // skip the skiplists.
+//
+// Reads of up to 16 blocks skip pebble altogether when the newest cache
+// (newest.go) holds each block's newest version: a sharded map filled by
+// small writes and by reads of a writable disk, about 50 bytes a block,
+// 2^20 blocks by default. Every change to a block bumps an epoch after it
+// commits, and an entry is only added if the epochs it was read under did
+// not move, so it never outlives the version it names; reclaim drops a
+// segment's blocks before the file goes.
 package blockstore

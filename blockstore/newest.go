@@ -12,19 +12,26 @@ import (
 //
 // An entry is only ever the newest version of its block in its lineage,
 // so it answers any layer of that lineage whose generation is at or above
-// the entry's. It is never updated in place, only dropped:
+// the entry's. Every change to a block's versions bumps an epoch after it
+// commits and before it returns:
 //
-//   - a change to one block's versions (write, trim, zero, reclaim's move)
-//     drops its entry after the change commits and before the change
-//     returns, and bumps the entry's shard epoch;
+//   - a change to one block (write, trim, zero, reclaim's move) bumps the
+//     block's shard epoch and drops the entry; a small write leaves what
+//     it stored instead, if the epoch did not move since before it
+//     committed (settle);
 //   - a change to many (GC, a huge trim, a destroyed lineage) bumps the
 //     lineage's cacheEpoch, which every entry carries and every hit checks.
 //
 // A read that misses notes both epochs before it opens its pebble iterator
 // and adds what it found only if neither moved. A change committed after the
-// iterator opened must bump one of them afterwards, so the read's now stale
+// iterator opened bumps one of them afterwards, so the read's now stale
 // value is either refused or dropped; a change committed before is in what
-// the read found.
+// the read found. The same argument orders two writes of one block: the one
+// that committed last settles last or finds the epoch moved. While two
+// overlapping writes are both in flight, reads may see either.
+//
+// Reclaim drops every block of a segment before it removes the file, so no
+// entry names a slot that is gone (reclaim.go).
 type newestCache struct {
 	shards   []newestShard
 	perShard int
@@ -126,11 +133,10 @@ func (c *newestCache) watch(lin *lineage, first, last uint64) newestWatch {
 	return w
 }
 
-// remember adds what a read found for blk, the newest version of it in lin
-// at generation gen, unless something changed since w was noted. Inline
-// 4 KiB values are not kept.
-func (c *newestCache) remember(lin *lineage, w *newestWatch, blk, gen uint64, val []byte) {
-	e := newestEntry{gen: gen, linEpoch: w.linEpoch, valueLen: uint8(len(val))}
+// entryOf decodes a version value for the cache; inline 4 KiB values are
+// not kept.
+func entryOf(gen uint64, val []byte) (newestEntry, bool) {
+	e := newestEntry{gen: gen, valueLen: uint8(len(val))}
 	switch {
 	case len(val) == 0:
 		e.kind = newestHole
@@ -140,21 +146,87 @@ func (c *newestCache) remember(lin *lineage, w *newestWatch, blk, gen uint64, va
 		p := decodePointer(val)
 		e.kind, e.seg, e.slot, e.crc = newestPointer, p.seg, p.slot, p.crc
 	default:
+		return newestEntry{}, false
+	}
+	return e, true
+}
+
+// remember adds what a read found for blk, the newest version of it in lin
+// at generation gen, unless something changed since w was noted.
+func (c *newestCache) remember(lin *lineage, w *newestWatch, blk, gen uint64, val []byte) {
+	e, ok := entryOf(gen, val)
+	if !ok {
 		return
 	}
+	e.linEpoch = w.linEpoch
 	sh := c.shard(lin.rec.ID, blk)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.epoch.Load() != w.shard[blk-w.first] || lin.cacheEpoch.Load() != w.linEpoch {
 		return
 	}
-	if len(sh.m) >= c.perShard {
+	sh.put(c, blockRef{lin.rec.ID, blk}, e)
+}
+
+// put adds an entry, evicting one at random if the shard is full.
+// REQUIRES: sh.mu held.
+func (sh *newestShard) put(c *newestCache, k blockRef, e newestEntry) {
+	if _, ok := sh.m[k]; !ok && len(sh.m) >= c.perShard {
 		for k := range sh.m { // map order is random: a random victim
 			delete(sh.m, k)
 			break
 		}
 	}
-	sh.m[blockRef{lin.rec.ID, blk}] = e
+	sh.m[k] = e
+}
+
+// testHookBeforeSettle, if set, runs between a small write's commit and
+// its settle (tests shuffle the two writers' order with it).
+var testHookBeforeSettle func()
+
+// newestWrite is what a small write will have stored, noted as it is
+// batched, for the cache once it commits.
+type newestWrite struct {
+	entries [newestMaxRun]newestEntry
+	set     uint32 // bit i: entries[i] holds block first+i's new version
+}
+
+func (nw *newestWrite) note(first, blk uint64, e newestEntry, ok bool) {
+	if blk-first >= newestMaxRun {
+		return
+	}
+	bit := uint32(1) << (blk - first)
+	if ok {
+		nw.entries[blk-first] = e
+		nw.set |= bit
+	} else {
+		nw.set &^= bit
+	}
+}
+
+// settle is forget for a write of blocks [first, last] (at most
+// newestMaxRun) that noted w before committing: where it committed and no
+// other change to the shard or lineage was dropped since w, the block's
+// entry becomes what the write stored. Another write of the block that
+// committed after this one drops its entry after this runs, or made the
+// epoch move before; one that committed before this one's w was noted is
+// older.
+func (c *newestCache) settle(lin *lineage, w *newestWatch, first, last uint64, nw *newestWrite, committed bool) {
+	for blk := first; blk <= last; blk++ {
+		i := blk - first
+		k := blockRef{lin.rec.ID, blk}
+		sh := c.shard(k.lin, blk)
+		sh.mu.Lock()
+		if committed && nw.set&(1<<i) != 0 && sh.epoch.Load() == w.shard[i] && lin.cacheEpoch.Load() == w.linEpoch {
+			e := nw.entries[i]
+			e.linEpoch = w.linEpoch
+			sh.put(c, k, e)
+		} else {
+			delete(sh.m, k)
+		}
+		sh.epoch.Add(1)
+		sh.mu.Unlock()
+	}
 }
 
 // forget drops blocks [first, last] of lin. Call it after the change to
@@ -168,12 +240,20 @@ func (c *newestCache) forget(lin *lineage, first, last uint64) {
 		return
 	}
 	for blk := first; blk <= last; blk++ {
-		sh := c.shard(lin.rec.ID, blk)
-		sh.mu.Lock()
-		delete(sh.m, blockRef{lin.rec.ID, blk})
-		sh.epoch.Add(1)
-		sh.mu.Unlock()
+		c.forgetBlock(lin.rec.ID, blk)
 	}
+}
+
+// forgetBlock drops block blk of lineage lin.
+func (c *newestCache) forgetBlock(lin, blk uint64) {
+	if c == nil {
+		return
+	}
+	sh := c.shard(lin, blk)
+	sh.mu.Lock()
+	delete(sh.m, blockRef{lin, blk})
+	sh.epoch.Add(1)
+	sh.mu.Unlock()
 }
 
 // forgetLineage drops every entry of lin: they stay in memory until

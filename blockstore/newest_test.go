@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 )
 
 // readBlock reads one block through d and fails the test on error.
@@ -254,5 +255,140 @@ func TestNewestCacheBounded(t *testing.T) {
 	}
 	if n := e.s.newest.len(); n > newestShardCount*2 || n == 0 {
 		t.Fatalf("cache holds %d entries, want 1..%d", n, newestShardCount*2)
+	}
+}
+
+// TestNewestCacheFilledByWrites: a small write leaves what it stored in the
+// cache, so the first read after it opens no pebble iterator.
+func TestNewestCacheFilledByWrites(t *testing.T) {
+	e := newEnv(t, modes[4]) // disk-segments
+	e.create("v", mib(4))
+	d := e.attach("v")
+	iters := func() uint64 {
+		st, err := e.s.IOStats("v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.BackendReads
+	}
+	for i, p := range [][]byte{fill(1, 2*BlockSize), make([]byte, 2*BlockSize)} {
+		if err := d.Write(8*BlockSize, p, 0); err != nil {
+			t.Fatal(err)
+		}
+		before := iters()
+		got := make([]byte, 2*BlockSize)
+		if _, err := d.ReadAt(got, 8*BlockSize); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, p) {
+			t.Fatalf("write %d: read differs", i)
+		}
+		if n := iters() - before; n != 0 {
+			t.Fatalf("write %d: the read after it opened %d pebble iterators, want 0", i, n)
+		}
+	}
+}
+
+// TestNewestCacheConcurrentWritersOfOneBlock: two writes of one block in
+// flight together commit in some order; once both returned, what the
+// cache answers is what pebble holds (a read of more than newestMaxRun
+// blocks goes to pebble).
+func TestNewestCacheConcurrentWritersOfOneBlock(t *testing.T) {
+	m := modes[3] // mem-segments
+	m.newestBlocks = 0
+	e := newEnv(t, m)
+	e.create("v", mib(4))
+	d := e.attach("v")
+	const blk = 40
+	wide := make([]byte, (newestMaxRun+1)*BlockSize)
+	// Settle in an order of their own, not always the commit order.
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(1, 2))
+	testHookBeforeSettle = func() {
+		mu.Lock()
+		d := time.Duration(rng.IntN(200)) * time.Microsecond
+		mu.Unlock()
+		time.Sleep(d)
+	}
+	defer func() { testHookBeforeSettle = nil }()
+	for round := range 1000 {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for w := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if err := d.Write(blk*BlockSize, fill(byte(round*2+w), BlockSize), 0); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if _, err := d.ReadAt(wide, (blk-8)*BlockSize); err != nil {
+			t.Fatal(err)
+		}
+		truth := wide[8*BlockSize : 9*BlockSize]
+		if got := readBlock(t, d, blk); !bytes.Equal(got, truth) {
+			t.Fatalf("round %d: the cache answers one write, pebble holds the other", round)
+		}
+	}
+}
+
+// TestNewestCacheWriteStalledAcrossReclaim: a write has committed its new
+// pointer but not yet settled the cache when reclaim removes the segment
+// of the block's old slot. A read in between must not follow the cached
+// old pointer into the removed file.
+func TestNewestCacheWriteStalledAcrossReclaim(t *testing.T) {
+	m := modes[3] // mem-segments
+	m.segmentSlots, m.newestBlocks = 8, 0
+	e := newEnv(t, m)
+	e.create("v", mib(4))
+	d := e.attach("v")
+	const blocks = 64
+	for round := range 2 { // the second round leaves only block 0's first slot live
+		for b := range uint64(blocks) {
+			if round == 1 && b == 0 {
+				continue
+			}
+			if err := d.Write(b*BlockSize, fill(byte(b+uint64(round)), BlockSize), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	readBlock(t, d, 0) // cached: block 0's first slot
+	committed, resume := make(chan struct{}), make(chan struct{})
+	testHookBeforeSettle = func() {
+		close(committed)
+		<-resume
+	}
+	defer func() { testHookBeforeSettle = nil }()
+	want := fill(99, BlockSize)
+	done := make(chan error)
+	go func() { done <- d.Write(0, want, 0) }()
+	<-committed
+	testHookBeforeSettle = nil
+	st, err := e.s.ReclaimSegments(1.0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Freed == 0 {
+		t.Fatalf("reclaim %+v freed nothing", st)
+	}
+	p := make([]byte, BlockSize)
+	_, rerr := d.ReadAt(p, 0)
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rerr != nil {
+		t.Fatalf("read while the write had not settled: %v", rerr)
+	}
+	if !bytes.Equal(p, want) {
+		t.Fatal("read while the write had not settled: not the committed data")
+	}
+	if got := readBlock(t, d, 0); !bytes.Equal(got, want) {
+		t.Fatal("read after the write: not its data")
 	}
 }

@@ -178,6 +178,12 @@ func (s *Store) reclaimSegment(id uint32, slots []slotRef) (moved uint64, err er
 			moved++
 		}
 	}
+	// A write that made a slot dead before the scan may not have settled
+	// the cache yet: drop every block the segment held, so that no entry,
+	// new or old, names it once it is gone (pebble names it no more).
+	for _, sl := range slots {
+		s.newest.forgetBlock(binary.BigEndian.Uint64(sl.key[1:]), binary.BigEndian.Uint64(sl.key[9:]))
+	}
 	if err := s.segs.sync(); err != nil {
 		return moved, err
 	}
