@@ -130,9 +130,9 @@
 // skip the skiplists.
 //
 // Reads of up to 16 blocks skip pebble altogether when the newest cache
-// (newest.go) holds each block's newest version: a sharded map filled by
-// small writes and by reads of a writable disk, about 50 bytes a block,
-// 2^20 blocks by default. Every change to a block bumps an epoch after it
+// (newest.go) holds each block's newest version: a sharded, two-way set
+// associative array filled by small writes and by reads of a writable
+// disk, 48 bytes a block, 2^20 blocks by default. Every change to a block bumps an epoch after it
 // commits, and an entry is only added if the epochs it was read under did
 // not move, so it never outlives the version it names; reclaim drops a
 // segment's blocks before the file goes.

@@ -34,8 +34,9 @@ type Options struct {
 	// past 512 MiB RSS; see bench/RESULTS.md).
 	MemTableSize uint64
 	// NewestCacheBlocks is how many blocks' newest versions the store
-	// keeps in memory for small reads (newest.go): about 50 bytes each,
-	// default 1<<20 (4 GiB of data, about 50 MiB). Negative keeps none.
+	// keeps in memory for small reads (newest.go), NewestCacheEntryBytes
+	// each: default DefaultNewestCacheBlocks (4 GiB of data in 48 MiB).
+	// Negative keeps none.
 	NewestCacheBlocks int
 	// ValueSeparation stores 4 KiB block values in blob files (WiscKey)
 	// so compactions move keys, not data. On by default; see bench/RESULTS.md.
@@ -65,6 +66,9 @@ type Options struct {
 	GCInterval time.Duration
 }
 
+// DefaultNewestCacheBlocks is the newest cache's default size in blocks.
+const DefaultNewestCacheBlocks = 1 << 20
+
 func (o *Options) fill() {
 	if o.Logf == nil {
 		o.Logf = log.Printf
@@ -79,7 +83,7 @@ func (o *Options) fill() {
 		o.CacheSize = 192 << 20
 	}
 	if o.NewestCacheBlocks == 0 {
-		o.NewestCacheBlocks = 1 << 20
+		o.NewestCacheBlocks = DefaultNewestCacheBlocks
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 32 << 20

@@ -54,7 +54,7 @@ func (g processGauges) String() string {
 }
 
 // gauges reads the counts; the heap is the bytes live right after a forced
-// GC (the profiler's heap?gc=1): the daemon's 128 MiB Go memory limit lets
+// GC (the profiler's heap?gc=1): the daemon's Go memory limit (memory.go) lets
 // garbage sit in the heap, and heap in use counts half-empty spans too
 // (it swung 10-23 MiB over a soak whose live heap stayed 4.5-7.6 MB).
 func (d *daemon) gauges(t *testing.T) processGauges {

@@ -602,7 +602,7 @@ func TestNBDAbuseIdleFlood(t *testing.T) {
 	}
 	// Untouched buffers do not show in the RSS; a buffer per connection
 	// would still show in the Go heap (2,000 x 320 KiB), and past the
-	// daemon's 128 MiB Go memory limit would keep the collector busy.
+	// daemon's Go memory limit (memory.go) would keep the collector busy.
 	peak := abMeasure(t, d)
 	t.Logf("with %d connections: %v (at rest: %v)", 2*half+1, peak, base)
 	if peak.rss > base.rss+rssSlack || peak.heap > base.heap+rssSlack {
