@@ -21,14 +21,18 @@ type mode struct {
 	// newestBlocks sizes the newest cache: 0 the default, -1 none, a
 	// small one to make it evict all the time.
 	newestBlocks int
+	// directMin is Options.DirectIOMin (disk modes): 0 off, BlockSize
+	// to send every aligned run past the page cache.
+	directMin int
 }
 
 var modes = []mode{
-	{"mem", true, true, false, 0, 0},
-	{"disk", false, true, false, 0, 0},
-	{"disk-novaluesep", false, false, false, 0, -1},
-	{"mem-segments", true, false, true, 64, 2 * newestShardCount},
-	{"disk-segments", false, false, true, 0, 0},
+	{"mem", true, true, false, 0, 0, 0},
+	{"disk", false, true, false, 0, 0, 0},
+	{"disk-novaluesep", false, false, false, 0, -1, 0},
+	{"mem-segments", true, false, true, 64, 2 * newestShardCount, 0},
+	{"disk-segments", false, false, true, 0, 0, 0},
+	{"disk-segments-direct", false, false, true, 64, 2 * newestShardCount, BlockSize},
 }
 
 // env is one test's store, reopenable in the same mode.
@@ -41,6 +45,9 @@ type env struct {
 
 	mu  sync.Mutex // the clock is read on the data path too (the space guard)
 	now time.Time
+
+	// Bytes moved past the page cache by the stores closed so far.
+	directWrote, directRead uint64
 }
 
 // tick is the store's clock: a second later at every reading.
@@ -97,6 +104,7 @@ func (e *env) options() Options {
 		Segments:          e.mode.segments,
 		segmentSlots:      e.mode.segmentSlots,
 		NewestCacheBlocks: e.mode.newestBlocks,
+		DirectIOMin:       e.mode.directMin,
 		GCInterval:        -1,      // tests run the collector explicitly
 		MinFreeSpace:      1 << 20, // whatever the machine's disk has left
 	}
@@ -113,6 +121,9 @@ func (e *env) open() {
 
 func (e *env) reopen() {
 	e.t.Helper()
+	st := e.s.SegmentStats()
+	e.directWrote += st.DirectWritten
+	e.directRead += st.DirectRead
 	if err := e.s.Close(); err != nil {
 		e.t.Fatalf("close: %v", err)
 	}
@@ -191,3 +202,10 @@ func fill(seed byte, n int) []byte {
 func mib(n uint64) uint64 { return n << 20 }
 
 func name(i int) string { return fmt.Sprintf("v%d", i) }
+
+// directIO returns the bytes written and read past the page cache by
+// this env's stores, reopens included.
+func (e *env) directIO() (wrote, read uint64) {
+	st := e.s.SegmentStats()
+	return e.directWrote + st.DirectWritten, e.directRead + st.DirectRead
+}

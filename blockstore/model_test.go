@@ -68,7 +68,7 @@ func TestModel(t *testing.T) {
 	// answered by the cache, the rest through pebble).
 	cached := modes[3]
 	cached.name, cached.newestBlocks = "mem-segments-cached", 0
-	for _, m := range []mode{modes[0], modes[2], modes[3], cached} {
+	for _, m := range []mode{modes[0], modes[2], modes[3], cached, modes[5]} {
 		for seed := int64(1); seed <= 3; seed++ {
 			if (m.name != "mem" || testing.Short()) && seed > 1 {
 				continue
@@ -82,6 +82,13 @@ func TestModel(t *testing.T) {
 				t.Logf("%d steps: at most %d volumes, %d snapshots, %d clones, %d reverts (%d to another volume's snapshot, %d refused), %d pool moves (%d refused), %d changed-block lists (%d answered, the rest refused as XenAPI does; %d checked refused right after a revert), %d reopens",
 					steps, mo.peak, mo.counts["snapshot"], mo.counts["clone"], mo.counts["revert"], mo.counts["revert-foreign"], mo.counts["revert-refused"],
 					mo.counts["move"], mo.counts["move-refused"], mo.counts["changed"], mo.counts["answered"], mo.counts["reverted-chain-refused"], mo.counts["reopen"])
+				if m.directMin > 0 {
+					w, r := mo.e.directIO()
+					t.Logf("%d bytes written and %d read past the page cache", w, r)
+					if w == 0 || r == 0 {
+						t.Errorf("no direct writes or no direct reads: the O_DIRECT path went untested")
+					}
+				}
 				if m.segments {
 					t.Logf("%d segments reclaimed", mo.counts["segments reclaimed"])
 					if mo.counts["segments reclaimed"] == 0 && !testing.Short() {

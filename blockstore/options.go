@@ -48,6 +48,12 @@ type Options struct {
 	// reads both forms.
 	Segments bool
 
+	// DirectIOMin, when positive, is the smallest run of blocks, in
+	// bytes, that segment files write, and read when the page cache does
+	// not hold it, with O_DIRECT (direct.go). 0 keeps everything in the
+	// page cache. It only applies on the real file system (FS nil).
+	DirectIOMin int
+
 	// MinFreeSpace is the reserve: new data and growing metadata changes
 	// are refused (ENOSPC) while the store's file system has less free
 	// (default 256 MiB; see reserve.go).

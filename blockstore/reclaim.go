@@ -42,13 +42,16 @@ type SegmentStats struct {
 	Bytes uint64
 	// Since Open: segments reclaimed, and live blocks they moved.
 	Reclaimed, Moved uint64
+	// Since Open: bytes written and read past the page cache (direct.go).
+	DirectWritten, DirectRead uint64
 }
 
 // SegmentStats reports the segment files and the reclaim work so far.
 func (s *Store) SegmentStats() SegmentStats {
 	files, slots := s.segs.usage()
 	return SegmentStats{Files: files, Bytes: slots * BlockSize,
-		Reclaimed: s.reclaimed.Load(), Moved: s.moved.Load()}
+		Reclaimed: s.reclaimed.Load(), Moved: s.moved.Load(),
+		DirectWritten: s.segs.directWrote.Load(), DirectRead: s.segs.directRead.Load()}
 }
 
 // ReclaimStats says what ReclaimSegments did.

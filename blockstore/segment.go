@@ -49,6 +49,10 @@ const segmentDir = "segments"
 type segmentFile struct {
 	id   uint32
 	f    vfs.File
+	path string
+	// dfd is the file's O_DIRECT descriptor (direct.go): dfdUntried
+	// until the first large run, dfdNone where O_DIRECT is off or failed.
+	dfd  atomic.Int32
 	used uint32 // slots handed out (or found on disk at Open); under segments.mu
 	// writers counts reservations whose pointers are not committed yet
 	// (under segments.mu): reclaim must not take a segment a lane has
@@ -60,6 +64,13 @@ type segmentFile struct {
 type segments struct {
 	fs  vfs.FS
 	dir string
+
+	// directMin is the smallest run that bypasses the page cache
+	// (direct.go); 0 never does. diskFull hears of ENOSPC from those
+	// writes, which pebble's vfs wrapper does not see.
+	directMin               int
+	diskFull                func()
+	directWrote, directRead atomic.Uint64 // bytes moved with O_DIRECT
 
 	mu       sync.Mutex
 	slots    int // segmentSlots; smaller in tests, to seal segments sooner
@@ -100,8 +111,10 @@ func parseSegmentName(name string) (uint32, bool) {
 }
 
 // openSegments opens every segment in dir/segments, creating the
-// directory if needed. New writes go to a new segment.
-func openSegments(fs vfs.FS, dir string) (*segments, error) {
+// directory if needed. New writes go to a new segment. Runs of at least
+// directMin bytes bypass the page cache (0: none do); diskFull hears of
+// their ENOSPC.
+func openSegments(fs vfs.FS, dir string, directMin int, diskFull func()) (*segments, error) {
 	sdir := fs.PathJoin(dir, segmentDir)
 	if err := fs.MkdirAll(sdir, 0o700); err != nil {
 		return nil, fmt.Errorf("blockstore: segments: %w", err)
@@ -115,7 +128,8 @@ func openSegments(fs vfs.FS, dir string) (*segments, error) {
 	}
 	sort.Strings(names)
 	s := &segments{fs: fs, dir: sdir, slots: segmentSlots, retiring: map[uint32]bool{},
-		files: map[uint32]*segmentFile{}, dirty: map[uint32]*segmentFile{}}
+		files: map[uint32]*segmentFile{}, dirty: map[uint32]*segmentFile{},
+		directMin: directMin, diskFull: diskFull}
 	for _, name := range names {
 		id, ok := parseSegmentName(name)
 		if !ok {
@@ -126,7 +140,7 @@ func openSegments(fs vfs.FS, dir string) (*segments, error) {
 			s.close()
 			return nil, fmt.Errorf("blockstore: segment %s: %w", name, err)
 		}
-		sf := &segmentFile{id: id, f: f}
+		sf := newSegmentFile(id, f, fs.PathJoin(sdir, name))
 		if fi, err := f.Stat(); err == nil {
 			sf.used = uint32((fi.Size() + BlockSize - 1) >> blockShift)
 		}
@@ -202,7 +216,7 @@ func (s *segments) remove(id uint32) error {
 	if sf == nil {
 		return nil
 	}
-	err := sf.f.Close()
+	err := sf.close()
 	if rerr := s.fs.Remove(s.fs.PathJoin(s.dir, segmentName(id))); err == nil {
 		err = rerr
 	}
@@ -256,7 +270,7 @@ func (s *segments) reserve(n int) (*segmentFile, uint32, error) {
 			return nil, 0, fmt.Errorf("blockstore: new segment: %w", err)
 		}
 		s.nextID++
-		l.open = &segmentFile{id: id, f: f}
+		l.open = newSegmentFile(id, f, s.fs.PathJoin(s.dir, segmentName(id)))
 		s.files[id] = l.open
 		l.nextSlot = 0
 		s.newFiles = true
@@ -280,8 +294,10 @@ func (s *segments) release(sf *segmentFile) {
 // means a sync that starts after this returns always covers it; reading
 // the epoch after marking means any sync numbered above it does.
 func (s *segments) write(sf *segmentFile, slot uint32, p []byte) (epoch uint32, err error) {
-	if _, err := sf.f.WriteAt(p, int64(slot)<<blockShift); err != nil {
-		return 0, fmt.Errorf("blockstore: segment %08x: %w", sf.id, err)
+	if !s.writeDirect(sf, p, int64(slot)<<blockShift) {
+		if _, err := sf.f.WriteAt(p, int64(slot)<<blockShift); err != nil {
+			return 0, fmt.Errorf("blockstore: segment %08x: %w", sf.id, err)
+		}
 	}
 	s.mu.Lock()
 	s.dirty[sf.id] = sf
@@ -297,7 +313,10 @@ func (s *segments) readAt(p []byte, id, slot uint32) error {
 	if sf == nil {
 		return fmt.Errorf("blockstore: %w: segment %08x is missing", ErrCorrupt, id)
 	}
-	n, err := sf.f.ReadAt(p, int64(slot)<<blockShift)
+	n, done, err := s.readDirect(sf, p, int64(slot)<<blockShift)
+	if !done {
+		n, err = sf.f.ReadAt(p, int64(slot)<<blockShift)
+	}
 	if err == io.EOF && n == len(p) {
 		err = nil
 	}
@@ -358,7 +377,7 @@ func (s *segments) close() error {
 	defer s.mu.Unlock()
 	var first error
 	for id, sf := range s.files {
-		if err := sf.f.Close(); err != nil && first == nil {
+		if err := sf.close(); err != nil && first == nil {
 			first = fmt.Errorf("blockstore: close segment %08x: %w", id, err)
 		}
 	}

@@ -74,22 +74,34 @@ func TestSegmentsHoldTheData(t *testing.T) {
 	}
 }
 
+// flipOnDisk syncs the store, then XORs the byte at off of segment seg
+// with mask, behind the store's back.
+func (e *env) flipOnDisk(seg uint32, off int64, mask byte) {
+	e.t.Helper()
+	if err := e.s.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	f, err := os.OpenFile(segmentPath(e.dir, seg), os.O_RDWR, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	b := []byte{0}
+	if _, err := f.ReadAt(b, off); err != nil {
+		e.t.Fatal(err)
+	}
+	b[0] ^= mask
+	if _, err := f.WriteAt(b, off); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func TestSegmentCorruptionIsAnError(t *testing.T) {
 	e := segmentEnv(t)
 	e.create("v", 8<<20)
 	data := fill(5, 4*BlockSize)
 	e.write("v", 0, data)
-	if err := e.s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(segmentPath(e.dir, 0), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{data[2*BlockSize+100] ^ 0x40}, 2*BlockSize+100); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	e.flipOnDisk(0, 2*BlockSize+100, 0x40)
 
 	d := e.attach("v")
 	p := make([]byte, 4*BlockSize)
@@ -374,7 +386,7 @@ func TestReclaimUnderWrites(t *testing.T) {
 // write is done: it would find the slots dead and remove the file under an
 // acknowledged write.
 func TestSealedWaitsForWriters(t *testing.T) {
-	segs, err := openSegments(vfs.NewMem(), "store")
+	segs, err := openSegments(vfs.NewMem(), "store", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
-	segs, err := openSegments(po.FS, dir)
+	directMin := 0 // O_DIRECT is for the real file system only
+	if opts.FS == nil {
+		directMin = max(opts.DirectIOMin, 0)
+	}
+	segs, err := openSegments(po.FS, dir, directMin, space.diskFull)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)

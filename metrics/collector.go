@@ -51,6 +51,7 @@ var (
 	descSegBytes     = desc("vdiskd_segment_bytes", "Bytes of block data written to segment files, live or not yet reclaimed.")
 	descSegReclaimed = desc("vdiskd_segment_reclaimed_total", "Segment files reclaimed (live blocks moved, file removed).")
 	descSegMoved     = desc("vdiskd_segment_moved_blocks_total", "Live 4 KiB blocks segment reclaim copied forward.")
+	descSegDirect    = desc("vdiskd_segment_direct_bytes_total", "Bytes of segment data written or read past the page cache (O_DIRECT, --direct-io-min).", "op")
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -58,7 +59,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descVirtual, descPhysical, descBackendReads, descBackendReadBytes, descBackendWrites, descBackendWriteBytes,
 		descIndexHits, descIndexMisses, descCacheHits2, descCacheMisses2, descPoolInfo, descPoolSize, descPoolStored, descCompactions, descFlushes,
 		descWriteAmp, descReadAmp, descL0Files, descL0Sublevels, descCacheHits, descCacheMisses, descCacheSize,
-		descWALWritten, descDiskUsage, descMemtableSize, descSegFiles, descSegBytes, descSegReclaimed, descSegMoved} {
+		descWALWritten, descDiskUsage, descMemtableSize, descSegFiles, descSegBytes, descSegReclaimed, descSegMoved, descSegDirect} {
 		ch <- d
 	}
 }
@@ -103,6 +104,8 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSegBytes, float64(sg.Bytes))
 		counter(descSegReclaimed, float64(sg.Reclaimed))
 		counter(descSegMoved, float64(sg.Moved))
+		counter(descSegDirect, float64(sg.DirectWritten), "write")
+		counter(descSegDirect, float64(sg.DirectRead), "read")
 	}
 	if c.src.Pebble == nil {
 		return

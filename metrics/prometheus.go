@@ -39,6 +39,8 @@ type SegmentSample struct {
 	Files            int
 	Bytes            uint64 // written slots, live or dead
 	Reclaimed, Moved uint64 // segments reclaimed and live blocks moved since start
+	// Bytes written and read with O_DIRECT since start.
+	DirectWritten, DirectRead uint64
 }
 
 // Exposition is the Prometheus registry behind GET /metrics: vDisk and

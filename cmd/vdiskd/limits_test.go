@@ -38,3 +38,35 @@ func TestLimitFlags(t *testing.T) {
 		t.Errorf("--detach-grace 0 parsed as %+v", c)
 	}
 }
+
+// --direct-io-min is off by default, takes a multiple of 4K, refuses
+// anything else, and reads its environment twin.
+func TestDirectIOFlag(t *testing.T) {
+	for _, bad := range []string{"3K", "1", "none", "-4K", "2G", "0"} {
+		var out syncBuffer
+		args := []string{"--direct-io-min", bad}
+		if code := run(context.Background(), args, func(string) string { return "" }, &out); code != 2 || !strings.Contains(out.String(), "--direct-io-min") {
+			t.Errorf("%v: exit %d, output %q; want 2 and a message naming the flag", args, code, out.String())
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want int
+	}{
+		{nil, "", 0},
+		{[]string{"--direct-io-min", "256K"}, "", 256 << 10},
+		{[]string{"--direct-io-min", "off"}, "1M", 0},
+		{nil, "1M", 1 << 20},
+	} {
+		c, code := parseFlags(tc.args, func(k string) string {
+			if k == "VDISKD_DIRECT_IO_MIN" {
+				return tc.env
+			}
+			return ""
+		}, &syncBuffer{})
+		if c == nil || c.directIOMin != tc.want {
+			t.Errorf("%v with env %q: %+v (exit %d), want directIOMin %d", tc.args, tc.env, c, code, tc.want)
+		}
+	}
+}

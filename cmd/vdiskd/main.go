@@ -44,7 +44,9 @@ type config struct {
 	pprofAddr                  string
 	minFreeSpace               string
 	dataPath                   string
+	directIO                   string
 	minFree                    uint64 // minFreeSpace, parsed by check
+	directIOMin                int    // directIO, parsed by check: 0 for off
 	limits                     limitFlags
 }
 
@@ -70,6 +72,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
 	str(&c.dataPath, "data-path", "segments", "where new block data goes: segments (append-only segment files, 18-30 byte pointers in pebble) or pebble (each 4 KiB block a pebble value); either reads both")
+	str(&c.directIO, "direct-io-min", "off", "off, or a size such as 256K: segment writes of at least that much, and reads of it the page cache does not hold, go straight to the disk (O_DIRECT), as qemu-nbd's --cache=none")
 	c.limits.register(str)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -120,6 +123,13 @@ func (c *config) check() string {
 		return fmt.Sprintf("--min-free-space %q: want a size above zero, such as 256M or 1G", c.minFreeSpace)
 	}
 	c.minFree = uint64(n)
+	if c.directIO == "off" {
+		c.directIOMin = 0
+	} else if d, err := bytesize.Parse(c.directIO); err != nil || d < blockstore.BlockSize || d%blockstore.BlockSize != 0 || d > 1<<30 {
+		return fmt.Sprintf("--direct-io-min %q: want off or a multiple of 4K up to 1G, such as 256K", c.directIO)
+	} else {
+		c.directIOMin = int(d)
+	}
 	return c.limits.check()
 }
 
@@ -157,6 +167,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	store, err := blockstore.Open(dir.Store(), blockstore.Options{
 		MinFreeSpace: c.minFree,
 		Segments:     c.dataPath == "segments",
+		DirectIOMin:  c.directIOMin,
 		Logf:         func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
 		Warnf:        func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
 	})
@@ -202,7 +213,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	disks, pools := api.MetricSources()
 	segments := func() metrics.SegmentSample {
 		st := store.SegmentStats()
-		return metrics.SegmentSample{Files: st.Files, Bytes: st.Bytes, Reclaimed: st.Reclaimed, Moved: st.Moved}
+		return metrics.SegmentSample{Files: st.Files, Bytes: st.Bytes, Reclaimed: st.Reclaimed, Moved: st.Moved,
+			DirectWritten: st.DirectWritten, DirectRead: st.DirectRead}
 	}
 	expo = metrics.NewExposition(metrics.Sources{Disks: disks, Pools: pools, Pebble: store.Metrics, Segments: segments})
 	var nbdSrv *nbd.Server
