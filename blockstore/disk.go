@@ -427,10 +427,12 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	}()
 	// Whatever committed, the blocks' cached newest versions are settled
 	// before the stripes let a read-modify-write in and before the caller
-	// hears: a small write leaves what it stored, a large one nothing.
-	if c := d.s.newest; c != nil && last-first < newestMaxRun {
+	// hears: a write leaves what it stored, a huge one (a trim of a whole
+	// disk, say) drops its lineage's entries.
+	if c := d.s.newest; c != nil && last-first < newestForgetMax {
 		watch := c.watch(lin, first, last) // before anything commits
-		w.small = true
+		w.settles = true
+		w.newest.grow(last - first + 1)
 		defer func() {
 			if testHookBeforeSettle != nil {
 				testHookBeforeSettle()
@@ -487,11 +489,11 @@ type writer struct {
 	reads  readTally // read-modify-write and trim lookups, for IOStats
 	p      []byte    // the client's data, whose blocks pend may slice
 	first  uint64    // the first block the operation touches
-	// newest notes, for a small write, what each block will hold (for
-	// the newest cache). done: the last piece committed.
-	small  bool
-	newest newestWrite
-	done   bool
+	// newest notes what each block will hold, for the newest cache, if
+	// the write settles it. done: the last piece committed.
+	settles bool
+	newest  newestWrite
+	done    bool
 	// pend holds data blocks bound for segments, written by writeData
 	// just before the batch commits (segment mode only).
 	pend     []pendingBlock
@@ -789,7 +791,7 @@ func (w *writer) commit(sync bool) error {
 // noteNewest notes for the newest cache that blk will hold val once the
 // write commits. Blocks it never hears of (a range deletion) are dropped.
 func (w *writer) noteNewest(blk uint64, val []byte) {
-	if !w.small {
+	if !w.settles {
 		return
 	}
 	e, ok := entryOf(w.gen, val)

@@ -17,9 +17,9 @@ import (
 // commits and before it returns:
 //
 //   - a change to one block (write, trim, zero, reclaim's move) bumps the
-//     block's shard epoch and drops the entry; a small write leaves what
-//     it stored instead, if the epoch did not move since before it
-//     committed (settle);
+//     epoch of the block's set and drops the entry; a write of up to
+//     newestForgetMax blocks leaves what it stored instead, if the epoch
+//     did not move since before it committed (settle);
 //   - a change to many (GC, a huge trim, a destroyed lineage) bumps the
 //     lineage's cacheEpoch, which every entry carries and every hit checks.
 //
@@ -44,11 +44,16 @@ type newestCache struct {
 }
 
 type newestShard struct {
-	mu    sync.Mutex
-	epoch atomic.Uint64 // bumped under mu by every drop
-	slots []newestSlot  // sets of two: the newer first
-	mask  uint64        // sets - 1
-	_     [64]byte      // shards sit in one slice: keep their locks apart
+	mu sync.Mutex
+	// epochs has one epoch per set, bumped under mu by every drop of a
+	// block of the set. One per shard made every 1 MiB write, which
+	// touches all shards, find its watched epochs moved by the writes
+	// beside it, so large writes could not leave what they stored. 32
+	// bits: a watch spans one write or read, not 2^32 drops.
+	epochs []atomic.Uint32
+	slots  []newestSlot // sets of two: the newer first
+	mask   uint64       // sets - 1
+	_      [64]byte     // shards sit in one slice: keep their locks apart
 }
 
 type blockRef struct{ lin, blk uint64 }
@@ -101,9 +106,11 @@ func newNewestCache(entries int) *newestCache {
 	// One allocation without pointers: the collector need not scan it, and
 	// its pages are only touched as entries arrive.
 	all := make([]newestSlot, sets*2*newestShardCount)
+	epochs := make([]atomic.Uint32, sets*newestShardCount)
 	c := &newestCache{shards: make([]newestShard, newestShardCount)}
 	for i := range c.shards {
 		c.shards[i].slots = all[i*sets*2 : (i+1)*sets*2 : (i+1)*sets*2]
+		c.shards[i].epochs = epochs[i*sets : (i+1)*sets : (i+1)*sets]
 		c.shards[i].mask = uint64(sets - 1)
 	}
 	return c
@@ -119,6 +126,11 @@ func (c *newestCache) shard(lin, blk uint64) *newestShard {
 	// Neighbouring blocks go to different shards; lineages are mixed in so
 	// two disks' block 0 do not share one.
 	return &c.shards[hash(lin, blk)>>56]
+}
+
+// epochOf is the epoch of k's set.
+func (sh *newestShard) epochOf(k blockRef) *atomic.Uint32 {
+	return &sh.epochs[hash(k.lin, k.blk)&sh.mask]
 }
 
 // set returns k's set of two. REQUIRES: sh.mu held.
@@ -191,20 +203,40 @@ func (e *newestEntry) value(buf []byte) []byte {
 	return v.append(buf[:0])
 }
 
-// newestWatch is what a read notes before it opens its pebble iterator.
+// newestWatch is what a read notes before it opens its pebble iterator,
+// and a write before it commits.
 type newestWatch struct {
 	linEpoch uint64
 	first    uint64
-	shard    [newestMaxRun]uint64
+	epochs   [newestMaxRun]uint32 // of blocks first, first+1, ...
+	more     []uint32             // of the blocks past those (large writes)
 }
 
-// watch notes the epochs of blocks [first, last] (at most newestMaxRun).
+// watch notes the epochs of blocks [first, last] (last-first <
+// newestForgetMax).
 func (c *newestCache) watch(lin *lineage, first, last uint64) newestWatch {
 	w := newestWatch{linEpoch: lin.cacheEpoch.Load(), first: first}
+	if n := last - first + 1; n > newestMaxRun {
+		w.more = make([]uint32, n-newestMaxRun)
+	}
 	for blk := first; blk <= last; blk++ {
-		w.shard[blk-first] = c.shard(lin.rec.ID, blk).epoch.Load()
+		k := blockRef{lin.rec.ID, blk}
+		e := c.shard(k.lin, blk).epochOf(k).Load()
+		if i := blk - first; i < newestMaxRun {
+			w.epochs[i] = e
+		} else {
+			w.more[i-newestMaxRun] = e
+		}
 	}
 	return w
+}
+
+// epoch is what w noted for block first+i.
+func (w *newestWatch) epoch(i uint64) uint32 {
+	if i < newestMaxRun {
+		return w.epochs[i]
+	}
+	return w.more[i-newestMaxRun]
 }
 
 // entryOf decodes a version value for the cache; inline 4 KiB values are
@@ -233,41 +265,69 @@ func (c *newestCache) remember(lin *lineage, w *newestWatch, blk, gen uint64, va
 		return
 	}
 	e.linEpoch = w.linEpoch
-	sh := c.shard(lin.rec.ID, blk)
+	k := blockRef{lin.rec.ID, blk}
+	sh := c.shard(k.lin, blk)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.epoch.Load() != w.shard[blk-w.first] || lin.cacheEpoch.Load() != w.linEpoch {
+	if sh.epochOf(k).Load() != w.epoch(blk-w.first) || lin.cacheEpoch.Load() != w.linEpoch {
 		return
 	}
-	sh.put(blockRef{lin.rec.ID, blk}, e)
+	sh.put(k, e)
 }
 
-// testHookBeforeSettle, if set, runs between a small write's commit and
-// its settle (tests shuffle the two writers' order with it).
+// testHookBeforeSettle, if set, runs between a write's commit and its
+// settle (tests shuffle the two writers' order with it).
 var testHookBeforeSettle func()
 
-// newestWrite is what a small write will have stored, noted as it is
-// batched, for the cache once it commits.
+// newestWrite is what a write will have stored, noted as it is batched,
+// for the cache once it commits.
 type newestWrite struct {
 	entries [newestMaxRun]newestEntry
 	set     uint32 // bit i: entries[i] holds block first+i's new version
+	// The blocks past those, for a write of more than newestMaxRun.
+	more    []newestEntry
+	moreSet []bool
+}
+
+// grow makes room for a write of n blocks.
+func (nw *newestWrite) grow(n uint64) {
+	if n > newestMaxRun {
+		nw.more = make([]newestEntry, n-newestMaxRun)
+		nw.moreSet = make([]bool, n-newestMaxRun)
+	}
 }
 
 func (nw *newestWrite) note(first, blk uint64, e newestEntry, ok bool) {
-	if blk-first >= newestMaxRun {
+	i := blk - first
+	if i >= newestMaxRun {
+		if j := i - newestMaxRun; j < uint64(len(nw.more)) {
+			nw.more[j], nw.moreSet[j] = e, ok
+		}
 		return
 	}
-	bit := uint32(1) << (blk - first)
+	bit := uint32(1) << i
 	if ok {
-		nw.entries[blk-first] = e
+		nw.entries[i] = e
 		nw.set |= bit
 	} else {
 		nw.set &^= bit
 	}
 }
 
-// settle is forget for a write of blocks [first, last] (at most
-// newestMaxRun) that noted w before committing: where it committed and no
+// entry returns what block first+i will hold, if noted.
+func (nw *newestWrite) entry(i uint64) (newestEntry, bool) {
+	if i < newestMaxRun {
+		return nw.entries[i], nw.set&(1<<i) != 0
+	}
+	j := i - newestMaxRun
+	if j >= uint64(len(nw.more)) {
+		return newestEntry{}, false
+	}
+	return nw.more[j], nw.moreSet[j]
+}
+
+// settle is forget for a write of blocks [first, last] (fewer than
+// newestForgetMax) that noted w before committing: where it committed and no
 // other change to the shard or lineage was dropped since w, the block's
 // entry becomes what the write stored. Another write of the block that
 // committed after this one drops its entry after this runs, or made the
@@ -279,14 +339,14 @@ func (c *newestCache) settle(lin *lineage, w *newestWatch, first, last uint64, n
 		k := blockRef{lin.rec.ID, blk}
 		sh := c.shard(k.lin, blk)
 		sh.mu.Lock()
-		if committed && nw.set&(1<<i) != 0 && sh.epoch.Load() == w.shard[i] && lin.cacheEpoch.Load() == w.linEpoch {
-			e := nw.entries[i]
+		ep := sh.epochOf(k)
+		if e, ok := nw.entry(i); committed && ok && ep.Load() == w.epoch(i) && lin.cacheEpoch.Load() == w.linEpoch {
 			e.linEpoch = w.linEpoch
 			sh.put(k, e)
 		} else {
 			sh.del(k)
 		}
-		sh.epoch.Add(1)
+		ep.Add(1)
 		sh.mu.Unlock()
 	}
 }
@@ -311,10 +371,11 @@ func (c *newestCache) forgetBlock(lin, blk uint64) {
 	if c == nil {
 		return
 	}
+	k := blockRef{lin, blk}
 	sh := c.shard(lin, blk)
 	sh.mu.Lock()
-	sh.del(blockRef{lin, blk})
-	sh.epoch.Add(1)
+	sh.del(k)
+	sh.epochOf(k).Add(1)
 	sh.mu.Unlock()
 }
 

@@ -289,6 +289,50 @@ func TestNewestCacheFilledByWrites(t *testing.T) {
 	}
 }
 
+// TestNewestCacheFilledByLargeWrites: a 1 MiB write leaves all it stored
+// in the cache; a write of more than newestForgetMax blocks drops the
+// lineage's entries instead, and reads stay right either way.
+func TestNewestCacheFilledByLargeWrites(t *testing.T) {
+	e := newEnv(t, modes[4]) // disk-segments
+	e.create("v", mib(32))
+	d := e.attach("v")
+	iters := func() uint64 {
+		st, err := e.s.IOStats("v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.BackendReads
+	}
+	big := fill(3, 1<<20)
+	if err := d.Write(mib(1), big, 0); err != nil {
+		t.Fatal(err)
+	}
+	before := iters()
+	for b := 0; b < 256; b += 5 {
+		if got := readBlock(t, d, uint64(256+b)); !bytes.Equal(got, big[b*BlockSize:(b+1)*BlockSize]) {
+			t.Fatalf("block %d of the 1 MiB write differs", b)
+		}
+	}
+	if n := iters() - before; n != 0 {
+		t.Fatalf("reads after a 1 MiB write opened %d pebble iterators, want 0", n)
+	}
+
+	huge := fill(4, (newestForgetMax+1)*BlockSize)
+	if err := d.Write(mib(8), huge, 0); err != nil {
+		t.Fatal(err)
+	}
+	before = iters()
+	if got := readBlock(t, d, 256); !bytes.Equal(got, big[:BlockSize]) {
+		t.Fatal("block 256 differs after a huge write elsewhere")
+	}
+	if got := readBlock(t, d, 2048+7); !bytes.Equal(got, huge[7*BlockSize:8*BlockSize]) {
+		t.Fatal("block 7 of the huge write differs")
+	}
+	if n := iters() - before; n != 2 {
+		t.Fatalf("reads after a write of %d blocks opened %d pebble iterators, want 2: it drops the lineage's entries", newestForgetMax+1, n)
+	}
+}
+
 // TestNewestCacheConcurrentWritersOfOneBlock: two writes of one block in
 // flight together commit in some order; once both returned, what the
 // cache answers is what pebble holds (a read of more than newestMaxRun
@@ -319,7 +363,13 @@ func TestNewestCacheConcurrentWritersOfOneBlock(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if err := d.Write(blk*BlockSize, fill(byte(round*2+w), BlockSize), 0); err != nil {
+				// Every third round the second writer writes 64 blocks
+				// around blk: large writes settle their blocks too.
+				off, n := uint64(blk*BlockSize), BlockSize
+				if w == 1 && round%3 == 0 {
+					off, n = (blk-32)*BlockSize, 64*BlockSize
+				}
+				if err := d.Write(off, fill(byte(round*2+w), n), 0); err != nil {
 					t.Error(err)
 				}
 			}()
