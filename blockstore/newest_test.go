@@ -258,19 +258,23 @@ func TestNewestCacheBounded(t *testing.T) {
 	}
 }
 
+// backendReads counts the pebble iterators reads of volume id opened.
+func (e *env) backendReads(id string) uint64 {
+	e.t.Helper()
+	st, err := e.s.IOStats(id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st.BackendReads
+}
+
 // TestNewestCacheFilledByWrites: a small write leaves what it stored in the
 // cache, so the first read after it opens no pebble iterator.
 func TestNewestCacheFilledByWrites(t *testing.T) {
 	e := newEnv(t, modes[4]) // disk-segments
 	e.create("v", mib(4))
 	d := e.attach("v")
-	iters := func() uint64 {
-		st, err := e.s.IOStats("v")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.BackendReads
-	}
+	iters := func() uint64 { return e.backendReads("v") }
 	for i, p := range [][]byte{fill(1, 2*BlockSize), make([]byte, 2*BlockSize)} {
 		if err := d.Write(8*BlockSize, p, 0); err != nil {
 			t.Fatal(err)
@@ -296,13 +300,7 @@ func TestNewestCacheFilledByLargeWrites(t *testing.T) {
 	e := newEnv(t, modes[4]) // disk-segments
 	e.create("v", mib(32))
 	d := e.attach("v")
-	iters := func() uint64 {
-		st, err := e.s.IOStats("v")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.BackendReads
-	}
+	iters := func() uint64 { return e.backendReads("v") }
 	big := fill(3, 1<<20)
 	if err := d.Write(mib(1), big, 0); err != nil {
 		t.Fatal(err)
