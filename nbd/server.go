@@ -188,10 +188,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		if r := s.overLimitLocked(); r != "" {
 			// Closed before the greeting: NBD has no way to say why, and
-			// a client that retries finds the answer in the metric.
+			// a client that retries finds the answer in the metric,
+			// counted before the close so it is there when the client
+			// sees the hang-up.
 			s.mu.Unlock()
-			nc.Close()
 			s.rejected(r, nc.RemoteAddr(), "nbd connection refused")
+			nc.Close()
 			continue
 		}
 		c := newConn(s, nc)
