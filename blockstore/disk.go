@@ -515,6 +515,12 @@ type pendingBlock struct {
 	inlineBefore bool
 }
 
+// follows reports whether next continues pb's run: the next block in the
+// next slot of the same segment.
+func (pb *pendingBlock) follows(next pendingBlock) bool {
+	return next.seg == pb.seg && next.slot == pb.slot+1 && next.blk == pb.blk+1
+}
+
 // maxBatchOps bounds one batch of a zero or trim over a huge range.
 const maxBatchOps = 1 << 16
 
@@ -578,11 +584,23 @@ func (w *writer) writeData() error {
 	}
 	var val [pointerPrevLen]byte
 	var rkey [9]byte
-	for _, pb := range w.pend {
+	var rfirst [dataKeyLen]byte
+	var rval [dataKeyLen + 4]byte
+	run := -1 // index in w.pend of the first block of the open run
+	endRun := func(end int) {
+		if run >= 0 {
+			first := &w.pend[run]
+			key := dataKey(rfirst[:0], w.lin.rec.ID, first.blk, w.gen)
+			_ = w.b.Set(reverseKey(rkey[:0], first.seg, first.slot), reverseValue(rval[:0], key, uint32(end-run)), nil)
+		}
+		run = -1
+	}
+	for i, pb := range w.pend {
 		key := dataKey(w.key[:0], w.lin.rec.ID, pb.blk, w.gen)
 		if pb.inlineBefore {
 			// prev cannot hold 4 KiB: stay inline, atomic in pebble (only
 			// right after segments were turned on).
+			endRun(i)
 			_ = w.b.Set(key, pb.val, nil)
 			w.noteNewest(pb.blk, pb.val)
 			continue
@@ -592,8 +610,14 @@ func (w *writer) writeData() error {
 		enc := v.append(val[:0])
 		_ = w.b.Set(key, enc, nil)
 		w.noteNewest(pb.blk, enc)
-		_ = w.b.Set(reverseKey(rkey[:0], pb.seg, pb.slot), key, nil)
+		if run >= 0 && !w.pend[i-1].follows(pb) {
+			endRun(i)
+		}
+		if run < 0 {
+			run = i
+		}
 	}
+	endRun(len(w.pend))
 	w.segBytes += len(w.pend) * BlockSize
 	w.pend = w.pend[:0]
 	return nil

@@ -38,7 +38,8 @@
 // epoch of its write, and prev, the last durable value of the same key
 // (pointer.go). A write is one pwrite into consecutive slots of one of four
 // open segments (ext4 serialises writers of one file) plus a small pebble
-// batch of pointers and reverse keys ('r' seg slot -> data key); a read is
+// batch of pointers and one reverse key per run of slots ('r' seg slot ->
+// data key of the run's first block, run length); a read is
 // the usual seek and one pread per run of adjacent slots, CRC checked. Data
 // is written once: the WAL carries 1% of the bytes and compactions move
 // pointers. The inline form stays readable, so the option can change.

@@ -15,7 +15,7 @@ import (
 //	'l' lineage                      lineage record (JSON)
 //	'v' volume-id                    volume record (JSON)
 //	'g' lineage lo hi                pending garbage collection of generations (lo,hi]
-//	'r' seg(4) slot(4)               the data key a segment slot was written for (25 bytes)
+//	'r' seg(4) slot(4)               the data key a run of slots from here was written for (25 or 29 bytes)
 //	'M' name                         store-wide metadata
 //
 // The generation is stored inverted so that newer versions of a block sort
@@ -121,10 +121,13 @@ func storeMetaKey(name string) []byte { return append([]byte{tagStoreMeta}, name
 // tagSpan returns [start, end) covering every key with the tag.
 func tagSpan(tag byte) (start, end []byte) { return []byte{tag}, []byte{tag + 1} }
 
-// reverseKey names a segment slot. Its value is the data key the slot was
-// written for: recovery walks the slots of segments that may have lost
-// pages, and segment reclaim the slots of a segment, without a scan of
-// every data key.
+// reverseKey names the first slot of a run: consecutive slots of one
+// segment that one write filled with consecutive blocks of one lineage at
+// one generation. Its value (reverseValue) is the data key of the run's
+// first block and the run's length: recovery walks the slots of segments
+// that may have lost pages, and segment reclaim the slots of a segment,
+// without a scan of every data key. One key per run rather than per slot
+// halves the keys a large write adds to pebble.
 func reverseKey(dst []byte, seg, slot uint32) []byte {
 	dst = append(dst[:0], tagReverse)
 	dst = binary.BigEndian.AppendUint32(dst, seg)
@@ -136,4 +139,51 @@ func decodeReverseKey(k []byte) (seg, slot uint32, err error) {
 		return 0, 0, fmt.Errorf("%w: bad reverse key %x", ErrCorrupt, k)
 	}
 	return binary.BigEndian.Uint32(k[1:]), binary.BigEndian.Uint32(k[5:]), nil
+}
+
+// slotRun is what a reverse key says: slots [slot, slot+n) hold blocks
+// [block, block+n) of first's lineage at first's generation.
+type slotRun struct {
+	first []byte // data key of the run's first block
+	n     uint32
+}
+
+// reverseValue encodes a run: the first block's data key, then the
+// length unless it is 1 (the form of every reverse key before runs, which
+// therefore still reads).
+func reverseValue(dst, first []byte, n uint32) []byte {
+	dst = append(dst[:0], first...)
+	if n != 1 {
+		dst = binary.BigEndian.AppendUint32(dst, n)
+	}
+	return dst
+}
+
+// decodeReverse reads a reverse key and its value. The run's first key
+// aliases v.
+func decodeReverse(k, v []byte) (seg, slot uint32, run slotRun, err error) {
+	if seg, slot, err = decodeReverseKey(k); err != nil {
+		return 0, 0, slotRun{}, err
+	}
+	switch {
+	case len(v) == dataKeyLen:
+		run = slotRun{first: v, n: 1}
+	case len(v) == dataKeyLen+4:
+		run = slotRun{first: v[:dataKeyLen], n: binary.BigEndian.Uint32(v[dataKeyLen:])}
+	default:
+		return 0, 0, slotRun{}, fmt.Errorf("%w: reverse key %x holds %d bytes", ErrCorrupt, k, len(v))
+	}
+	blk := binary.BigEndian.Uint64(run.first[9:])
+	if run.first[0] != tagData || run.n < 2 && len(v) != dataKeyLen ||
+		uint64(slot)+uint64(run.n) > 1<<32 || blk+uint64(run.n) < blk {
+		return 0, 0, slotRun{}, fmt.Errorf("%w: reverse key %x holds %x", ErrCorrupt, k, v)
+	}
+	return seg, slot, run, nil
+}
+
+// keyAt is the data key of the run's i-th block.
+func (r slotRun) keyAt(dst []byte, i uint32) []byte {
+	dst = append(dst[:0], r.first...)
+	binary.BigEndian.PutUint64(dst[9:], binary.BigEndian.Uint64(r.first[9:])+uint64(i))
+	return dst
 }

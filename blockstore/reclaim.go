@@ -134,18 +134,20 @@ func (s *Store) segmentSlots(id uint32) ([]slotRef, error) {
 	}
 	var refs []slotRef
 	for it.First(); it.Valid(); it.Next() {
-		_, slot, err := decodeReverseKey(it.Key())
+		_, first, run, err := decodeReverse(it.Key(), it.Value())
 		if err != nil {
 			it.Close()
 			return nil, err
 		}
-		key := append([]byte(nil), it.Value()...)
-		cur, ok, err := s.pointerAt(key)
-		if err != nil {
-			it.Close()
-			return nil, err
+		for i := range run.n {
+			slot, key := first+i, run.keyAt(nil, i)
+			cur, ok, err := s.pointerAt(key)
+			if err != nil {
+				it.Close()
+				return nil, err
+			}
+			refs = append(refs, slotRef{slot: slot, key: key, live: ok && cur.seg == id && cur.slot == slot})
 		}
-		refs = append(refs, slotRef{slot: slot, key: key, live: ok && cur.seg == id && cur.slot == slot})
 	}
 	return refs, it.Close()
 }
@@ -240,7 +242,7 @@ func (s *Store) moveSlot(id uint32, sl slotRef) (bool, error) {
 	v := segValue{cur: pointer{seg: sf.id, slot: slot, crc: cur.crc}, epoch: epoch, prevKind: prevPointer, prev: cur}
 	b := s.db.NewBatch()
 	_ = b.Set(sl.key, v.append(nil), nil)
-	_ = b.Set(reverseKey(nil, sf.id, slot), sl.key, nil)
+	_ = b.Set(reverseKey(nil, sf.id, slot), reverseValue(nil, sl.key, 1), nil)
 	if err := commit(b, false); err != nil {
 		return false, err
 	}

@@ -73,42 +73,19 @@ func (s *Store) recoverSegments() (int, error) {
 	fixed := 0
 	var buf [BlockSize]byte
 	for it.First(); it.Valid(); it.Next() {
-		seg, slot, err := decodeReverseKey(it.Key())
+		seg, first, run, err := decodeReverse(it.Key(), it.Value())
 		if err != nil {
 			it.Close()
 			return 0, err
 		}
-		key := append([]byte(nil), it.Value()...)
-		val, closer, err := s.db.Get(key)
-		if errors.Is(err, pebble.ErrNotFound) {
-			continue // deleted since: the slot is garbage
+		for i := range run.n {
+			n, err := s.recoverSlot(b, buf[:], seg, first+i, run.keyAt(nil, i))
+			if err != nil {
+				it.Close()
+				return 0, err
+			}
+			fixed += n
 		}
-		if err != nil {
-			it.Close()
-			return 0, err
-		}
-		v, ok := segValue{}, isPointer(val)
-		if ok {
-			v = decodeSegValue(val)
-		}
-		closer.Close()
-		if !ok || v.cur.seg != seg || v.cur.slot != slot {
-			continue // the key moved on
-		}
-		if err := s.segs.readAt(buf[:], seg, slot); err == nil && blockCRC(buf[:]) == v.cur.crc {
-			continue // survived
-		}
-		switch v.prevKind {
-		case prevNone:
-			_ = b.Delete(key, nil)
-		case prevHole:
-			_ = b.Set(key, valueHole, nil)
-		case prevZero:
-			_ = b.Set(key, valueZero, nil)
-		case prevPointer:
-			_ = b.Set(key, segValue{cur: v.prev}.append(nil), nil)
-		}
-		fixed++
 	}
 	if err := it.Close(); err != nil {
 		return 0, err
@@ -118,6 +95,40 @@ func (s *Store) recoverSegments() (int, error) {
 		return 0, fmt.Errorf("blockstore: recover: %w", err)
 	}
 	return fixed, nil
+}
+
+// recoverSlot adds to b the fallback of key if key still names the slot
+// and the slot fails its CRC, and returns 1 if it did.
+func (s *Store) recoverSlot(b *pebble.Batch, buf []byte, seg, slot uint32, key []byte) (int, error) {
+	val, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil // deleted since: the slot is garbage
+	}
+	if err != nil {
+		return 0, err
+	}
+	v, ok := segValue{}, isPointer(val)
+	if ok {
+		v = decodeSegValue(val)
+	}
+	closer.Close()
+	if !ok || v.cur.seg != seg || v.cur.slot != slot {
+		return 0, nil // the key moved on
+	}
+	if err := s.segs.readAt(buf, seg, slot); err == nil && blockCRC(buf) == v.cur.crc {
+		return 0, nil // survived
+	}
+	switch v.prevKind {
+	case prevNone:
+		_ = b.Delete(key, nil)
+	case prevHole:
+		_ = b.Set(key, valueHole, nil)
+	case prevZero:
+		_ = b.Set(key, valueZero, nil)
+	case prevPointer:
+		_ = b.Set(key, segValue{cur: v.prev}.append(nil), nil)
+	}
+	return 1, nil
 }
 
 func (s *Store) getMetaUint32(name string) (uint32, error) {

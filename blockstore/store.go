@@ -15,8 +15,14 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// formatName identifies the key layout; Open refuses anything else.
-const formatName = "vdiskd-blockstore-v1"
+// formatName identifies the key layout; Open refuses anything else but
+// formatV1, which it upgrades in place.
+const formatName = "vdiskd-blockstore-v2"
+
+// formatV1 is v2 without reverse keys of runs longer than one slot: every
+// v1 store is a v2 store, but a v1 build would misread a v2 one, so the
+// upgrade is recorded.
+const formatV1 = "vdiskd-blockstore-v1"
 
 // Store is a set of copy-on-write volumes in one pebble database. One
 // database per daemon rather than per pool: one WAL means one fsync covers
@@ -350,11 +356,21 @@ func (s *Store) checkFormat() error {
 	if err != nil {
 		return err
 	}
-	defer closer.Close()
-	if string(v) != formatName {
-		return fmt.Errorf("%w: format %q, this build reads %q", ErrCorrupt, v, formatName)
+	found := string(v)
+	closer.Close()
+	switch found {
+	case formatName:
+		return nil
+	case formatV1:
+		b := s.db.NewBatch()
+		_ = b.Set(storeMetaKey("format"), []byte(formatName), nil)
+		if err := commit(b, true); err != nil {
+			return fmt.Errorf("blockstore: upgrade format %q to %q: %w", found, formatName, err)
+		}
+		s.opts.Logf("blockstore: upgraded the store format from %s to %s", found, formatName)
+		return nil
 	}
-	return nil
+	return fmt.Errorf("%w: format %q, this build reads %q", ErrCorrupt, found, formatName)
 }
 
 // scan calls fn for every key with the tag. Key and value are only valid
