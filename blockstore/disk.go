@@ -513,6 +513,7 @@ type pendingBlock struct {
 	prevKind     byte
 	prev         pointer
 	inlineBefore bool
+	cached       bool // readCurrent found it in the newest cache
 }
 
 // follows reports whether next continues pb's run: the next block in the
@@ -702,6 +703,30 @@ func (w *writer) readCurrent() error {
 		}
 		return nil
 	}
+	// The newest cache knows the block's newest version in the lineage:
+	// at the head generation it is what the key holds, below it the key
+	// holds nothing. Either way pebble need not be asked.
+	misses := 0
+	if c := w.d.s.newest; c != nil {
+		var buf [pointerPrevLen]byte
+		for i := range w.pend {
+			pb := &w.pend[i]
+			e, ok := c.lookup(w.lin, w.gen, pb.blk)
+			pb.cached = ok
+			if !ok {
+				misses++
+				continue
+			}
+			if e.gen == w.gen {
+				if err := note(pb, e.stored(buf[:])); err != nil {
+					return err
+				}
+			}
+		}
+		if misses == 0 {
+			return nil
+		}
+	}
 	var key [dataKeyLen]byte
 	if len(w.pend) == 1 {
 		pb := &w.pend[0]
@@ -724,6 +749,9 @@ func (w *writer) readCurrent() error {
 	}
 	for i := range w.pend {
 		pb := &w.pend[i]
+		if pb.cached {
+			continue
+		}
 		k := dataKey(key[:0], id, pb.blk, w.gen)
 		if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
 			continue

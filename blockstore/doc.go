@@ -133,9 +133,11 @@
 // Reads of up to 16 blocks skip pebble altogether when the newest cache
 // (newest.go) holds each block's newest version: a sharded, two-way set
 // associative array filled by writes of up to 16 MiB and by small reads
-// of a writable disk, 48 bytes a block, 2^20 blocks by default. Every
+// of a writable disk, 64 bytes a block, 2^20 blocks by default. Every
 // change to a block bumps its set's epoch after it commits, and an entry
 // is only added if the epochs it was read under did not move, so it never
 // outlives the version it names; reclaim drops a segment's blocks before
-// the file goes.
+// the file goes. A write takes the value it replaces (for its pointers'
+// prev) from the same cache when it holds the block, instead of a pebble
+// Get that seeks every memtable.
 package blockstore

@@ -67,13 +67,18 @@ type newestSlot struct {
 // NewestCacheEntryBytes is what one block in the newest cache costs.
 const NewestCacheEntryBytes = int(unsafe.Sizeof(newestSlot{}))
 
-// newestEntry is a decoded version value: 32 bytes, against 30-byte values.
+// newestEntry is a decoded version value: 48 bytes, against values of up
+// to 30. It keeps a pointer's epoch and prev as well as its slot, so that
+// a write can take the value it replaces from here (writer.readCurrent).
 type newestEntry struct {
 	gen            uint64 // the version's generation
 	linEpoch       uint64 // the lineage's cacheEpoch when it was read
 	seg, slot, crc uint32
-	kind           uint8 // newestPointer, newestHole or newestZero
-	valueLen       uint8 // the stored value's length, for IOStats
+	epoch          uint32  // the sync epoch of the pointer's write
+	prev           pointer // the pointer's fallback, if prevKind says so
+	kind           uint8   // newestPointer, newestHole or newestZero
+	valueLen       uint8   // the stored value's length, for IOStats
+	prevKind       uint8
 }
 
 const (
@@ -203,6 +208,19 @@ func (e *newestEntry) value(buf []byte) []byte {
 	return v.append(buf[:0])
 }
 
+// stored re-encodes the value the version holds in pebble, prev and
+// epoch included.
+func (e *newestEntry) stored(buf []byte) []byte {
+	switch e.kind {
+	case newestHole:
+		return valueHole
+	case newestZero:
+		return valueZero
+	}
+	v := segValue{cur: pointer{seg: e.seg, slot: e.slot, crc: e.crc}, epoch: e.epoch, prevKind: e.prevKind, prev: e.prev}
+	return v.append(buf[:0])
+}
+
 // newestWatch is what a read notes before it opens its pebble iterator,
 // and a write before it commits.
 type newestWatch struct {
@@ -249,8 +267,9 @@ func entryOf(gen uint64, val []byte) (newestEntry, bool) {
 	case len(val) == 1 && val[0] == valueZero[0]:
 		e.kind = newestZero
 	case isPointer(val):
-		p := decodePointer(val)
-		e.kind, e.seg, e.slot, e.crc = newestPointer, p.seg, p.slot, p.crc
+		v := decodeSegValue(val)
+		e.kind, e.seg, e.slot, e.crc = newestPointer, v.cur.seg, v.cur.slot, v.cur.crc
+		e.epoch, e.prevKind, e.prev = v.epoch, v.prevKind, v.prev
 	default:
 		return newestEntry{}, false
 	}

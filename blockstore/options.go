@@ -35,7 +35,7 @@ type Options struct {
 	MemTableSize uint64
 	// NewestCacheBlocks is how many blocks' newest versions the store
 	// keeps in memory for small reads (newest.go), NewestCacheEntryBytes
-	// each: default DefaultNewestCacheBlocks (4 GiB of data in 48 MiB).
+	// each: default DefaultNewestCacheBlocks (4 GiB of data in 64 MiB).
 	// Negative keeps none.
 	NewestCacheBlocks int
 	// ValueSeparation stores 4 KiB block values in blob files (WiscKey)
