@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 # make soak: each fuzz target's longer run.
 SOAK_FUZZTIME ?= 5m
 # Fuzz targets, as package:Target.
-FUZZ     := ./cbt:FuzzDecode ./mgmt:FuzzCalls ./nbd:FuzzHandshake ./nbd:FuzzRequests
+FUZZ     := ./blockstore:FuzzDecodeReverse ./cbt:FuzzDecode ./mgmt:FuzzCalls ./nbd:FuzzHandshake ./nbd:FuzzRequests
 BENCH    ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3

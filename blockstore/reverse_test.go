@@ -191,3 +191,33 @@ func TestFormatUpgrade(t *testing.T) {
 		t.Fatalf("open of a v9 store: %v, want ErrCorrupt", err)
 	}
 }
+
+// FuzzDecodeReverse: any bytes in a reverse key and its value are decoded
+// or refused as corrupt, never a panic; what decodes encodes back to the
+// same bytes and names slots and blocks that do not wrap.
+func FuzzDecodeReverse(f *testing.F) {
+	first := dataKey(nil, 7, 1000, 3)
+	f.Add(reverseKey(nil, 1, 0), reverseValue(nil, first, 1))
+	f.Add(reverseKey(nil, 1, 5), reverseValue(nil, first, 256))
+	f.Add(reverseKey(nil, 1, 1<<32-1), reverseValue(nil, first, 2))
+	f.Add([]byte("r"), []byte("d"))
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		seg, slot, run, err := decodeReverse(k, v)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		if !bytes.Equal(reverseKey(nil, seg, slot), k) || !bytes.Equal(reverseValue(nil, run.first, run.n), v) {
+			t.Fatalf("%x %x decodes to seg %d slot %d run %x+%d, which encodes differently", k, v, seg, slot, run.first, run.n)
+		}
+		if run.n == 0 || uint64(slot)+uint64(run.n) > 1<<32 {
+			t.Fatalf("run of %d slots from %d", run.n, slot)
+		}
+		last := run.keyAt(nil, run.n-1)
+		if decodeBlock(last) < decodeBlock(run.first) || !bytes.Equal(last[:9], run.first[:9]) || !bytes.Equal(last[17:], run.first[17:]) {
+			t.Fatalf("last key %x of run %x+%d", last, run.first, run.n)
+		}
+	})
+}

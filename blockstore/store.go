@@ -367,7 +367,7 @@ func (s *Store) checkFormat() error {
 		if err := commit(b, true); err != nil {
 			return fmt.Errorf("blockstore: upgrade format %q to %q: %w", found, formatName, err)
 		}
-		s.opts.Logf("blockstore: upgraded the store format from %s to %s", found, formatName)
+		s.opts.Warnf("blockstore: upgraded the store format from %s to %s; builds that read only %s now refuse this store", found, formatName, found)
 		return nil
 	}
 	return fmt.Errorf("%w: format %q, this build reads %q", ErrCorrupt, found, formatName)
