@@ -337,3 +337,12 @@ func TestReport(t *testing.T) {
 		}
 	}
 }
+
+func TestMemState(t *testing.T) {
+	if got, want := memState("testdata/meminfo.txt"), "15.4 GiB free, 7.5 GiB page cache"; got != want {
+		t.Errorf("memState = %q, want %q", got, want)
+	}
+	if got := memState("testdata/proc-io.txt"); !strings.HasPrefix(got, "unknown (") {
+		t.Errorf("memState of a file without MemFree = %q", got)
+	}
+}

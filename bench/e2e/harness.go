@@ -677,7 +677,8 @@ func (h *harness) finalSamples(ctx context.Context) {
 	if ph := h.rss.PeakPhase(); ph != "" {
 		h.rssPeakPhase = "peak during " + ph
 	}
-	h.env = append(h.env, "load average at the end "+loadAvg()+" (the harness itself keeps about 2 busy; more means other work shared the machine)")
+	h.env = append(h.env, "load average at the end "+loadAvg()+" (the harness itself keeps about 2 busy; more means other work shared the machine)",
+		"memory at the end: "+memState("/proc/meminfo"))
 	w := &h.wamp
 	if io1, err := readProcIO(pid); err == nil {
 		w.ran = true
@@ -765,7 +766,23 @@ func (h *harness) collectEnv(fsName string) {
 		fmt.Sprintf("work directory on %s %s (vdiskd's data and the anchors' raw file side by side)", fsName, dev),
 		"tools: "+strings.Join([]string{toolVersion("fio", "--version"), toolVersion("nbdkit", "--version"),
 			toolVersion("qemu-nbd", "--version"), toolVersion("nbdcopy", "--version")}, ", "),
+		"memory at the start: "+memState("/proc/meminfo"),
 	)
+}
+
+// memState says how much memory is free and how much the page cache
+// holds. Writes into new space take fresh page-cache pages: on a VM whose
+// balloon hands free pages back to the host, the first touch of each costs
+// a host fault, several times the copy (bench/RESULTS.md), so sequential
+// writes into new space run far slower with much memory free than with the
+// page cache full.
+func memState(meminfo string) string {
+	free, err1 := procStatusFile(meminfo, "MemFree")
+	cached, err2 := procStatusFile(meminfo, "Cached")
+	if err := errors.Join(err1, err2); err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	return fmt.Sprintf("%.1f GiB free, %.1f GiB page cache", float64(free)/float64(1<<30), float64(cached)/float64(1<<30))
 }
 
 // loadAvg is /proc/loadavg's 1, 5 and 15 minute averages: anything else
