@@ -398,7 +398,7 @@ func (c *conn) writeReply(bw *bufio.Writer, rep *reply) (flushed bool, err error
 			err = fmt.Errorf("nbd: panic: %v", p)
 		}
 	}()
-	if err := rep.writeTo(bw); err != nil {
+	if err := rep.writeTo(bw, c.rw); err != nil {
 		return false, err
 	}
 	if len(c.replies) == 0 && c.budget.inFlight() > 1 {
