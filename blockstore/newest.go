@@ -198,26 +198,25 @@ func (c *newestCache) lookup(lin *lineage, gen, blk uint64) (newestEntry, bool) 
 // value encodes e as a version value into buf. A pointer carries only its
 // current slot: reads need nothing else of it.
 func (e *newestEntry) value(buf []byte) []byte {
-	switch e.kind {
-	case newestHole:
-		return valueHole
-	case newestZero:
-		return valueZero
-	}
-	v := segValue{cur: pointer{seg: e.seg, slot: e.slot, crc: e.crc}, prevKind: prevNone}
-	return v.append(buf[:0])
+	return e.encode(buf, segValue{cur: e.cur(), prevKind: prevNone})
 }
 
 // stored re-encodes the value the version holds in pebble, prev and
 // epoch included.
 func (e *newestEntry) stored(buf []byte) []byte {
+	return e.encode(buf, segValue{cur: e.cur(), epoch: e.epoch, prevKind: e.prevKind, prev: e.prev})
+}
+
+func (e *newestEntry) cur() pointer { return pointer{seg: e.seg, slot: e.slot, crc: e.crc} }
+
+// encode is e's marker, or v for a pointer.
+func (e *newestEntry) encode(buf []byte, v segValue) []byte {
 	switch e.kind {
 	case newestHole:
 		return valueHole
 	case newestZero:
 		return valueZero
 	}
-	v := segValue{cur: pointer{seg: e.seg, slot: e.slot, crc: e.crc}, epoch: e.epoch, prevKind: e.prevKind, prev: e.prev}
 	return v.append(buf[:0])
 }
 
