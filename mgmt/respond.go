@@ -24,13 +24,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, e *api.Error) {
-	if e.Status == http.StatusUnauthorized {
+	if api.Status(e) == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="vdiskd"`)
 	}
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
-	writeJSON(w, e.Status, api.ErrorBody{Error: e})
+	writeJSON(w, api.Status(e), api.ErrorBody{Error: e})
 }
 
 // storeError translates a block-store failure about VDI id into the XenAPI

@@ -99,7 +99,7 @@ func (s *Server) serveCall(b binding) http.Handler {
 		}
 		if err != nil {
 			e := storeError(err, "", b.rpc.Call)
-			if e.Status >= 500 {
+			if api.Status(e) >= 500 {
 				s.log.Error("call failed", "call", b.rpc.Name(), "err", err)
 			}
 			writeError(w, e)
