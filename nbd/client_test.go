@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // A small raw-protocol NBD client and an in-process server harness.
@@ -110,18 +112,6 @@ func leakCheck(t testing.TB) func() {
 	}
 }
 
-// waitFor polls cond for up to 10 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // ---- server harness ----
 
 type testServer struct {
@@ -199,9 +189,7 @@ func (ts *testServer) stop() {
 		return
 	}
 	ts.stopped = true
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := ts.srv.Shutdown(ctx); err != nil {
+	if err := shutdownWithin(ts.srv, 20*time.Second); err != nil {
 		ts.t.Errorf("Shutdown: %v", err)
 	}
 	select {
@@ -209,8 +197,27 @@ func (ts *testServer) stop() {
 		if !errors.Is(err, ErrServerClosed) {
 			ts.t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testwait.Limit):
 		ts.t.Error("Serve did not return after Shutdown")
+	}
+}
+
+// errShutdownStuck is shutdownWithin's error when Shutdown does not return.
+var errShutdownStuck = errors.New("Shutdown did not return: a backend call is still blocked (a gate left shut?)")
+
+// shutdownWithin runs Shutdown with a context that ends after d, and
+// gives up on it testwait.Limit later: Shutdown waits for backend calls in
+// flight whatever its context says, and a test must not hang on one.
+func shutdownWithin(srv *Server, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d + testwait.Limit):
+		return errShutdownStuck
 	}
 }
 
@@ -221,11 +228,7 @@ func (ts *testServer) rawConn() *net.UnixConn {
 	if err != nil {
 		ts.t.Fatal(err)
 	}
-	select {
-	case ts.ln.conns <- b:
-	case <-time.After(10 * time.Second):
-		ts.t.Fatal("server did not accept")
-	}
+	testwait.Send(ts.t, ts.ln.conns, net.Conn(b), "the server to accept")
 	ts.t.Cleanup(func() { a.Close() })
 	return a
 }

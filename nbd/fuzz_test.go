@@ -2,7 +2,6 @@ package nbd
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // Fuzz targets and the hostile-input tests built on the same harness: a
@@ -57,9 +58,7 @@ func startFuzzServer(t testing.TB, cfg *tls.Config) *fuzzEnv {
 	e := &fuzzEnv{t: t, srv: srv, ln: newChanListener(), m: m, serveErr: make(chan error, 1)}
 	go func() { e.serveErr <- srv.Serve(e.ln) }()
 	t.Cleanup(func() { // after a failure: do not leave the server to the next input
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
+		shutdownWithin(srv, time.Second)
 	})
 	return e
 }
@@ -71,7 +70,7 @@ func (e *fuzzEnv) conn() *net.UnixConn {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.ln.conns <- b
+	testwait.Send(e.t, e.ln.conns, net.Conn(b), "the server to accept")
 	a.SetDeadline(time.Now().Add(20 * time.Second))
 	return a
 }
@@ -80,12 +79,10 @@ func (e *fuzzEnv) conn() *net.UnixConn {
 func (e *fuzzEnv) finish() {
 	t := e.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := e.srv.Shutdown(ctx); err != nil {
+	if err := shutdownWithin(e.srv, 20*time.Second); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if err := <-e.serveErr; !errors.Is(err, ErrServerClosed) {
+	if err := testwait.Recv(t, e.serveErr, "Serve to return"); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
 	}
 	e.m.checkClosed(t)
@@ -546,5 +543,5 @@ func TestHostileNeighbours(t *testing.T) {
 		}
 	}
 	good.disconnect()
-	waitFor(t, "hostile connections to end", func() bool { return ts.srv.Connections() == 0 })
+	testwait.Until(t, "hostile connections to end", func() bool { return ts.srv.Connections() == 0 })
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // The server's limits: connection and handshake caps at accept, the
@@ -78,16 +80,6 @@ func refused(t *testing.T, nc net.Conn) {
 	}
 }
 
-// newGate is a fault gate and its opener, which also runs when the test
-// ends early: a backend call left blocked would hold Shutdown forever.
-func newGate(t *testing.T) (chan struct{}, func()) {
-	gate := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(open) // cleanups run last first: before the earlier newTestServer's Shutdown
-	return gate, open
-}
-
 func TestMaxConns(t *testing.T) {
 	obs := newCountingObserver()
 	ts := newTestServer(t, nil, func(o *Options) { o.Observer, o.MaxConns, o.MaxHandshakes = obs, 2, -1 })
@@ -99,7 +91,7 @@ func TestMaxConns(t *testing.T) {
 	a.writeAt(0, pattern(1, 4096)) // the admitted ones are untouched
 	b.start()
 	b.disconnect0()
-	waitFor(t, "a free slot", func() bool { return ts.srv.Connections() == 1 })
+	testwait.Until(t, "a free slot", func() bool { return ts.srv.Connections() == 1 })
 	c := ts.connect("disk", false, false)
 	if got := c.read(0, 4096); string(got) != string(pattern(1, 4096)) {
 		t.Fatal("read back through the newly admitted connection differs")
@@ -127,7 +119,7 @@ func TestMaxHandshakes(t *testing.T) {
 	refused(t, ts.rawConn())
 	obs.only(t, map[Reason]int{ReasonMaxHandshakes: 1})
 	a.goExport("disk")
-	waitFor(t, "a's slot to free", func() bool {
+	testwait.Until(t, "a's slot to free", func() bool {
 		ts.srv.mu.Lock()
 		defer ts.srv.mu.Unlock()
 		return ts.srv.handshakes == 1
@@ -179,7 +171,7 @@ func TestIdleTimeout(t *testing.T) {
 	obs.only(t, map[Reason]int{ReasonIdleTimeout: 1})
 
 	// Waiting on a slow request is not idle.
-	gate, open := newGate(t)
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opFlush, fault{gate: gate})
 	busy := ts.connect("disk", true, false)
 	cookie := busy.send(0, cmdFlush, 0, 0, nil)
@@ -226,7 +218,7 @@ func TestSharedBudget(t *testing.T) {
 	ts := newTestServer(t, nil, func(o *Options) {
 		o.Observer, o.MaxPayload, o.MaxInFlightBytes, o.MaxTotalInFlightBytes = obs, mib, 4*mib, 2*mib
 	})
-	gate, open := newGate(t)
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opWrite, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
 	a := ts.connect("disk", true, false)
 	b := ts.connect("disk", true, false)
@@ -250,7 +242,7 @@ func TestSharedBudget(t *testing.T) {
 		t.Fatal("a wait was reported before it ended")
 	}
 	open()
-	if err := <-sending; err != nil {
+	if err := testwait.Recv(t, sending, "the second write to be sent"); err != nil {
 		t.Fatal(err)
 	}
 	if r := a.recv(); r.cookie != wa || r.errno != 0 {
@@ -285,7 +277,7 @@ func TestSharedBudgetOrder(t *testing.T) {
 	order := make(chan int64, 3)
 	start := func(n int64) {
 		go func() { b.acquire(n); order <- n }()
-		waitFor(t, "a waiter", func() bool {
+		testwait.Until(t, "a waiter", func() bool {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			for e := b.waiters.Front(); e != nil; e = e.Next() {
@@ -304,7 +296,7 @@ func TestSharedBudgetOrder(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	b.release(6)
-	if a, c := <-order, <-order; a+c != 7 {
+	if a, c := testwait.Recv(t, order, "a grant"), testwait.Recv(t, order, "a grant"); a+c != 7 {
 		t.Fatalf("granted %d and %d, want 6 and 1", a, c)
 	}
 	start(100) // more than the whole budget: waits for it to empty
@@ -315,7 +307,7 @@ func TestSharedBudgetOrder(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 	b.release(1)
-	if n := <-order; n != 100 {
+	if n := testwait.Recv(t, order, "the oversized grant"); n != 100 {
 		t.Fatalf("granted %d", n)
 	}
 	b.release(100)
@@ -366,12 +358,12 @@ func TestSessionEnd(t *testing.T) {
 		other := ts.connect("small", sr, false) // not revoked
 		c := ts.connect("disk", sr, false)
 		c.writeAt(0, pattern(7, 4096))
-		gate, open := newGate(t)
+		gate, open := testwait.Gate(t)
 		ts.exp.setFault(opRead, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
 		inflight := c.send(0, cmdRead, 0, 4096, nil)
 		ts.exp.waitEntered(t, opRead, 1)
 		revoke(errors.New("token revoked by the test"))
-		waitFor(t, "the session to end", func() bool { return obs.count(ReasonSessionEnded) == 1 })
+		testwait.Until(t, "the session to end", func() bool { return obs.count(ReasonSessionEnded) == 1 })
 		start := time.Now()
 		r := c.do(0, cmdWrite, 4096, 4096, pattern(8, 4096))
 		if r.errno != uint32(ESHUTDOWN) {
@@ -433,7 +425,7 @@ func TestHandshakeCostsLittle(t *testing.T) {
 		}
 		cs = append(cs, c)
 	}
-	waitFor(t, "every connection", func() bool { return ts.srv.Connections() == n })
+	testwait.Until(t, "every connection", func() bool { return ts.srv.Connections() == n })
 	time.Sleep(100 * time.Millisecond) // let the readers block on the missing data
 	per := (heapInUse() - before) / n
 	t.Logf("%d bytes of heap per negotiating connection", per)
@@ -478,7 +470,7 @@ func TestStalledClients(t *testing.T) {
 	other := ts.connect("disk", true, false)
 	half := ts.connect("disk", true, false)
 	half.write(append(encodeRequest(0, cmdWrite, 1, 0, 64<<10), make([]byte, 1024)...))
-	waitFor(t, "the write to hold budget", func() bool { return ts.srv.budget.inUse() > 0 })
+	testwait.Until(t, "the write to hold budget", func() bool { return ts.srv.budget.inUse() > 0 })
 	start := time.Now()
 	half.expectClosed()
 	if d := time.Since(start); d < stall/2 {
@@ -497,12 +489,12 @@ func TestStalledClients(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "the deaf client to be cut", func() bool { return obs.count(ReasonStalled) == 2 })
+	testwait.Until(t, "the deaf client to be cut", func() bool { return obs.count(ReasonStalled) == 2 })
 	other.writeAt(0, pattern(9, 4096))
 	if got := other.read(0, 4096); string(got) != string(pattern(9, 4096)) {
 		t.Fatal("read back differs")
 	}
 	other.disconnect()
-	waitFor(t, "the budget to come back", func() bool { return ts.srv.budget.inUse() == 0 })
+	testwait.Until(t, "the budget to come back", func() bool { return ts.srv.budget.inUse() == 0 })
 	obs.only(t, map[Reason]int{ReasonStalled: 2})
 }

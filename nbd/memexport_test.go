@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // An in-memory sparse Exports for the tests: each export is a byte model
@@ -262,15 +264,17 @@ func (x *memExport) enter(op string, off, n uint64) error {
 	if x.closes.Load() != 0 {
 		return errClosedExport
 	}
-	x.m.calls[opIndex(op)].Add(1)
 	a := x.m.active.Add(1)
+	defer x.m.active.Add(-1)
 	for {
 		s := x.m.maxSeen.Load()
 		if a <= s || x.m.maxSeen.CompareAndSwap(s, a) {
 			break
 		}
 	}
-	defer x.m.active.Add(-1)
+	// Counted only once maxSeen holds this call: a test that saw n calls
+	// counted (waitEntered) then reads maxSeen finds every one of them.
+	x.m.calls[opIndex(op)].Add(1)
 	x.m.mu.Lock()
 	f, ok := x.m.faults[op]
 	x.m.mu.Unlock()
@@ -437,8 +441,10 @@ func (x *memExport) Close() error {
 	return nil
 }
 
-// waitEntered waits until n backend calls of op have started.
+// waitEntered waits until n backend calls of op have started. The
+// concurrency they reached is in maxSeen by then (enter stores it before
+// it counts the call).
 func (m *memExports) waitEntered(t testing.TB, op string, n int64) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d %s calls", n, op), func() bool { return m.count(op) >= n })
+	testwait.Until(t, fmt.Sprintf("%d %s calls", n, op), func() bool { return m.count(op) >= n })
 }

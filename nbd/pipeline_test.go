@@ -2,16 +2,20 @@ package nbd
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // connOf returns the server's only connection (tests peek at its budget).
 func (ts *testServer) connOf() *conn {
 	ts.t.Helper()
 	var c *conn
-	waitFor(ts.t, "one connection", func() bool {
+	testwait.Until(ts.t, "one connection", func() bool {
 		ts.srv.mu.Lock()
 		defer ts.srv.mu.Unlock()
 		for x := range ts.srv.conns {
@@ -33,7 +37,7 @@ func (c *conn) budgetNow() (int, int64) {
 func TestRepliesOutOfOrder(t *testing.T) {
 	for _, sr := range []bool{false, true} {
 		ts := newTestServer(t, nil, nil)
-		gate := make(chan struct{})
+		gate, open := testwait.Gate(t)
 		ts.exp.setFault(opRead, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
 		c := ts.connect("disk", sr, false)
 		slow := c.send(0, cmdRead, 0, 4096, nil)
@@ -51,7 +55,7 @@ func TestRepliesOutOfOrder(t *testing.T) {
 		if !got[fast] || !got[w] {
 			t.Fatalf("replies %v", got)
 		}
-		close(gate)
+		open()
 		if r := c.recv(); r.cookie != slow || r.errno != 0 || len(r.data) != 4096 {
 			t.Fatalf("slow reply %v", r)
 		}
@@ -63,7 +67,7 @@ func TestRepliesOutOfOrder(t *testing.T) {
 // TestManyInFlight: 128 requests run at once on one connection.
 func TestManyInFlight(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
-	gate := make(chan struct{})
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opRead, fault{gate: gate})
 	c := ts.connect("disk", true, false)
 	for i := range 128 {
@@ -73,7 +77,7 @@ func TestManyInFlight(t *testing.T) {
 	if n := ts.exp.maxSeen.Load(); n < 128 {
 		t.Fatalf("%d concurrent backend calls, want 128", n)
 	}
-	close(gate)
+	open()
 	rs := c.recvAll()
 	if len(rs) != 128 {
 		t.Fatalf("%d replies", len(rs))
@@ -90,7 +94,7 @@ func TestManyInFlight(t *testing.T) {
 // than MaxInFlight requests off the socket into goroutines and buffers.
 func TestBackPressureCount(t *testing.T) {
 	ts := newTestServer(t, nil, func(o *Options) { o.MaxInFlight = 4 })
-	gate := make(chan struct{})
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opRead, fault{gate: gate})
 	c := ts.connect("disk", true, false)
 	sc := ts.connOf()
@@ -106,7 +110,7 @@ func TestBackPressureCount(t *testing.T) {
 	if n, _ := sc.budgetNow(); n != 4 {
 		t.Fatalf("budget holds %d requests, want 4", n)
 	}
-	close(gate)
+	open()
 	if rs := c.recvAll(); len(rs) != total {
 		t.Fatalf("%d replies", len(rs))
 	}
@@ -124,7 +128,7 @@ func TestBackPressureBytes(t *testing.T) {
 		o.MaxPayload = 1 << 20
 		o.MaxInFlightBytes = 2 << 20 // the least NewServer allows
 	})
-	gate := make(chan struct{})
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opWrite, fault{gate: gate})
 	c := ts.connect("disk", false, false)
 	sc := ts.connOf()
@@ -159,11 +163,11 @@ func TestBackPressureBytes(t *testing.T) {
 		t.Fatalf("the client wrote 10 MiB while the server had room for 2: %v", err)
 	default:
 	}
-	close(gate)
+	open()
 	if rs := c.recvAll(); len(rs) != total {
 		t.Fatalf("%d replies", len(rs))
 	}
-	if err := <-wrote; err != nil {
+	if err := testwait.Recv(t, wrote, "the client's writes to end"); err != nil {
 		t.Fatal(err)
 	}
 	c.disconnect()
@@ -173,7 +177,7 @@ func TestBackPressureBytes(t *testing.T) {
 // sent, then the server hangs up and closes the export.
 func TestDiscDrains(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
-	gate := make(chan struct{})
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opWrite, fault{gate: gate})
 	c := ts.connect("disk", true, false)
 	w := c.send(cmdFlagFUA, cmdWrite, 0, 4096, pattern(7, 4096))
@@ -188,12 +192,12 @@ func TestDiscDrains(t *testing.T) {
 	if ts.exp.opened[0].closes.Load() != 0 {
 		t.Fatal("export closed with a request in flight")
 	}
-	close(gate)
+	open()
 	if r := c.recv(); r.cookie != w || r.errno != 0 {
 		t.Fatalf("%v", r)
 	}
 	c.expectClosed()
-	waitFor(t, "export close", func() bool { return ts.exp.opened[0].closes.Load() == 1 })
+	testwait.Until(t, "export close", func() bool { return ts.exp.opened[0].closes.Load() == 1 })
 	if got := ts.exp.disks["disk"].bytes(0, 4096); !bytes.Equal(got, pattern(7, 4096)) {
 		t.Fatal("write lost")
 	}
@@ -264,7 +268,7 @@ func TestClientNeverReads(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "the stuck connection to fill its budget", func() bool {
+	testwait.Until(t, "the stuck connection to fill its budget", func() bool {
 		return ts.exp.count(opRead) >= 7
 	})
 	ok := ts.connect("disk", true, false)
@@ -275,10 +279,8 @@ func TestClientNeverReads(t *testing.T) {
 		}
 	}
 	ok.disconnect()
-	ctx, cancel := contextWithTimeout(300 * time.Millisecond)
-	defer cancel()
-	if err := ts.srv.Shutdown(ctx); err == nil {
-		t.Fatal("Shutdown returned nil with a wedged client")
+	if err := shutdownWithin(ts.srv, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a wedged client: %v, want the context's deadline", err)
 	}
 	ts.stop()
 	stuck.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -289,7 +291,7 @@ func TestClientNeverReads(t *testing.T) {
 // the replies to requests before it.
 func TestWriteTooBigHangsUp(t *testing.T) {
 	ts := newTestServer(t, nil, func(o *Options) { o.MaxPayload = 64 << 10 })
-	gate := make(chan struct{})
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opRead, fault{gate: gate})
 	c := ts.connect("disk", true, false)
 	rd := c.send(0, cmdRead, 0, 4096, nil)
@@ -297,7 +299,7 @@ func TestWriteTooBigHangsUp(t *testing.T) {
 	hdr := encodeRequest(0, cmdWrite, 99, 0, 64<<10+1)
 	c.write(hdr)
 	time.Sleep(20 * time.Millisecond)
-	close(gate)
+	open()
 	if r := c.recv(); r.cookie != rd || r.errno != 0 {
 		t.Fatalf("%v", r)
 	}

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"net"
 	"testing"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // writeLog records each Write it gets.
@@ -100,7 +102,7 @@ func TestReplyWritevOverTCP(t *testing.T) {
 	want := append(append([]byte(nil), rep.head...), *rep.data...)
 	rep.free()
 	c.Close()
-	if b := <-got; !bytes.Equal(b, want) {
+	if b := testwait.Recv(t, got, "the peer to read the reply"); !bytes.Equal(b, want) {
 		t.Fatalf("the peer read %d bytes, want the %d of the reply", len(b), len(want))
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
@@ -19,7 +21,7 @@ func (ts *testServer) shutdownAsync(ctx context.Context) chan error {
 	ts.t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- ts.srv.Shutdown(ctx) }()
-	waitFor(ts.t, "Shutdown to start", ts.srv.isStopping)
+	testwait.Until(ts.t, "Shutdown to start", ts.srv.isStopping)
 	return done
 }
 
@@ -59,7 +61,7 @@ func TestShutdownInNegotiation(t *testing.T) {
 	notYet(t, done, "Shutdown")
 	c2.sendOption(optExportName, []byte("disk"))
 	c2.expectClosed()
-	if err := <-done; err != nil {
+	if err := testwait.Recv(t, done, "Shutdown"); err != nil {
 		t.Fatal(err)
 	}
 	if n := ts.exp.openedCount(); n != 0 {
@@ -73,7 +75,7 @@ func TestShutdownInNegotiation(t *testing.T) {
 func TestShutdownInTransmission(t *testing.T) {
 	for _, sr := range []bool{false, true} {
 		ts := newTestServer(t, nil, nil)
-		gate := make(chan struct{})
+		gate, open := testwait.Gate(t)
 		ts.exp.setFault(opRead, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
 		c := ts.connect("disk", sr, false)
 		c.writeAt(0, pattern(3, 4096))
@@ -101,13 +103,13 @@ func TestShutdownInTransmission(t *testing.T) {
 			t.Fatal("a request after Shutdown reached the backend")
 		}
 		notYet(t, done, "Shutdown")
-		close(gate)
+		open()
 		r := c.recv()
 		if r.cookie != rd || r.errno != 0 || !bytes.Equal(r.data, pattern(3, 4096)) {
 			t.Fatalf("in-flight read: %v", r)
 		}
 		c.disconnect()
-		if err := <-done; err != nil {
+		if err := testwait.Recv(t, done, "Shutdown"); err != nil {
 			t.Fatal(err)
 		}
 		ts.stop()
@@ -121,10 +123,8 @@ func TestShutdownContextCuts(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
 	c := ts.connect("disk", true, false)
 	n := ts.dial().start() // in negotiation
-	ctx, cancel := contextWithTimeout(100 * time.Millisecond)
-	defer cancel()
 	start := time.Now()
-	if err := ts.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+	if err := shutdownWithin(ts.srv, 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	if d := time.Since(start); d > shutdownGrace {
@@ -141,7 +141,7 @@ func TestShutdownContextCuts(t *testing.T) {
 // its backend calls before Close; Shutdown returns after them.
 func TestShutdownContextWaitsForBackend(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
-	gate := make(chan struct{})
+	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opWrite, fault{gate: gate})
 	c := ts.connect("disk", true, false)
 	c.send(0, cmdWrite, 0, 512, pattern(1, 512))
@@ -154,8 +154,8 @@ func TestShutdownContextWaitsForBackend(t *testing.T) {
 	if ts.exp.opened[0].closes.Load() != 0 {
 		t.Fatal("export closed while a write was in flight")
 	}
-	close(gate)
-	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+	open()
+	if err := testwait.Recv(t, done, "Shutdown"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 }
@@ -167,7 +167,7 @@ func TestShutdownGrace(t *testing.T) {
 	c := ts.connect("disk", true, false)
 	n := ts.dial().start()
 	start := time.Now()
-	if err := ts.srv.Shutdown(context.Background()); err != nil {
+	if err := shutdownWithin(ts.srv, testwait.Limit); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d < shutdownGrace/2 || d > 3*shutdownGrace {
@@ -191,7 +191,7 @@ func TestServeAfterShutdown(t *testing.T) {
 	default:
 		t.Fatal("listener left open")
 	}
-	if err := ts.srv.Shutdown(context.Background()); err != nil {
+	if err := shutdownWithin(ts.srv, testwait.Limit); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -233,12 +233,12 @@ func TestServeTCP(t *testing.T) {
 		c.disconnect()
 		nc.Close()
 	}
-	waitFor(t, "connections to end", func() bool { return srv.Connections() == 0 })
-	if err := srv.Shutdown(context.Background()); err != nil {
+	testwait.Until(t, "connections to end", func() bool { return srv.Connections() == 0 })
+	if err := shutdownWithin(srv, testwait.Limit); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := <-serveErr; !errors.Is(err, ErrServerClosed) {
+		if err := testwait.Recv(t, serveErr, "Serve to return"); !errors.Is(err, ErrServerClosed) {
 			t.Fatalf("Serve: %v", err)
 		}
 	}
@@ -280,14 +280,16 @@ func TestNewServerChecks(t *testing.T) {
 // ESHUTDOWN, and Shutdown returns once it leaves.
 func TestShutdownDuringGo(t *testing.T) {
 	m := defaultExports()
-	r := &refusingExports{memExports: m, openGate: make(chan struct{}), openEntered: make(chan struct{}, 1)}
+	r := &refusingExports{memExports: m, openEntered: make(chan struct{}, 1)}
 	ts := newTestServer(t, m, func(o *Options) { o.Exports = r })
+	gate, open := testwait.Gate(t) // after the server: opened before its Shutdown
+	r.set(func() { r.openGate = gate })
 	c := ts.dial().start()
 	c.structured()
 	c.sendOption(optGo, infoOptionData("disk"))
-	<-r.openEntered
+	testwait.Recv(t, r.openEntered, "GO to open the export")
 	done := ts.shutdownAsync(context.Background())
-	close(r.openGate)
+	open()
 	if rs := c.optReplies(optGo); rs[len(rs)-1].typ != repAck {
 		t.Fatal(fmtReplies(rs))
 	}
@@ -295,7 +297,7 @@ func TestShutdownDuringGo(t *testing.T) {
 		t.Fatalf("%v", res)
 	}
 	c.disconnect()
-	if err := <-done; err != nil {
+	if err := testwait.Recv(t, done, "Shutdown"); err != nil {
 		t.Fatal(err)
 	}
 }

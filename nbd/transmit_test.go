@@ -2,17 +2,19 @@ package nbd
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // pattern returns n bytes derived from seed, none of them zero.
@@ -362,15 +364,13 @@ func serveOne(t *testing.T, x Export, info ExportInfo, contexts ...string) *clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln.conns <- b
+	testwait.Send(t, ln.conns, net.Conn(b), "the server to accept")
 	t.Cleanup(func() {
 		a.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
+		if err := shutdownWithin(srv, 10*time.Second); err != nil {
 			t.Error(err)
 		}
-		if err := <-done; !errors.Is(err, ErrServerClosed) {
+		if err := testwait.Recv(t, done, "Serve to return"); !errors.Is(err, ErrServerClosed) {
 			t.Error(err)
 		}
 		if exp.closes != 1 {
