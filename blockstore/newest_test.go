@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // readBlock reads one block through d and fails the test on error.
@@ -406,16 +408,19 @@ func TestNewestCacheWriteStalledAcrossReclaim(t *testing.T) {
 		}
 	}
 	readBlock(t, d, 0) // cached: block 0's first slot
-	committed, resume := make(chan struct{}), make(chan struct{})
+	// The gate opens when the test ends too, before the store's Close
+	// (made earlier) waits for the write it holds.
+	committed := make(chan struct{})
+	resume, open := testwait.Gate(t)
 	testHookBeforeSettle = func() {
 		close(committed)
 		<-resume
 	}
 	defer func() { testHookBeforeSettle = nil }()
 	want := fill(99, BlockSize)
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- d.Write(0, want, 0) }()
-	<-committed
+	testwait.Recv(t, committed, "the write to commit")
 	testHookBeforeSettle = nil
 	st, err := e.s.ReclaimSegments(1.0)
 	if err != nil {
@@ -426,8 +431,8 @@ func TestNewestCacheWriteStalledAcrossReclaim(t *testing.T) {
 	}
 	p := make([]byte, BlockSize)
 	_, rerr := d.ReadAt(p, 0)
-	close(resume)
-	if err := <-done; err != nil {
+	open()
+	if err := testwait.Recv(t, done, "the write to settle"); err != nil {
 		t.Fatal(err)
 	}
 	if rerr != nil {

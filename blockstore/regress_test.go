@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // A trim of more than 2^32 blocks on a clone: visit's resolved bitmap keys
@@ -103,19 +105,32 @@ func TestCloseDuringGCKeepsJobs(t *testing.T) {
 	if got := countTag(t, e.s, tagGC); got != N {
 		t.Fatalf("%d jobs, want %d", got, N)
 	}
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- e.s.CollectGarbage() }()
+	var collected bool // the collector returned (before Close)
+	var collectErr error
 	for {
+		select {
+		case collectErr = <-done:
+			collected = true
+		default:
+		}
 		e.s.mu.Lock()
 		n := len(e.s.gcJobs)
 		e.s.mu.Unlock()
 		if n <= N/2 {
 			break
 		}
+		if collected {
+			t.Fatalf("the collector returned (%v) with %d of %d jobs left", collectErr, n, N)
+		}
 	}
 	e.s.Close()
 	t.Logf("closed")
-	t.Logf("collect: %v", <-done)
+	if !collected {
+		collectErr = testwait.Recv(t, done, "the collector to return after Close")
+	}
+	t.Logf("collect: %v", collectErr)
 	e.open()
 	jobs := countTag(t, e.s, tagGC)
 	if err := e.s.CollectGarbage(); err != nil {

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 func segmentEnv(t *testing.T) *env {
@@ -318,7 +320,8 @@ func TestReclaimUnderWrites(t *testing.T) {
 	}
 	// Readers race the reclaim: a read that looked a pointer up before its
 	// segment went must still find the file.
-	stop := make(chan struct{})
+	// stop also closes when the test ends early, before the store's Close.
+	stop, halt := testwait.Gate(t)
 	readErr := make(chan error, 2)
 	for range 2 {
 		go func() {
@@ -343,7 +346,7 @@ func TestReclaimUnderWrites(t *testing.T) {
 			}
 		}()
 	}
-	reclaimed := make(chan int)
+	reclaimed := make(chan int, 1)
 	go func() {
 		n := 0
 		for {
@@ -365,10 +368,10 @@ func TestReclaimUnderWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	close(stop)
-	t.Logf("%d segments reclaimed under the writes", <-reclaimed)
+	halt()
+	t.Logf("%d segments reclaimed under the writes", testwait.Recv(t, reclaimed, "the reclaimer to stop"))
 	for range 2 {
-		if err := <-readErr; err != nil {
+		if err := testwait.Recv(t, readErr, "a reader to stop"); err != nil {
 			t.Fatalf("read during reclaim: %v", err)
 		}
 	}

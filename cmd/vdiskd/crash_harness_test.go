@@ -72,9 +72,6 @@ func (d *daemon) relaunch(t *testing.T) *daemon {
 	return nd
 }
 
-// crashClient has a timeout, so a call the kill cut never hangs a test.
-var crashClient = &http.Client{Timeout: 30 * time.Second}
-
 // tryCall is a REST call that may meet a dying daemon: a transport error is
 // returned, never fatal. out is decoded from a 2xx answer with a body; an
 // error body goes into the returned *api.ErrorBody.
@@ -92,7 +89,7 @@ func (d *daemon) tryCall(method, path string, body, out any) (int, *api.ErrorBod
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+d.Token)
-	resp, err := crashClient.Do(req)
+	resp, err := restClient.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
+
+	"context"
 )
 
 // The interop tests drive the real vdiskd binary with real clients
@@ -144,6 +146,10 @@ func (d *daemon) stop(t *testing.T) {
 	}
 }
 
+// restClient has a timeout, so a call the daemon never answers (or a kill
+// cut) fails the test instead of hanging it.
+var restClient = &http.Client{Timeout: time.Minute}
+
 // Log is what the daemon has written so far.
 func (d *daemon) Log() string { return d.log.String() }
 
@@ -199,7 +205,7 @@ func (d *daemon) do(t *testing.T, req *http.Request, out any) int {
 
 func (d *daemon) doRaw(t *testing.T, req *http.Request, out any) (int, []byte) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := restClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
@@ -284,10 +290,20 @@ func runTool(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// toolCmd builds a client command. nbdsh runs under the system python,
-// which has the nbd module.
+// toolTimeout bounds every client program a test runs (the longest run
+// for about a minute): a peer that hangs fails the test, killed, instead
+// of hanging it.
+const toolTimeout = 5 * time.Minute
+
+// toolCmd builds a client command, killed after toolTimeout. nbdsh runs
+// under the system python, which has the nbd module.
 func toolCmd(name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(name, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Cancel = func() error { // at the timeout
+		cancel()
+		return cmd.Process.Kill()
+	}
 	cmd.Env = append(os.Environ(), "PATH=/usr/bin:"+os.Getenv("PATH"))
 	return cmd
 }

@@ -65,7 +65,7 @@ func (d *daemon) gauges(t *testing.T) processGauges {
 	if m == nil {
 		t.Fatalf("no profiler address in the log (start the daemon with --pprof-addr)")
 	}
-	resp, err := http.Get(m[1] + "heap?gc=1&debug=1")
+	resp, err := restClient.Get(m[1] + "heap?gc=1&debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from the daemon goroutine.
@@ -49,7 +51,7 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
-	done := make(chan int)
+	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
 			"--pprof-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out)
@@ -61,7 +63,7 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no profiler address in the log:\n%s", out.String())
 	}
-	resp, err := http.Get(m[1] + "goroutine?debug=1")
+	resp, err := restClient.Get(m[1] + "goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	}
 
 	cancel()
-	if code := <-done; code != 0 {
+	if code := testwait.RecvWithin(t, done, 30*time.Second, "vdiskd to stop"); code != 0 {
 		t.Fatalf("exit %d after shutdown:\n%s", code, out.String())
 	}
 	if _, err := os.Stat(filepath.Join(dir, "store")); err != nil {

@@ -40,7 +40,7 @@ type scrape struct {
 
 func (d *daemon) scrape(t *testing.T) scrape {
 	t.Helper()
-	resp, err := http.Get(d.metricsURL())
+	resp, err := restClient.Get(d.metricsURL())
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -454,7 +454,7 @@ type promSample struct {
 // promQuery runs an instant query against Prometheus's HTTP API.
 func promQuery(t *testing.T, base, q string) []promSample {
 	t.Helper()
-	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	resp, err := restClient.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
 	if err != nil {
 		t.Fatalf("query %s: %v", q, err)
 	}
@@ -567,7 +567,7 @@ scrape_configs:
 		}
 	}
 	poll("ready Prometheus", 30*time.Second, func() bool {
-		resp, err := http.Get(base + "/-/ready")
+		resp, err := restClient.Get(base + "/-/ready")
 		if err != nil {
 			return false
 		}

@@ -1471,7 +1471,7 @@ func TestNBDClientsTLS(t *testing.T) {
 	if !strings.HasPrefix(d.API, "https://") || !strings.Contains(d.Log(), "nbd=nbds://") {
 		t.Fatalf("not TLS:\n%s", d.Log())
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	var tok struct{ Token string }
 	clHTTPS(t, hc, http.MethodPost, d.API+"/token", "", nil, &tok)
 	var v api.VDI

@@ -593,7 +593,7 @@ func TestNBDProtocolAttachLifecycle(t *testing.T) {
 	go func() { // not d.Call: no t.Fatal off the test goroutine
 		req, _ := http.NewRequest(http.MethodPost, d.API+"/vdis/"+s2.UUID+"/data_destroy", nil)
 		req.Header.Set("Authorization", "Bearer "+d.Token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := restClient.Do(req)
 		if err != nil {
 			done <- 0
 			return
@@ -637,7 +637,7 @@ func protoGet(t *testing.T, d *daemon, path string, auth func(*http.Request)) (i
 		t.Fatal(err)
 	}
 	auth(req)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := restClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

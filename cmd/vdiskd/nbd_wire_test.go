@@ -62,6 +62,7 @@ type nbdWire struct {
 // connection's death) arrived; Err is then set (an *wireErrno for an NBD
 // error reply).
 type wireCall struct {
+	c    *nbdWire
 	typ  uint16
 	buf  []byte // READ: filled from the reply
 	Err  error
@@ -182,7 +183,7 @@ func (c *nbdWire) readReplies(br *bufio.Reader) {
 // destination of a READ (length len(buf)), length is used otherwise. The
 // request is on the socket when Start returns.
 func (c *nbdWire) Start(typ, flags uint16, off uint64, length uint32, buf []byte) *wireCall {
-	call := &wireCall{typ: typ, Done: make(chan struct{})}
+	call := &wireCall{c: c, typ: typ, Done: make(chan struct{})}
 	if typ == wireCmdRead || typ == wireCmdWrite {
 		length = uint32(len(buf))
 		call.buf = buf
@@ -216,10 +217,21 @@ func (c *nbdWire) Start(typ, flags uint16, off uint64, length uint32, buf []byte
 	return call
 }
 
-// Wait waits for a call and returns its error.
+// wireReplyTimeout bounds the wait for one reply: a server that never
+// answers fails the call (and the connection) instead of hanging the test.
+const wireReplyTimeout = time.Minute
+
+// Wait waits for a call and returns its error. With no reply within
+// wireReplyTimeout it closes the connection, which fails every call on it.
 func (w *wireCall) Wait() error {
-	<-w.Done
-	return w.Err
+	select {
+	case <-w.Done:
+		return w.Err
+	case <-time.After(wireReplyTimeout):
+	}
+	w.c.nc.Close()
+	<-w.Done // the reader fails it now
+	return fmt.Errorf("no reply within %v, closed the connection: %w", wireReplyTimeout, w.Err)
 }
 
 // ReadAt reads len(p) bytes at off, splitting into 32 MiB requests.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // Passwords and tokens, right or wrong, never reach the log or /metrics:
@@ -70,7 +72,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
-	done := make(chan int)
+	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"},
 			func(string) string { return "" }, &out)
@@ -90,7 +92,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 	d.Token = d.login(t, "admin", password)
 	d.CreateVDI(t, "private", 4<<20)
 	cancel()
-	if code := <-done; code != 0 {
+	if code := testwait.RecvWithin(t, done, 30*time.Second, "vdiskd to stop"); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out.String())
 	}
 	if strings.Contains(out.String(), password) {

@@ -16,6 +16,8 @@ import (
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/testwait"
 )
 
 // writeSelfSigned writes a throwaway certificate for 127.0.0.1.
@@ -51,14 +53,14 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 	cert, key := writeSelfSigned(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
-	done := make(chan int)
+	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
 			"--tls-cert", cert, "--tls-key", key}, func(string) string { return "" }, &out)
 	}()
 	defer func() {
 		cancel()
-		if code := <-done; code != 0 {
+		if code := testwait.RecvWithin(t, done, 30*time.Second, "vdiskd to stop"); code != 0 {
 			t.Errorf("exit %d:\n%s", code, out.String())
 		}
 	}()
@@ -67,7 +69,7 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no https API address in the log:\n%s", out.String())
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	resp, err := client.Get(m[1] + "/vdis")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +79,7 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 		t.Fatalf("GET over TLS: %d, tls %v", resp.StatusCode, resp.TLS != nil)
 	}
 	plain := "http://" + m[1][len("https://"):]
-	if resp, err := http.Get(plain + "/vdis"); err == nil && resp.StatusCode < 400 {
+	if resp, err := restClient.Get(plain + "/vdis"); err == nil && resp.StatusCode < 400 {
 		t.Fatalf("plain HTTP answered %d on the TLS port", resp.StatusCode)
 	}
 	// A bad certificate path fails the start clearly.
