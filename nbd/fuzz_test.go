@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/internal/testwait"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // Fuzz targets and the hostile-input tests built on the same harness: a
@@ -155,17 +156,17 @@ func checkNegotiationOutput(t testing.TB, out []byte) {
 		if binary.BigEndian.Uint64(rest) != magicOptReply {
 			return
 		}
-		r, err := readOptReply(rd)
+		r, err := nbdtest.ReadOptReply(rd)
 		if err != nil {
 			t.Fatalf("truncated option reply: %v", err)
 		}
-		if open && r.opt != cur {
-			t.Fatalf("replies to option %d began before option %d was answered", r.opt, cur)
+		if open && r.Opt != cur {
+			t.Fatalf("replies to option %d began before option %d was answered", r.Opt, cur)
 		}
-		if err := checkOptReply(r.opt, r); err != nil {
-			t.Fatalf("option %d: %v", r.opt, err)
+		if err := nbdtest.CheckOptReply(r.Opt, r); err != nil {
+			t.Fatalf("option %d: %v", r.Opt, err)
 		}
-		cur, open = r.opt, r.typ != repAck && !r.isErr()
+		cur, open = r.Opt, r.Type != repAck && !r.IsErr()
 	}
 }
 
@@ -194,14 +195,14 @@ func runHandshake(t testing.TB, input []byte, cfg *tls.Config) {
 
 // Session builders for seeds and tests.
 
-func optBytes(code uint32, data []byte) []byte { return encodeOption(code, data) }
+func optBytes(code uint32, data []byte) []byte { return nbdtest.EncodeOption(code, data) }
 
 func flagsBytes(f uint32) []byte { return binary.BigEndian.AppendUint32(nil, f) }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func reqBytes(flags, typ uint16, cookie, off uint64, length uint32, payload []byte) []byte {
-	return append(encodeRequest(flags, typ, cookie, off, length), payload...)
+	return append(nbdtest.EncodeRequest(flags, typ, cookie, off, length), payload...)
 }
 
 // validSession is a complete, valid client byte stream.
@@ -210,10 +211,10 @@ func validSession() []byte {
 		flagsBytes(3),
 		optBytes(optList, nil),
 		optBytes(optStructuredReply, nil),
-		optBytes(optListMetaContext, metaOptionData("disk", "qemu:dirty-bitmap:")),
-		optBytes(optSetMetaContext, metaOptionData("disk", "base:allocation", dirtyContext)),
-		optBytes(optInfo, infoOptionData("disk", infoName, infoDescription, infoBlockSize)),
-		optBytes(optGo, infoOptionData("disk", infoBlockSize)),
+		optBytes(optListMetaContext, nbdtest.MetaOptionData("disk", "qemu:dirty-bitmap:")),
+		optBytes(optSetMetaContext, nbdtest.MetaOptionData("disk", "base:allocation", dirtyContext)),
+		optBytes(optInfo, nbdtest.InfoOptionData("disk", infoName, infoDescription, infoBlockSize)),
+		optBytes(optGo, nbdtest.InfoOptionData("disk", infoBlockSize)),
 		reqBytes(0, cmdRead, 1, 0, 16384, nil),
 		reqBytes(cmdFlagFUA, cmdWrite, 2, 8192, 512, pattern(1, 512)),
 		reqBytes(0, cmdBlockStatus, 3, 0, 1<<20, nil),
@@ -230,11 +231,11 @@ func handshakeSeeds() [][]byte {
 		cat(flagsBytes(1), optBytes(optExportName, []byte("disk")), reqBytes(0, cmdRead, 1, 0, 512, nil), reqBytes(0, cmdDisc, 2, 0, 0, nil)),
 		cat(flagsBytes(3), optBytes(optExportName, nil), reqBytes(0, cmdRead, 1, 0, 512, nil)),
 		cat(flagsBytes(3), optBytes(optStartTLS, nil), optBytes(optList, nil)),
-		cat(flagsBytes(3), optBytes(optExtendedHeaders, nil), optBytes(42, []byte("junk")), optBytes(optGo, infoOptionData("", 0, 1, 2, 3))),
-		cat(flagsBytes(3), optBytes(optInfo, []byte{0, 0, 0, 9, 1}), optBytes(optInfo, infoOptionData("ro")), optBytes(optGo, infoOptionData("nope"))),
+		cat(flagsBytes(3), optBytes(optExtendedHeaders, nil), optBytes(42, []byte("junk")), optBytes(optGo, nbdtest.InfoOptionData("", 0, 1, 2, 3))),
+		cat(flagsBytes(3), optBytes(optInfo, []byte{0, 0, 0, 9, 1}), optBytes(optInfo, nbdtest.InfoOptionData("ro")), optBytes(optGo, nbdtest.InfoOptionData("nope"))),
 		cat(flagsBytes(3), optBytes(optStructuredReply, nil), optBytes(optStructuredReply, nil),
-			optBytes(optSetMetaContext, metaOptionData("disk", "qemu:dirty-bitmap:", "base:")),
-			optBytes(optListMetaContext, metaOptionData("disk")), optBytes(optGo, infoOptionData("disk")),
+			optBytes(optSetMetaContext, nbdtest.MetaOptionData("disk", "qemu:dirty-bitmap:", "base:")),
+			optBytes(optListMetaContext, nbdtest.MetaOptionData("disk")), optBytes(optGo, nbdtest.InfoOptionData("disk")),
 			reqBytes(cmdFlagReqOne, cmdBlockStatus, 1, 0, 4096, nil)),
 		cat(flagsBytes(7)),
 		cat(flagsBytes(3), []byte("IHAVEOPX"), make([]byte, 8)),
@@ -246,7 +247,7 @@ func FuzzHandshake(f *testing.F) {
 	for _, s := range handshakeSeeds() {
 		f.Add(s)
 	}
-	scfg, _ := testTLS(f)
+	scfg, _ := nbdtest.TLSConfigs(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		runHandshake(t, data, nil)
 		runHandshake(t, data, scfg)
@@ -257,7 +258,7 @@ func FuzzHandshake(f *testing.F) {
 
 // reqModel is a request as the server will parse it.
 type reqModel struct {
-	sent
+	nbdtest.Request
 	cookie uint64
 }
 
@@ -288,8 +289,8 @@ func modelRequests(b []byte, maxPayload uint32) []reqModel {
 		}
 		cookie := uint64(len(out) + 1)
 		binary.BigEndian.PutUint64(h[8:], cookie)
-		out = append(out, reqModel{sent: sent{typ: typ, flags: binary.BigEndian.Uint16(h[4:]),
-			off: binary.BigEndian.Uint64(h[16:]), length: length}, cookie: cookie})
+		out = append(out, reqModel{Request: nbdtest.Request{Type: typ, Flags: binary.BigEndian.Uint16(h[4:]),
+			Offset: binary.BigEndian.Uint64(h[16:]), Length: length}, cookie: cookie})
 		pos = next
 	}
 	return out
@@ -316,30 +317,30 @@ func runRequests(t testing.TB, data []byte) {
 
 	e := startFuzzServer(t, nil)
 	nc := e.conn()
-	c := newClient(t, nc)
-	c.hello()
-	c.start()
+	c := nbdtest.NewClient(t, nc)
+	c.Hello()
+	c.Start()
 	name := "disk"
 	if mode.ro {
 		name = "ro"
 	}
 	var contexts []string
 	if mode.sr {
-		c.structured()
+		c.StructuredReplies()
 		if mode.meta {
 			info, _ := e.m.Describe(nil, name)
 			contexts = info.MetaContexts
-			c.setMeta(name, contexts...)
+			c.SetMeta(name, contexts...)
 		}
 	}
 	var infos []uint16
 	if mode.blockSize {
 		infos = append(infos, infoBlockSize)
 	}
-	c.goExport(name, infos...)
+	c.Go(name, infos...)
 
 	for _, r := range reqs {
-		c.pending[r.cookie] = r.sent
+		c.Expect(r.cookie, r.Request)
 	}
 	wrote := make(chan struct{})
 	go func() {
@@ -347,10 +348,9 @@ func runRequests(t testing.TB, data []byte) {
 		nc.Write(stream)
 		nc.CloseWrite()
 	}()
-	acc := map[uint64]*result{}
 	got := 0
-	for len(c.pending) > 0 {
-		r, err := c.recvOne(acc)
+	for c.Pending() > 0 {
+		r, err := c.ReadReply()
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -362,7 +362,7 @@ func runRequests(t testing.TB, data []byte) {
 		checkResult(t, r, mode, len(contexts))
 	}
 	// Then the server hangs up, sending nothing more.
-	rest, err := io.ReadAll(c.br)
+	rest, err := io.ReadAll(c.R)
 	<-wrote
 	if len(rest) != 0 {
 		t.Fatalf("%d bytes after the last reply: %x", len(rest), rest[:min(len(rest), 40)])
@@ -377,43 +377,43 @@ func runRequests(t testing.TB, data []byte) {
 
 // checkResult checks one complete reply beyond its shape (recvOne checks
 // magic, lengths and READ coverage).
-func checkResult(t testing.TB, r *result, mode fuzzMode, nctx int) {
+func checkResult(t testing.TB, r *nbdtest.Reply, mode fuzzMode, nctx int) {
 	t.Helper()
-	if r.errno == uint32(ESHUTDOWN) {
+	if r.Errno == uint32(ESHUTDOWN) {
 		t.Fatalf("ESHUTDOWN without a shutdown: %v", r)
 	}
 	if !mode.sr {
 		return
 	}
-	var status []msg
-	for i, m := range r.msgs {
-		if m.done() != (i == len(r.msgs)-1) {
-			t.Fatalf("DONE on chunk %d of %d: %v", i, len(r.msgs), r)
+	var status []nbdtest.Msg
+	for i, m := range r.Msgs {
+		if m.Done() != (i == len(r.Msgs)-1) {
+			t.Fatalf("DONE on chunk %d of %d: %v", i, len(r.Msgs), r)
 		}
-		if !m.simple && m.typ == chunkBlockStatus {
+		if !m.Simple && m.Type == chunkBlockStatus {
 			status = append(status, m)
 		}
-		if !m.simple && m.typ == chunkNone && (r.req.typ != cmdRead || r.req.length != 0) {
+		if !m.Simple && m.Type == chunkNone && (r.Req.Type != cmdRead || r.Req.Length != 0) {
 			t.Fatalf("NONE chunk: %v", r)
 		}
 	}
-	if r.errno != 0 {
-		if len(r.msgs) != 1 {
+	if r.Errno != 0 {
+		if len(r.Msgs) != 1 {
 			t.Fatalf("an error with other chunks: %v", r)
 		}
 		return
 	}
-	if r.req.typ == cmdRead && r.req.flags&cmdFlagDF != 0 && len(r.msgs) != 1 {
-		t.Fatalf("DF read in %d chunks", len(r.msgs))
+	if r.Req.Type == cmdRead && r.Req.Flags&cmdFlagDF != 0 && len(r.Msgs) != 1 {
+		t.Fatalf("DF read in %d chunks", len(r.Msgs))
 	}
-	if r.req.typ != cmdBlockStatus {
+	if r.Req.Type != cmdBlockStatus {
 		return
 	}
-	if len(status) != nctx || len(r.msgs) != nctx {
+	if len(status) != nctx || len(r.Msgs) != nctx {
 		t.Fatalf("%d status chunks for %d contexts: %v", len(status), nctx, r)
 	}
 	for i, m := range status {
-		id, ext := extents(m)
+		id, ext := nbdtest.Extents(m)
 		if id != uint32(i+1) {
 			t.Fatalf("chunk %d for context %d", i, id)
 		}
@@ -421,10 +421,10 @@ func checkResult(t testing.TB, r *result, mode fuzzMode, nctx int) {
 		for _, e := range ext {
 			sum += uint64(e[0])
 		}
-		if sum > uint64(r.req.length) {
-			t.Fatalf("extents cover %d of %d bytes", sum, r.req.length)
+		if sum > uint64(r.Req.Length) {
+			t.Fatalf("extents cover %d of %d bytes", sum, r.Req.Length)
 		}
-		if r.req.flags&cmdFlagReqOne != 0 && len(ext) != 1 {
+		if r.Req.Flags&cmdFlagReqOne != 0 && len(ext) != 1 {
 			t.Fatalf("REQ_ONE: %d extents", len(ext))
 		}
 	}
@@ -472,7 +472,7 @@ func FuzzRequests(f *testing.F) {
 
 // TestHostileSeeds runs the fuzz seeds and some fixed hostile inputs.
 func TestHostileSeeds(t *testing.T) {
-	scfg, _ := testTLS(t)
+	scfg, _ := nbdtest.TLSConfigs(t)
 	for i, s := range handshakeSeeds() {
 		t.Run(fmt.Sprintf("handshake%d", i), func(t *testing.T) {
 			runHandshake(t, s, nil)
@@ -517,10 +517,10 @@ func TestHostileNeighbours(t *testing.T) {
 		bytes.Repeat([]byte{0}, 10000),
 		cat(flagsBytes(3), binary.BigEndian.AppendUint64(nil, magicIHaveOpt), []byte{0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff}),
 		cat(flagsBytes(3), binary.BigEndian.AppendUint64(nil, magicIHaveOpt), []byte{0, 0, 0, 6, 0, 0x10, 0, 1}),
-		cat(flagsBytes(3), optBytes(optGo, infoOptionData("disk")), reqBytes(0, cmdWrite, 1, 0, 1<<31, nil)),
-		cat(flagsBytes(3), optBytes(optGo, infoOptionData("disk")), reqBytes(0, cmdRead, 1, 0, 1<<31, nil), bytes.Repeat([]byte{1}, 100)),
-		cat(flagsBytes(3), optBytes(optGo, infoOptionData("disk")), bytes.Repeat([]byte{0x25, 0x60, 0x95, 0x13}, 100)),
-		cat(flagsBytes(3), optBytes(optGo, infoOptionData("disk")), binary.BigEndian.AppendUint32(nil, magicSimple), make([]byte, 24)),
+		cat(flagsBytes(3), optBytes(optGo, nbdtest.InfoOptionData("disk")), reqBytes(0, cmdWrite, 1, 0, 1<<31, nil)),
+		cat(flagsBytes(3), optBytes(optGo, nbdtest.InfoOptionData("disk")), reqBytes(0, cmdRead, 1, 0, 1<<31, nil), bytes.Repeat([]byte{1}, 100)),
+		cat(flagsBytes(3), optBytes(optGo, nbdtest.InfoOptionData("disk")), bytes.Repeat([]byte{0x25, 0x60, 0x95, 0x13}, 100)),
+		cat(flagsBytes(3), optBytes(optGo, nbdtest.InfoOptionData("disk")), binary.BigEndian.AppendUint32(nil, magicSimple), make([]byte, 24)),
 	}
 	for n := 0; n < len(full); n += 5 {
 		inputs = append(inputs, full[:n])
@@ -534,14 +534,14 @@ func TestHostileNeighbours(t *testing.T) {
 		}
 		nc.Close()
 		off := uint64(i%16) * 4096
-		good.writeAt(off, pattern(i, 4096))
-		if got := good.read(off, 4096); !bytes.Equal(got, pattern(i, 4096)) {
+		good.Write(off, pattern(i, 4096))
+		if got := good.Read(off, 4096); !bytes.Equal(got, pattern(i, 4096)) {
 			t.Fatalf("after input %d: read back differs", i)
 		}
-		if r := good.do(0, cmdBlockStatus, 0, 65536, nil); r.errno != 0 {
+		if r := good.Do(0, cmdBlockStatus, 0, 65536, nil); r.Errno != 0 {
 			t.Fatalf("after input %d: %v", i, r)
 		}
 	}
-	good.disconnect()
+	good.Disconnect()
 	testwait.Until(t, "hostile connections to end", func() bool { return ts.srv.Connections() == 0 })
 }

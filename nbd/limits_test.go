@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/internal/testwait"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // The server's limits: connection and handshake caps at accept, the
@@ -88,25 +89,16 @@ func TestMaxConns(t *testing.T) {
 	refused(t, ts.rawConn())
 	refused(t, ts.rawConn())
 	obs.only(t, map[Reason]int{ReasonMaxConnections: 2})
-	a.writeAt(0, pattern(1, 4096)) // the admitted ones are untouched
-	b.start()
-	b.disconnect0()
+	a.Write(0, pattern(1, 4096)) // the admitted ones are untouched
+	b.Start()
+	b.AbortNegotiation()
 	testwait.Until(t, "a free slot", func() bool { return ts.srv.Connections() == 1 })
 	c := ts.connect("disk", false, false)
-	if got := c.read(0, 4096); string(got) != string(pattern(1, 4096)) {
+	if got := c.Read(0, 4096); string(got) != string(pattern(1, 4096)) {
 		t.Fatal("read back through the newly admitted connection differs")
 	}
-	c.disconnect()
-	a.disconnect()
-}
-
-// disconnect0 ends a negotiation with ABORT.
-func (c *client) disconnect0() {
-	c.t.Helper()
-	if rs := c.opt(optAbort, nil); len(rs) != 1 || rs[0].typ != repAck {
-		c.fatalf("ABORT: %s", fmtReplies(rs))
-	}
-	c.expectClosed()
+	c.Disconnect()
+	a.Disconnect()
 }
 
 // Connections still negotiating have their own, smaller cap; one that
@@ -114,46 +106,46 @@ func (c *client) disconnect0() {
 func TestMaxHandshakes(t *testing.T) {
 	obs := newCountingObserver()
 	ts := newTestServer(t, nil, func(o *Options) { o.Observer, o.MaxHandshakes = obs, 2 })
-	a := ts.dial().start()
-	b := ts.dial().start()
+	a := ts.dial().Start()
+	b := ts.dial().Start()
 	refused(t, ts.rawConn())
 	obs.only(t, map[Reason]int{ReasonMaxHandshakes: 1})
-	a.goExport("disk")
+	a.Go("disk")
 	testwait.Until(t, "a's slot to free", func() bool {
 		ts.srv.mu.Lock()
 		defer ts.srv.mu.Unlock()
 		return ts.srv.handshakes == 1
 	})
-	c := ts.dial().start() // takes a's slot
+	c := ts.dial().Start() // takes a's slot
 	refused(t, ts.rawConn())
 	obs.only(t, map[Reason]int{ReasonMaxHandshakes: 2})
-	c.goExport("disk")
-	b.disconnect0()
-	a.writeAt(0, pattern(2, 4096))
-	if got := c.read(0, 4096); string(got) != string(pattern(2, 4096)) {
+	c.Go("disk")
+	b.AbortNegotiation()
+	a.Write(0, pattern(2, 4096))
+	if got := c.Read(0, 4096); string(got) != string(pattern(2, 4096)) {
 		t.Fatal("read back differs")
 	}
-	a.disconnect()
-	c.disconnect()
+	a.Disconnect()
+	c.Disconnect()
 }
 
 func TestHandshakeTimeoutCounted(t *testing.T) {
 	obs := newCountingObserver()
 	ts := newTestServer(t, nil, func(o *Options) { o.Observer, o.HandshakeTimeout = obs, 300*time.Millisecond })
-	slow := ts.dial().start()
+	slow := ts.dial().Start()
 	for range 5 { // one byte at a time, never a whole option
 		time.Sleep(100 * time.Millisecond)
-		slow.nc.Write([]byte{0x49})
+		slow.Conn.Write([]byte{0x49})
 	}
-	slow.expectClosed()
-	ts.dial().expectClosed() // never sends its flags
+	slow.ExpectClosed()
+	ts.dial().ExpectClosed() // never sends its flags
 	obs.only(t, map[Reason]int{ReasonHandshakeTimeout: 2})
 	// Shutdown's hang-up in negotiation is not a handshake timeout.
 	ts2obs := newCountingObserver()
 	ts2 := newTestServer(t, nil, func(o *Options) { o.Observer = ts2obs })
-	n := ts2.dial().start()
+	n := ts2.dial().Start()
 	ts2.stop()
-	n.expectClosed()
+	n.ExpectClosed()
 	ts2obs.only(t, map[Reason]int{})
 }
 
@@ -164,7 +156,7 @@ func TestIdleTimeout(t *testing.T) {
 	// Silent: cut.
 	silent := ts.connect("disk", true, false)
 	start := time.Now()
-	silent.expectClosed()
+	silent.ExpectClosed()
 	if d := time.Since(start); d < idle {
 		t.Fatalf("cut after %v, before the idle timeout %v", d, idle)
 	}
@@ -174,26 +166,26 @@ func TestIdleTimeout(t *testing.T) {
 	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opFlush, fault{gate: gate})
 	busy := ts.connect("disk", true, false)
-	cookie := busy.send(0, cmdFlush, 0, 0, nil)
+	cookie := busy.Send(0, cmdFlush, 0, 0, nil)
 	ts.exp.waitEntered(t, opFlush, 1)
 	time.Sleep(4 * idle)
 	open()
-	if r := busy.recv(); r.cookie != cookie || r.errno != 0 {
+	if r := busy.Recv(); r.Cookie != cookie || r.Errno != 0 {
 		t.Fatalf("flush after %v in the backend: %v", 4*idle, r)
 	}
 	// Nor is a client that keeps talking, slower than its requests run
 	// but faster than the timeout.
 	for range 8 {
 		time.Sleep(idle / 3)
-		busy.read(0, 512)
+		busy.Read(0, 512)
 	}
-	busy.expectClosed() // then silent again: cut
+	busy.ExpectClosed() // then silent again: cut
 	obs.only(t, map[Reason]int{ReasonIdleTimeout: 2})
 
 	// Half a request header, then silence: idle too.
 	half := ts.connect("disk", false, false)
-	half.write(encodeRequest(0, cmdRead, 1, 0, 512)[:10])
-	half.expectClosed()
+	half.SendRaw(nbdtest.EncodeRequest(0, cmdRead, 1, 0, 512)[:10])
+	half.ExpectClosed()
 	obs.only(t, map[Reason]int{ReasonIdleTimeout: 3})
 }
 
@@ -205,8 +197,8 @@ func TestNoIdleTimeoutByDefault(t *testing.T) {
 	}
 	c := ts.connect("disk", true, false)
 	time.Sleep(500 * time.Millisecond)
-	c.read(0, 512)
-	c.disconnect()
+	c.Read(0, 512)
+	c.Disconnect()
 }
 
 // The server-wide budget: a connection whose request would take it over
@@ -222,16 +214,15 @@ func TestSharedBudget(t *testing.T) {
 	ts.exp.setFault(opWrite, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
 	a := ts.connect("disk", true, false)
 	b := ts.connect("disk", true, false)
-	wa := a.send(0, cmdWrite, 0, mib, pattern(1, mib))
+	wa := a.Send(0, cmdWrite, 0, mib, pattern(1, mib))
 	ts.exp.waitEntered(t, opWrite, 1)
 	// 1 MiB + 1 MiB and headers > 2 MiB. The server does not read the
 	// payload while it waits, so it is sent from another goroutine.
-	wb := b.next
-	b.next++
-	b.pending[wb] = sent{typ: cmdWrite, off: mib, length: mib}
+	wb := b.NextCookie()
+	b.Expect(wb, nbdtest.Request{Type: cmdWrite, Offset: mib, Length: mib})
 	sending := make(chan error, 1)
 	go func() {
-		_, err := b.nc.Write(append(encodeRequest(0, cmdWrite, wb, mib, mib), pattern(2, mib)...))
+		_, err := b.Conn.Write(append(nbdtest.EncodeRequest(0, cmdWrite, wb, mib, mib), pattern(2, mib)...))
 		sending <- err
 	}()
 	time.Sleep(200 * time.Millisecond)
@@ -245,20 +236,20 @@ func TestSharedBudget(t *testing.T) {
 	if err := testwait.Recv(t, sending, "the second write to be sent"); err != nil {
 		t.Fatal(err)
 	}
-	if r := a.recv(); r.cookie != wa || r.errno != 0 {
+	if r := a.Recv(); r.Cookie != wa || r.Errno != 0 {
 		t.Fatalf("a: %v", r)
 	}
-	if r := b.recv(); r.cookie != wb || r.errno != 0 {
+	if r := b.Recv(); r.Cookie != wb || r.Errno != 0 {
 		t.Fatalf("b: %v", r)
 	}
 	if n := obs.budgetWaits(); n != 1 {
 		t.Fatalf("%d budget waits reported, want 1", n)
 	}
-	if got := b.read(mib, mib); string(got) != string(pattern(2, mib)) {
+	if got := b.Read(mib, mib); string(got) != string(pattern(2, mib)) {
 		t.Fatal("the write that waited did not land")
 	}
-	a.disconnect()
-	b.disconnect()
+	a.Disconnect()
+	b.Disconnect()
 }
 
 // inUse is what the server-wide budget holds now.
@@ -357,44 +348,44 @@ func TestSessionEnd(t *testing.T) {
 		ts := newTestServer(t, exp, func(o *Options) { o.Observer, o.Exports = obs, rex })
 		other := ts.connect("small", sr, false) // not revoked
 		c := ts.connect("disk", sr, false)
-		c.writeAt(0, pattern(7, 4096))
+		c.Write(0, pattern(7, 4096))
 		gate, open := testwait.Gate(t)
 		ts.exp.setFault(opRead, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
-		inflight := c.send(0, cmdRead, 0, 4096, nil)
+		inflight := c.Send(0, cmdRead, 0, 4096, nil)
 		ts.exp.waitEntered(t, opRead, 1)
 		revoke(errors.New("token revoked by the test"))
 		testwait.Until(t, "the session to end", func() bool { return obs.count(ReasonSessionEnded) == 1 })
 		start := time.Now()
-		r := c.do(0, cmdWrite, 4096, 4096, pattern(8, 4096))
-		if r.errno != uint32(ESHUTDOWN) {
+		r := c.Do(0, cmdWrite, 4096, 4096, pattern(8, 4096))
+		if r.Errno != uint32(ESHUTDOWN) {
 			t.Fatalf("sr=%v: write after the session ended: %v", sr, r)
 		}
 		if sr {
-			if m := r.msgs[len(r.msgs)-1]; !strings.Contains(string(m.payload[6:]), "token revoked by the test") {
-				t.Fatalf("ESHUTDOWN message %q does not say why", m.payload[6:])
+			if m := r.Msgs[len(r.Msgs)-1]; !strings.Contains(string(m.Payload[6:]), "token revoked by the test") {
+				t.Fatalf("ESHUTDOWN message %q does not say why", m.Payload[6:])
 			}
 		}
 		open()
-		if r := c.recv(); r.cookie != inflight || r.errno != 0 || string(r.data) != string(pattern(7, 4096)) {
+		if r := c.Recv(); r.Cookie != inflight || r.Errno != 0 || string(r.Data) != string(pattern(7, 4096)) {
 			t.Fatalf("sr=%v: the read in flight when the session ended: %v", sr, r)
 		}
-		c.expectClosed()
+		c.ExpectClosed()
 		if d := time.Since(start); d > 5*sessionEndGrace {
 			t.Fatalf("hung up %v after the session ended; the grace is %v", d, sessionEndGrace)
 		}
 		if n := ts.exp.count(opWrite); n != 1 {
 			t.Fatalf("%d writes reached the backend; the one after the end must not", n)
 		}
-		other.read(0, 512)
-		other.disconnect()
+		other.Read(0, 512)
+		other.Disconnect()
 		obs.only(t, map[Reason]int{ReasonSessionEnded: 1})
 
 		// A session that ended before GO finished ends at once.
 		d := ts.connect("disk", sr, false)
-		if r := d.do(0, cmdRead, 0, 512, nil); r.errno != uint32(ESHUTDOWN) {
+		if r := d.Do(0, cmdRead, 0, 512, nil); r.Errno != uint32(ESHUTDOWN) {
 			t.Fatalf("read on a session already ended: %v", r)
 		}
-		d.expectClosed()
+		d.ExpectClosed()
 		ts.stop()
 	}
 }
@@ -414,14 +405,14 @@ func TestHandshakeCostsLittle(t *testing.T) {
 	const n = 200
 	ts := newTestServer(t, nil, func(o *Options) { o.MaxHandshakes = -1 })
 	before := heapInUse()
-	var cs []*client
+	var cs []*nbdtest.Client
 	for i := range n {
-		c := ts.dial().start()
+		c := ts.dial().Start()
 		if i%2 == 0 {
 			// An option header claiming 1 MiB of data, and no data.
 			h := binary.BigEndian.AppendUint64(nil, magicIHaveOpt)
 			h = binary.BigEndian.AppendUint32(h, optInfo)
-			c.write(binary.BigEndian.AppendUint32(h, maxOptionData))
+			c.SendRaw(binary.BigEndian.AppendUint32(h, maxOptionData))
 		}
 		cs = append(cs, c)
 	}
@@ -433,7 +424,7 @@ func TestHandshakeCostsLittle(t *testing.T) {
 		t.Errorf("a negotiating connection holds %d bytes of heap; want under 24 KiB", per)
 	}
 	for _, c := range cs {
-		c.nc.Close()
+		c.Conn.Close()
 	}
 }
 
@@ -442,10 +433,10 @@ func TestIdleConnectionCostsLittle(t *testing.T) {
 	const n = 100
 	ts := newTestServer(t, nil, nil)
 	before := heapInUse()
-	var cs []*client
+	var cs []*nbdtest.Client
 	for range n {
 		c := ts.connect("disk", true, false)
-		c.read(0, 64<<10) // it has written a reply once
+		c.Read(0, 64<<10) // it has written a reply once
 		cs = append(cs, c)
 	}
 	per := (heapInUse() - before) / n
@@ -454,7 +445,7 @@ func TestIdleConnectionCostsLittle(t *testing.T) {
 		t.Errorf("an idle connection holds %d bytes of heap; want its %d-byte read buffer and little more", per, readBufferSize)
 	}
 	for _, c := range cs {
-		c.disconnect()
+		c.Disconnect()
 	}
 }
 
@@ -469,10 +460,10 @@ func TestStalledClients(t *testing.T) {
 	})
 	other := ts.connect("disk", true, false)
 	half := ts.connect("disk", true, false)
-	half.write(append(encodeRequest(0, cmdWrite, 1, 0, 64<<10), make([]byte, 1024)...))
+	half.SendRaw(append(nbdtest.EncodeRequest(0, cmdWrite, 1, 0, 64<<10), make([]byte, 1024)...))
 	testwait.Until(t, "the write to hold budget", func() bool { return ts.srv.budget.inUse() > 0 })
 	start := time.Now()
-	half.expectClosed()
+	half.ExpectClosed()
 	if d := time.Since(start); d < stall/2 {
 		t.Fatalf("cut %v into a stall of %v", d, stall)
 	}
@@ -484,17 +475,17 @@ func TestStalledClients(t *testing.T) {
 	deaf := ts.connect("disk", true, false)
 	go func() {
 		for i := uint64(0); ; i++ { // 1 MiB reads, never reading a reply
-			if _, err := deaf.nc.Write(encodeRequest(0, cmdRead, i, (i%16)<<20, 1<<20)); err != nil {
+			if _, err := deaf.Conn.Write(nbdtest.EncodeRequest(0, cmdRead, i, (i%16)<<20, 1<<20)); err != nil {
 				return
 			}
 		}
 	}()
 	testwait.Until(t, "the deaf client to be cut", func() bool { return obs.count(ReasonStalled) == 2 })
-	other.writeAt(0, pattern(9, 4096))
-	if got := other.read(0, 4096); string(got) != string(pattern(9, 4096)) {
+	other.Write(0, pattern(9, 4096))
+	if got := other.Read(0, 4096); string(got) != string(pattern(9, 4096)) {
 		t.Fatal("read back differs")
 	}
-	other.disconnect()
+	other.Disconnect()
 	testwait.Until(t, "the budget to come back", func() bool { return ts.srv.budget.inUse() == 0 })
 	obs.only(t, map[Reason]int{ReasonStalled: 2})
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // (Most negotiation cases are scripted: testdata/scripts/negotiate.)
@@ -38,11 +40,11 @@ func TestNoZeroesExact(t *testing.T) {
 	}{{flagFixedNewstyle | flagNoZeroes, 10}, {flagFixedNewstyle, 134}, {0, 134}, {flagNoZeroes, 10}} {
 		ts := newTestServer(t, nil, nil)
 		c := ts.dial()
-		c.sendFlags(tc.flags)
-		c.sendOption(optExportName, []byte("disk"))
-		c.send(0, cmdFlush, 0, 0, nil)
+		c.SendFlags(tc.flags)
+		c.SendOption(optExportName, []byte("disk"))
+		c.Send(0, cmdFlush, 0, 0, nil)
 		b := make([]byte, tc.want+16)
-		if _, err := io.ReadFull(c.br, b); err != nil {
+		if _, err := io.ReadFull(c.R, b); err != nil {
 			t.Fatal(err)
 		}
 		if binary.BigEndian.Uint64(b) != 16<<20 || !bytes.Equal(b[10:tc.want], make([]byte, tc.want-10)) {
@@ -51,8 +53,8 @@ func TestNoZeroesExact(t *testing.T) {
 		if m := binary.BigEndian.Uint32(b[tc.want:]); m != magicSimple {
 			t.Fatalf("flags %d: %d bytes of export reply, then %x", tc.flags, tc.want, b[tc.want:])
 		}
-		c.pending = map[uint64]sent{}
-		c.disconnect()
+		c.ClearPending()
+		c.Disconnect()
 		ts.stop()
 	}
 }
@@ -64,35 +66,35 @@ func TestInfoThenGoIdentical(t *testing.T) {
 	for _, name := range []string{"disk", "ro", "small", ""} {
 		for _, infos := range [][]uint16{nil, {infoName}, {infoDescription, infoBlockSize}, {3, 2, 1, 0, 77}} {
 			for _, sr := range []bool{false, true} {
-				c := ts.dial().start()
+				c := ts.dial().Start()
 				if sr {
-					c.structured()
+					c.StructuredReplies()
 				}
-				data := infoOptionData(name, infos...)
-				info := c.opt(optInfo, data)
-				gor := c.opt(optGo, data)
+				data := nbdtest.InfoOptionData(name, infos...)
+				info := c.Opt(optInfo, data)
+				gor := c.Opt(optGo, data)
 				if len(info) != len(gor) {
-					t.Fatalf("%q %v: INFO %s, GO %s", name, infos, fmtReplies(info), fmtReplies(gor))
+					t.Fatalf("%q %v: INFO %s, GO %s", name, infos, nbdtest.FmtReplies(info), nbdtest.FmtReplies(gor))
 				}
 				for i := range info {
-					if info[i].typ != gor[i].typ || !bytes.Equal(info[i].data, gor[i].data) {
-						t.Fatalf("%q %v: INFO %s, GO %s", name, infos, fmtReplies(info), fmtReplies(gor))
+					if info[i].Type != gor[i].Type || !bytes.Equal(info[i].Data, gor[i].Data) {
+						t.Fatalf("%q %v: INFO %s, GO %s", name, infos, nbdtest.FmtReplies(info), nbdtest.FmtReplies(gor))
 					}
 				}
-				e := parseInfo(gor)
-				if e.size != ts.exp.disks[name].size {
-					t.Fatalf("%q: size %d", name, e.size)
+				e := nbdtest.ParseInfo(gor)
+				if e.Size != ts.exp.disks[name].size {
+					t.Fatalf("%q: size %d", name, e.Size)
 				}
-				if !e.hasBlockSize || e.minB != 512 || e.prefB != 64<<10 || e.maxB != 32<<20 {
+				if !e.HasBlockSize || e.MinBlock != 512 || e.PrefBlock != 64<<10 || e.MaxBlock != 32<<20 {
 					t.Fatalf("%q: block size %+v", name, e)
 				}
-				if e.tflags&tflagHasFlags == 0 || (e.tflags&tflagSendDF != 0) != sr {
-					t.Fatalf("%q: flags %#x", name, e.tflags)
+				if e.TFlags&tflagHasFlags == 0 || (e.TFlags&tflagSendDF != 0) != sr {
+					t.Fatalf("%q: flags %#x", name, e.TFlags)
 				}
-				if e.tflags&tflagSendFastZero != 0 && e.tflags&tflagSendWriteZeroes == 0 {
+				if e.TFlags&tflagSendFastZero != 0 && e.TFlags&tflagSendWriteZeroes == 0 {
 					t.Fatalf("%q: FAST_ZERO without WRITE_ZEROES", name)
 				}
-				c.disconnect()
+				c.Disconnect()
 			}
 		}
 	}
@@ -102,24 +104,24 @@ func TestInfoThenGoIdentical(t *testing.T) {
 // more is a hang-up (without reading it).
 func TestOptionDataLimits(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
-	c := ts.dial().start()
+	c := ts.dial().Start()
 	big := bytes.Repeat([]byte{0xee}, maxOptionData)
-	c.optErr(99, big, repErrUnsup)
-	c.optErr(optList, big, repErrInvalid)
-	c.optErr(optStructuredReply, big, repErrInvalid)
-	c.optErr(optInfo, big, repErrInvalid)
-	c.structured()
-	c.optErr(optListMetaContext, big, repErrInvalid)
-	c.goExport("disk")
-	c.disconnect()
+	c.OptErr(99, big, repErrUnsup)
+	c.OptErr(optList, big, repErrInvalid)
+	c.OptErr(optStructuredReply, big, repErrInvalid)
+	c.OptErr(optInfo, big, repErrInvalid)
+	c.StructuredReplies()
+	c.OptErr(optListMetaContext, big, repErrInvalid)
+	c.Go("disk")
+	c.Disconnect()
 
 	for _, n := range []uint32{maxOptionData + 1, 1<<32 - 1} {
-		c := ts.dial().start()
+		c := ts.dial().Start()
 		h := binary.BigEndian.AppendUint64(nil, magicIHaveOpt)
 		h = binary.BigEndian.AppendUint32(h, optList)
 		h = binary.BigEndian.AppendUint32(h, n)
-		c.write(h)
-		c.expectClosed()
+		c.SendRaw(h)
+		c.ExpectClosed()
 	}
 }
 
@@ -133,40 +135,40 @@ func TestLongStrings(t *testing.T) {
 	exp.add("bad\x00name", 1<<20, ExportInfo{Description: "x"})
 	exp.add("baddesc", 1<<20, ExportInfo{Description: "\xff"})
 	ts := newTestServer(t, exp, nil)
-	c := ts.dial().start()
-	rs := c.opt(optList, nil)
+	c := ts.dial().Start()
+	rs := c.Opt(optList, nil)
 	var names []string
 	for _, r := range rs {
-		if r.typ == repServer {
-			n := binary.BigEndian.Uint32(r.data)
-			names = append(names, string(r.data[4:4+n]))
+		if r.Type == repServer {
+			n := binary.BigEndian.Uint32(r.Data)
+			names = append(names, string(r.Data[4:4+n]))
 		}
 	}
 	if !slices.Contains(names, long) || slices.Contains(names, "bad\x00name") || slices.Contains(names, "baddesc") {
 		t.Fatalf("LIST names %d entries: %q...", len(names), names)
 	}
-	e := parseInfo(c.opt(optInfo, infoOptionData(long, infoName, infoDescription)))
-	if e.name == nil || *e.name != long || e.desc == nil || *e.desc != long {
+	e := nbdtest.ParseInfo(c.Opt(optInfo, nbdtest.InfoOptionData(long, infoName, infoDescription)))
+	if e.Name == nil || *e.Name != long || e.Description == nil || *e.Description != long {
 		t.Fatal("INFO of the longest name")
 	}
-	e = parseInfo(c.opt(optInfo, infoOptionData("baddesc", infoDescription)))
-	if e.desc != nil {
-		t.Fatalf("an invalid description was sent: %q", *e.desc)
+	e = nbdtest.ParseInfo(c.Opt(optInfo, nbdtest.InfoOptionData("baddesc", infoDescription)))
+	if e.Description != nil {
+		t.Fatalf("an invalid description was sent: %q", *e.Description)
 	}
-	c.optErr(optInfo, infoOptionData(long+"n"), repErrInvalid)
-	c.structured()
-	if got := parseMeta(c.opt(optListMetaContext, metaOptionData(long))); len(got) != 1 {
+	c.OptErr(optInfo, nbdtest.InfoOptionData(long+"n"), repErrInvalid)
+	c.StructuredReplies()
+	if got := nbdtest.ParseMeta(c.Opt(optListMetaContext, nbdtest.MetaOptionData(long))); len(got) != 1 {
 		t.Fatalf("meta contexts of the longest name: %v", got)
 	}
-	c.optErr(optListMetaContext, metaOptionData(long+"n"), repErrInvalid)
-	c.optErr(optSetMetaContext, metaOptionData("disk", long+"q"), repErrInvalid)
-	c.optErr(optSetMetaContext, metaOptionData("disk", "base:\x00"), repErrInvalid)
-	c.optErr(optSetMetaContext, metaOptionData("disk", "base:\xc3"), repErrInvalid)
-	if got := c.setMeta("disk", long); len(got) != 0 {
+	c.OptErr(optListMetaContext, nbdtest.MetaOptionData(long+"n"), repErrInvalid)
+	c.OptErr(optSetMetaContext, nbdtest.MetaOptionData("disk", long+"q"), repErrInvalid)
+	c.OptErr(optSetMetaContext, nbdtest.MetaOptionData("disk", "base:\x00"), repErrInvalid)
+	c.OptErr(optSetMetaContext, nbdtest.MetaOptionData("disk", "base:\xc3"), repErrInvalid)
+	if got := c.SetMeta("disk", long); len(got) != 0 {
 		t.Fatalf("%v", got)
 	}
-	c.goExport(long)
-	c.disconnect()
+	c.Go(long)
+	c.Disconnect()
 }
 
 // refusingExports refuses or fails in every way an Exports can.
@@ -248,49 +250,49 @@ func TestExportsRefusals(t *testing.T) {
 		leaks()
 	}()
 
-	c := ts.dial().start()
-	c.structured()
+	c := ts.dial().Start()
+	c.StructuredReplies()
 	r.set(func() { r.describeErr = PolicyRefusal("not you") })
-	if msg := c.optErr(optInfo, infoOptionData("disk"), repErrPolicy); msg != "not you" {
+	if msg := c.OptErr(optInfo, nbdtest.InfoOptionData("disk"), repErrPolicy); msg != "not you" {
 		t.Fatalf("message %q", msg)
 	}
-	c.optErr(optListMetaContext, metaOptionData("disk"), repErrPolicy)
-	c.optErr(optSetMetaContext, metaOptionData("disk", "base:allocation"), repErrPolicy)
+	c.OptErr(optListMetaContext, nbdtest.MetaOptionData("disk"), repErrPolicy)
+	c.OptErr(optSetMetaContext, nbdtest.MetaOptionData("disk", "base:allocation"), repErrPolicy)
 	r.set(func() { r.describeErr = errors.New("secret internal detail") })
-	if msg := c.optErr(optInfo, infoOptionData("disk"), repErrUnknown); msg != "unknown export" {
+	if msg := c.OptErr(optInfo, nbdtest.InfoOptionData("disk"), repErrUnknown); msg != "unknown export" {
 		t.Fatalf("an internal error leaked to the client: %q", msg)
 	}
 	r.set(func() { r.describeErr = nil })
 	r.set(func() { r.openErr = UnknownExport("gone") })
-	c.optErr(optGo, infoOptionData("disk"), repErrUnknown)
+	c.OptErr(optGo, nbdtest.InfoOptionData("disk"), repErrUnknown)
 	r.set(func() { r.openErr = nil })
 	r.set(func() { r.listErr = PolicyRefusal("no listing") })
-	c.optErr(optList, nil, repErrPolicy)
+	c.OptErr(optList, nil, repErrPolicy)
 	r.set(func() { r.listErr = errors.New("db down") })
-	c.optErr(optList, nil, repErrUnknown)
+	c.OptErr(optList, nil, repErrUnknown)
 	r.set(func() { r.listErr = nil })
-	c.goExport("disk")
-	c.disconnect()
+	c.Go("disk")
+	c.Disconnect()
 
 	r.set(func() { r.openErr = errors.New("no") })
-	c = ts.dial().start()
-	c.sendOption(optExportName, []byte("disk"))
-	c.expectClosed()
+	c = ts.dial().Start()
+	c.SendOption(optExportName, []byte("disk"))
+	c.ExpectClosed()
 	r.set(func() { r.openErr = nil })
 
 	for _, p := range []struct {
 		on   string
 		code uint32
 		data []byte
-	}{{"describe", optInfo, infoOptionData("disk")}, {"open", optGo, infoOptionData("disk")}, {"list", optList, nil}} {
+	}{{"describe", optInfo, nbdtest.InfoOptionData("disk")}, {"open", optGo, nbdtest.InfoOptionData("disk")}, {"list", optList, nil}} {
 		r.set(func() { r.panicOn = p.on })
-		c := ts.dial().start()
-		c.sendOption(p.code, p.data)
-		c.expectClosed()
+		c := ts.dial().Start()
+		c.SendOption(p.code, p.data)
+		c.ExpectClosed()
 		r.set(func() { r.panicOn = "" })
-		ok := ts.dial().start()
-		ok.goExport("disk")
-		ok.disconnect()
+		ok := ts.dial().Start()
+		ok.Go("disk")
+		ok.Disconnect()
 	}
 }
 
@@ -298,18 +300,18 @@ func TestExportsRefusals(t *testing.T) {
 func TestConnTLSVisible(t *testing.T) {
 	m := defaultExports()
 	r := &refusingExports{memExports: m}
-	scfg, ccfg := testTLS(t)
+	scfg, ccfg := nbdtest.TLSConfigs(t)
 	ts := newTestServer(t, m, func(o *Options) { o.Exports = r; o.TLS = scfg })
-	c := ts.dial().start()
-	c.startTLS(ccfg)
-	c.structured()
-	c.setMeta("disk", "base:allocation")
-	c.goExport("disk", infoBlockSize)
-	c.writeAt(0, pattern(1, 4096))
-	if !bytes.Equal(c.read(0, 4096), pattern(1, 4096)) {
+	c := ts.dial().Start()
+	c.StartTLS(ccfg)
+	c.StructuredReplies()
+	c.SetMeta("disk", "base:allocation")
+	c.Go("disk", infoBlockSize)
+	c.Write(0, pattern(1, 4096))
+	if !bytes.Equal(c.Read(0, 4096), pattern(1, 4096)) {
 		t.Fatal("read over TLS differs")
 	}
-	c.disconnect()
+	c.Disconnect()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !slices.Equal(r.sawTLS, []bool{true, true}) {
@@ -320,37 +322,37 @@ func TestConnTLSVisible(t *testing.T) {
 // TestStartTLSPlaintextAfter: bytes sent after STARTTLS before the
 // server's ACK was read are refused (they could be injected).
 func TestStartTLSPlaintextAfter(t *testing.T) {
-	scfg, _ := testTLS(t)
+	scfg, _ := nbdtest.TLSConfigs(t)
 	ts := newTestServer(t, nil, func(o *Options) { o.TLS = scfg })
-	c := ts.dial().start()
-	c.write(append(encodeOption(optStartTLS, nil), encodeOption(optList, nil)...))
-	r, err := readOptReply(c.br)
-	if err != nil || r.typ != repAck {
+	c := ts.dial().Start()
+	c.SendRaw(append(nbdtest.EncodeOption(optStartTLS, nil), nbdtest.EncodeOption(optList, nil)...))
+	r, err := nbdtest.ReadOptReply(c.R)
+	if err != nil || r.Type != repAck {
 		t.Fatalf("%v %v", r, err)
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 }
 
 // TestStartTLSBadHandshake: a failed TLS handshake ends the connection;
 // others go on.
 func TestStartTLSBadHandshake(t *testing.T) {
-	scfg, _ := testTLS(t)
+	scfg, _ := nbdtest.TLSConfigs(t)
 	ts := newTestServer(t, nil, func(o *Options) { o.TLS = scfg })
-	c := ts.dial().start()
-	rs := c.opt(optStartTLS, nil)
-	if rs[0].typ != repAck {
-		t.Fatal(fmtReplies(rs))
+	c := ts.dial().Start()
+	rs := c.Opt(optStartTLS, nil)
+	if rs[0].Type != repAck {
+		t.Fatal(nbdtest.FmtReplies(rs))
 	}
 	// A client that does not trust the certificate gives up.
-	tc := tls.Client(c.nc, &tls.Config{ServerName: "localhost"})
+	tc := tls.Client(c.Conn, &tls.Config{ServerName: "localhost"})
 	if err := tc.Handshake(); err == nil {
 		t.Fatal("handshake with an untrusted certificate succeeded")
 	}
 	tc.Close()
-	c2 := ts.dial().start()
-	c2.write([]byte("this is not a ClientHello at all"))
-	c2.nc.Write(encodeOption(optStartTLS, nil)) // may fail: the garbage is a bad option magic
-	c2.expectClosed()
+	c2 := ts.dial().Start()
+	c2.SendRaw([]byte("this is not a ClientHello at all"))
+	c2.Conn.Write(nbdtest.EncodeOption(optStartTLS, nil)) // may fail: the garbage is a bad option magic
+	c2.ExpectClosed()
 }
 
 // TestHandshakeTimeout: negotiation has a deadline.
@@ -358,21 +360,21 @@ func TestHandshakeTimeout(t *testing.T) {
 	ts := newTestServer(t, nil, func(o *Options) { o.HandshakeTimeout = 500 * time.Millisecond })
 	start := time.Now()
 	idle := ts.dial()
-	idle.expectClosed()
-	busy := ts.dial().start()
+	idle.ExpectClosed()
+	busy := ts.dial().Start()
 	busyStart := time.Now()
 	for time.Since(busyStart) < 100*time.Millisecond {
-		busy.opt(optList, nil)
+		busy.Opt(optList, nil)
 	}
 	time.Sleep(time.Until(busyStart.Add(time.Second)))
-	busy.nc.Write(encodeOption(optList, nil)) // may fail: the server has hung up
-	busy.expectClosed()
+	busy.Conn.Write(nbdtest.EncodeOption(optList, nil)) // may fail: the server has hung up
+	busy.ExpectClosed()
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %v", d)
 	}
 	// After GO the deadline is gone.
 	c := ts.connect("disk", false, false)
 	time.Sleep(600 * time.Millisecond)
-	c.read(0, 512)
-	c.disconnect()
+	c.Read(0, 512)
+	c.Disconnect()
 }

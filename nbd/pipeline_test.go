@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/internal/testwait"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // connOf returns the server's only connection (tests peek at its budget).
@@ -40,26 +41,26 @@ func TestRepliesOutOfOrder(t *testing.T) {
 		gate, open := testwait.Gate(t)
 		ts.exp.setFault(opRead, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
 		c := ts.connect("disk", sr, false)
-		slow := c.send(0, cmdRead, 0, 4096, nil)
+		slow := c.Send(0, cmdRead, 0, 4096, nil)
 		ts.exp.waitEntered(t, opRead, 1)
-		fast := c.send(0, cmdRead, 4096, 4096, nil)
-		w := c.send(0, cmdWrite, 8192, 512, pattern(1, 512))
+		fast := c.Send(0, cmdRead, 4096, 4096, nil)
+		w := c.Send(0, cmdWrite, 8192, 512, pattern(1, 512))
 		got := map[uint64]bool{}
 		for range 2 {
-			r := c.recv()
-			if r.cookie == slow {
+			r := c.Recv()
+			if r.Cookie == slow {
 				t.Fatal("the blocked request was answered first")
 			}
-			got[r.cookie] = true
+			got[r.Cookie] = true
 		}
 		if !got[fast] || !got[w] {
 			t.Fatalf("replies %v", got)
 		}
 		open()
-		if r := c.recv(); r.cookie != slow || r.errno != 0 || len(r.data) != 4096 {
+		if r := c.Recv(); r.Cookie != slow || r.Errno != 0 || len(r.Data) != 4096 {
 			t.Fatalf("slow reply %v", r)
 		}
-		c.disconnect()
+		c.Disconnect()
 		ts.stop()
 	}
 }
@@ -71,23 +72,23 @@ func TestManyInFlight(t *testing.T) {
 	ts.exp.setFault(opRead, fault{gate: gate})
 	c := ts.connect("disk", true, false)
 	for i := range 128 {
-		c.send(0, cmdRead, uint64(i)*4096, 4096, nil)
+		c.Send(0, cmdRead, uint64(i)*4096, 4096, nil)
 	}
 	ts.exp.waitEntered(t, opRead, 128)
 	if n := ts.exp.maxSeen.Load(); n < 128 {
 		t.Fatalf("%d concurrent backend calls, want 128", n)
 	}
 	open()
-	rs := c.recvAll()
+	rs := c.RecvAll()
 	if len(rs) != 128 {
 		t.Fatalf("%d replies", len(rs))
 	}
 	for _, r := range rs {
-		if r.errno != 0 || len(r.data) != 4096 {
+		if r.Errno != 0 || len(r.Data) != 4096 {
 			t.Fatalf("%v", r)
 		}
 	}
-	c.disconnect()
+	c.Disconnect()
 }
 
 // TestBackPressureCount: with the backend blocked the server takes no more
@@ -100,7 +101,7 @@ func TestBackPressureCount(t *testing.T) {
 	sc := ts.connOf()
 	const total = 200
 	for i := range total {
-		c.send(0, cmdRead, uint64(i%64)*4096, 4096, nil)
+		c.Send(0, cmdRead, uint64(i%64)*4096, 4096, nil)
 	}
 	ts.exp.waitEntered(t, opRead, 4)
 	time.Sleep(50 * time.Millisecond) // give a runaway reader time to show
@@ -111,13 +112,13 @@ func TestBackPressureCount(t *testing.T) {
 		t.Fatalf("budget holds %d requests, want 4", n)
 	}
 	open()
-	if rs := c.recvAll(); len(rs) != total {
+	if rs := c.RecvAll(); len(rs) != total {
 		t.Fatalf("%d replies", len(rs))
 	}
 	if n := ts.exp.maxSeen.Load(); n > 4 {
 		t.Fatalf("%d concurrent backend calls, want at most 4", n)
 	}
-	c.disconnect()
+	c.Disconnect()
 }
 
 // TestBackPressureBytes: write payloads in flight stay within
@@ -137,17 +138,16 @@ func TestBackPressureBytes(t *testing.T) {
 	go func() { // the client blocks once the socket is full
 		var err error
 		for i := range total {
-			b := encodeRequest(0, cmdWrite, uint64(i+1), uint64(i)*payload%(8<<20), payload)
-			if _, err = c.nc.Write(append(b, make([]byte, payload)...)); err != nil {
+			b := nbdtest.EncodeRequest(0, cmdWrite, uint64(i+1), uint64(i)*payload%(8<<20), payload)
+			if _, err = c.Conn.Write(append(b, make([]byte, payload)...)); err != nil {
 				break
 			}
 		}
 		wrote <- err
 	}()
-	for i := range total {
-		c.pending[uint64(i+1)] = sent{typ: cmdWrite, length: payload}
+	for range total { // the cookies the goroutine writes: 1, 2, ...
+		c.Expect(c.NextCookie(), nbdtest.Request{Type: cmdWrite, Length: payload})
 	}
-	c.next = total + 1
 	ts.exp.waitEntered(t, opWrite, 3)
 	time.Sleep(50 * time.Millisecond)
 	// 3 × (512 KiB + 256) fit in 2 MiB, 4 do not.
@@ -164,13 +164,13 @@ func TestBackPressureBytes(t *testing.T) {
 	default:
 	}
 	open()
-	if rs := c.recvAll(); len(rs) != total {
+	if rs := c.RecvAll(); len(rs) != total {
 		t.Fatalf("%d replies", len(rs))
 	}
 	if err := testwait.Recv(t, wrote, "the client's writes to end"); err != nil {
 		t.Fatal(err)
 	}
-	c.disconnect()
+	c.Disconnect()
 }
 
 // TestDiscDrains: DISC waits for requests in flight, their replies are
@@ -180,23 +180,23 @@ func TestDiscDrains(t *testing.T) {
 	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opWrite, fault{gate: gate})
 	c := ts.connect("disk", true, false)
-	w := c.send(cmdFlagFUA, cmdWrite, 0, 4096, pattern(7, 4096))
+	w := c.Send(cmdFlagFUA, cmdWrite, 0, 4096, pattern(7, 4096))
 	ts.exp.waitEntered(t, opWrite, 1)
-	c.send(0, cmdDisc, 0, 0, nil)
+	c.Send(0, cmdDisc, 0, 0, nil)
 	// Nothing yet: the write is still running.
-	c.nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := c.br.Peek(1); err == nil {
+	c.Conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.R.Peek(1); err == nil {
 		t.Fatal("the server answered while the write was blocked")
 	}
-	c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if ts.exp.opened[0].closes.Load() != 0 {
 		t.Fatal("export closed with a request in flight")
 	}
 	open()
-	if r := c.recv(); r.cookie != w || r.errno != 0 {
+	if r := c.Recv(); r.Cookie != w || r.Errno != 0 {
 		t.Fatalf("%v", r)
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 	testwait.Until(t, "export close", func() bool { return ts.exp.opened[0].closes.Load() == 1 })
 	if got := ts.exp.disks["disk"].bytes(0, 4096); !bytes.Equal(got, pattern(7, 4096)) {
 		t.Fatal("write lost")
@@ -207,11 +207,11 @@ func TestDiscDrains(t *testing.T) {
 func TestDataAfterDisc(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
 	c := ts.connect("disk", true, false)
-	b := encodeRequest(0, cmdDisc, 1, 0, 0)
-	b = append(b, encodeRequest(0, cmdRead, 2, 0, 512)...)
+	b := nbdtest.EncodeRequest(0, cmdDisc, 1, 0, 0)
+	b = append(b, nbdtest.EncodeRequest(0, cmdRead, 2, 0, 512)...)
 	b = append(b, "garbage"...)
-	c.write(b)
-	c.expectClosed()
+	c.SendRaw(b)
+	c.ExpectClosed()
 	if ts.exp.count(opRead) != 0 {
 		t.Fatal("a request after DISC ran")
 	}
@@ -236,18 +236,18 @@ func TestBackendPanic(t *testing.T) {
 		if tc.typ == cmdFlush {
 			n = 0
 		}
-		r := c.do(0, tc.typ, 0, n, p)
-		if r.errno != uint32(EIO) || len(r.msgs) != 1 || r.msgs[0].typ != chunkError {
+		r := c.Do(0, tc.typ, 0, n, p)
+		if r.Errno != uint32(EIO) || len(r.Msgs) != 1 || r.Msgs[0].Type != chunkError {
 			t.Fatalf("%s panic: %v", tc.op, r)
 		}
 		ts.exp.setFault(tc.op, fault{})
-		if r := c.do(0, tc.typ, 0, n, p); r.errno != 0 {
+		if r := c.Do(0, tc.typ, 0, n, p); r.Errno != 0 {
 			t.Fatalf("%s after the panic: %v", tc.op, r)
 		}
-		other.read(0, 512)
+		other.Read(0, 512)
 	}
-	c.disconnect()
-	other.disconnect()
+	c.Disconnect()
+	other.Disconnect()
 }
 
 // TestClientNeverReads: a client that sends reads and never takes the
@@ -262,8 +262,8 @@ func TestClientNeverReads(t *testing.T) {
 	go func() {
 		// 1 MiB reads until the socket is full both ways; errors end it.
 		for i := uint64(0); ; i++ {
-			b := encodeRequest(0, cmdRead, i, (i%16)<<20, 1<<20)
-			if _, err := stuck.nc.Write(b); err != nil {
+			b := nbdtest.EncodeRequest(0, cmdRead, i, (i%16)<<20, 1<<20)
+			if _, err := stuck.Conn.Write(b); err != nil {
 				return
 			}
 		}
@@ -273,18 +273,18 @@ func TestClientNeverReads(t *testing.T) {
 	})
 	ok := ts.connect("disk", true, false)
 	for i := range 20 {
-		ok.writeAt(uint64(i)*4096, pattern(i, 4096))
-		if got := ok.read(uint64(i)*4096, 4096); !bytes.Equal(got, pattern(i, 4096)) {
+		ok.Write(uint64(i)*4096, pattern(i, 4096))
+		if got := ok.Read(uint64(i)*4096, 4096); !bytes.Equal(got, pattern(i, 4096)) {
 			t.Fatal("read back differs")
 		}
 	}
-	ok.disconnect()
+	ok.Disconnect()
 	if err := shutdownWithin(ts.srv, 300*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown with a wedged client: %v, want the context's deadline", err)
 	}
 	ts.stop()
-	stuck.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	io.Copy(io.Discard, stuck.nc) // the server has hung up: EOF
+	stuck.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.Copy(io.Discard, stuck.Conn) // the server has hung up: EOF
 }
 
 // TestWriteTooBigHangsUp: a WRITE above MaxPayload is a hang-up, after
@@ -294,16 +294,16 @@ func TestWriteTooBigHangsUp(t *testing.T) {
 	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opRead, fault{gate: gate})
 	c := ts.connect("disk", true, false)
-	rd := c.send(0, cmdRead, 0, 4096, nil)
+	rd := c.Send(0, cmdRead, 0, 4096, nil)
 	ts.exp.waitEntered(t, opRead, 1)
-	hdr := encodeRequest(0, cmdWrite, 99, 0, 64<<10+1)
-	c.write(hdr)
+	hdr := nbdtest.EncodeRequest(0, cmdWrite, 99, 0, 64<<10+1)
+	c.SendRaw(hdr)
 	time.Sleep(20 * time.Millisecond)
 	open()
-	if r := c.recv(); r.cookie != rd || r.errno != 0 {
+	if r := c.Recv(); r.Cookie != rd || r.Errno != 0 {
 		t.Fatalf("%v", r)
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 }
 
 // TestRequestHeaderFields: cookies are echoed whatever their value.
@@ -311,22 +311,22 @@ func TestRequestHeaderFields(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
 	c := ts.connect("disk", true, false)
 	for _, cookie := range []uint64{0, 1, 1<<64 - 1, 0x8000000000000000} {
-		c.sendCookie(cookie, 0, cmdRead, 0, 512, nil)
-		if r := c.recv(); r.cookie != cookie {
-			t.Fatalf("cookie %#x came back as %#x", cookie, r.cookie)
+		c.SendCookie(cookie, 0, cmdRead, 0, 512, nil)
+		if r := c.Recv(); r.Cookie != cookie {
+			t.Fatalf("cookie %#x came back as %#x", cookie, r.Cookie)
 		}
-		c.sendCookie(cookie, 0, 77, 0, 512, nil)
-		if r := c.recv(); r.cookie != cookie || r.errno != uint32(EINVAL) {
+		c.SendCookie(cookie, 0, 77, 0, 512, nil)
+		if r := c.Recv(); r.Cookie != cookie || r.Errno != uint32(EINVAL) {
 			t.Fatalf("cookie %#x: %v", cookie, r)
 		}
 	}
 	// Two requests with the same cookie both get answers.
-	c.write(append(encodeRequest(0, cmdFlush, 5, 0, 0), encodeRequest(0, cmdFlush, 5, 0, 0)...))
+	c.SendRaw(append(nbdtest.EncodeRequest(0, cmdFlush, 5, 0, 0), nbdtest.EncodeRequest(0, cmdFlush, 5, 0, 0)...))
 	for range 2 {
-		m, err := readMsg(c.br, func(uint64) (int, bool) { return 0, true })
-		if err != nil || m.cookie != 5 || !m.simple || m.errno != 0 {
+		m, err := nbdtest.ReadMsg(c.R, func(uint64) (int, bool) { return 0, true })
+		if err != nil || m.Cookie != 5 || !m.Simple || m.Errno != 0 {
 			t.Fatalf("%+v %v", m, err)
 		}
 	}
-	c.disconnect()
+	c.Disconnect()
 }

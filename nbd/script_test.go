@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/datadriven"
+
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // Scripted sessions (testdata/negotiate, testdata/transmit): each
@@ -92,7 +94,7 @@ func TestScripts(t *testing.T) {
 type script struct {
 	t      *testing.T
 	ts     *testServer
-	c      *client
+	c      *nbdtest.Client
 	out    strings.Builder
 	flags  uint32
 	closed bool
@@ -109,7 +111,7 @@ func runScript(t *testing.T, d *datadriven.TestData) string {
 		for _, a := range d.CmdArgs {
 			switch a.Key {
 			case "tls":
-				o.TLS, tlsClient = testTLS(t)
+				o.TLS, tlsClient = nbdtest.TLSConfigs(t)
 			case "minblock":
 				v, _ := strconv.Atoi(a.SingleVal(t))
 				o.MinBlock = uint32(v)
@@ -122,10 +124,10 @@ func runScript(t *testing.T, d *datadriven.TestData) string {
 		}
 	})
 	s := &script{t: t, ts: ts}
-	s.c = newClient(t, ts.rawConn())
-	s.c.nc.SetDeadline(time.Now().Add(20 * time.Second))
+	s.c = nbdtest.NewClient(t, ts.rawConn())
+	s.c.Conn.SetDeadline(time.Now().Add(20 * time.Second))
 	var h [18]byte
-	if _, err := io.ReadFull(s.c.br, h[:]); err != nil {
+	if _, err := io.ReadFull(s.c.R, h[:]); err != nil {
 		d.Fatalf(t, "hello: %v", err)
 	}
 	s.printf("hello %s %s flags=%#04x", hex.EncodeToString(h[:8]), hex.EncodeToString(h[8:16]), binary.BigEndian.Uint16(h[16:]))
@@ -145,18 +147,18 @@ func runScript(t *testing.T, d *datadriven.TestData) string {
 				d.Fatalf(t, "%s: %v", line, err)
 			}
 			s.flags = uint32(v)
-			s.c.sendFlags(s.flags)
+			s.c.SendFlags(s.flags)
 		case "opt":
 			s.option(d, f[1:])
 		case "starttls":
-			s.c.sendOption(optStartTLS, nil)
+			s.c.SendOption(optStartTLS, nil)
 			if s.replies("STARTTLS", optStartTLS) == repAck {
-				tc := tls.Client(s.c.nc, tlsClient)
+				tc := tls.Client(s.c.Conn, tlsClient)
 				if err := tc.Handshake(); err != nil {
 					s.printf("tls: %v", err)
 				} else {
 					s.printf("tls: handshake done")
-					s.c.nc, s.c.br, s.c.sr = tc, bufio.NewReader(tc), false
+					s.c.Conn, s.c.R, s.c.Structured = tc, bufio.NewReader(tc), false
 				}
 			}
 		case "req":
@@ -166,7 +168,7 @@ func runScript(t *testing.T, d *datadriven.TestData) string {
 			if err != nil {
 				d.Fatalf(t, "%s: %v", line, err)
 			}
-			s.c.write(b)
+			s.c.SendRaw(b)
 		case "expect-closed":
 			s.expectClosed()
 		default:
@@ -179,8 +181,8 @@ func runScript(t *testing.T, d *datadriven.TestData) string {
 // expectClosed prints "closed" when the server hangs up without sending
 // more, and what it sent otherwise.
 func (s *script) expectClosed() {
-	s.c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := io.ReadAll(s.c.br)
+	s.c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(s.c.R)
 	var ne net.Error
 	switch {
 	case len(b) > 0:
@@ -252,15 +254,15 @@ func (s *script) option(d *datadriven.TestData, args []string) {
 		case optExportName:
 			data = name
 		case optInfo, optGo:
-			data = infoOptionData(string(name), infos...)
+			data = nbdtest.InfoOptionData(string(name), infos...)
 		case optListMetaContext, optSetMetaContext:
-			data = metaOptionData(string(name), queries...)
+			data = nbdtest.MetaOptionData(string(name), queries...)
 		default:
 			d.Fatalf(t, "name= for option %d", code)
 		}
 	}
 	label := args[0]
-	s.c.sendOption(code, data)
+	s.c.SendOption(code, data)
 	switch code {
 	case optExportName:
 		s.exportName(label)
@@ -270,7 +272,7 @@ func (s *script) option(d *datadriven.TestData, args []string) {
 		}
 	case optStructuredReply:
 		if s.replies(label, code) == repAck {
-			s.c.sr = true
+			s.c.Structured = true
 		}
 	default:
 		s.replies(label, code)
@@ -281,7 +283,7 @@ func (s *script) option(d *datadriven.TestData, args []string) {
 // its type (0 if the server hung up).
 func (s *script) replies(label string, code uint32) uint32 {
 	for {
-		r, err := readOptReply(s.c.br)
+		r, err := nbdtest.ReadOptReply(s.c.R)
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 				s.printf("%s: closed", label)
@@ -290,51 +292,51 @@ func (s *script) replies(label string, code uint32) uint32 {
 			}
 			s.t.Fatalf("%s: %v", label, err)
 		}
-		if err := checkOptReply(code, r); err != nil {
+		if err := nbdtest.CheckOptReply(code, r); err != nil {
 			s.printf("%s: MALFORMED %v", label, err)
 		}
 		s.printf("%s: %s", label, describeOptReply(r))
-		if r.typ == repAck || r.isErr() {
-			if r.isErr() && code != optAbort {
+		if r.Type == repAck || r.IsErr() {
+			if r.IsErr() && code != optAbort {
 				// every error carries a human-readable UTF-8 message
-				if len(r.data) == 0 {
+				if len(r.Data) == 0 {
 					s.printf("%s: (no message)", label)
 				}
 			}
-			return r.typ
+			return r.Type
 		}
 	}
 }
 
-func describeOptReply(r optReply) string {
-	switch r.typ {
+func describeOptReply(r nbdtest.OptReply) string {
+	switch r.Type {
 	case repServer:
-		n := binary.BigEndian.Uint32(r.data)
-		return fmt.Sprintf("SERVER %q %q", r.data[4:4+n], r.data[4+n:])
+		n := binary.BigEndian.Uint32(r.Data)
+		return fmt.Sprintf("SERVER %q %q", r.Data[4:4+n], r.Data[4+n:])
 	case repMetaContext:
-		return fmt.Sprintf("META_CONTEXT id=%d %q", binary.BigEndian.Uint32(r.data), r.data[4:])
+		return fmt.Sprintf("META_CONTEXT id=%d %q", binary.BigEndian.Uint32(r.Data), r.Data[4:])
 	case repInfo:
-		switch binary.BigEndian.Uint16(r.data) {
+		switch binary.BigEndian.Uint16(r.Data) {
 		case infoExport:
-			return fmt.Sprintf("INFO EXPORT size=%d tflags=%#04x", binary.BigEndian.Uint64(r.data[2:]), binary.BigEndian.Uint16(r.data[10:]))
+			return fmt.Sprintf("INFO EXPORT size=%d tflags=%#04x", binary.BigEndian.Uint64(r.Data[2:]), binary.BigEndian.Uint16(r.Data[10:]))
 		case infoName:
-			return fmt.Sprintf("INFO NAME %q", r.data[2:])
+			return fmt.Sprintf("INFO NAME %q", r.Data[2:])
 		case infoDescription:
-			return fmt.Sprintf("INFO DESCRIPTION %q", r.data[2:])
+			return fmt.Sprintf("INFO DESCRIPTION %q", r.Data[2:])
 		case infoBlockSize:
-			return fmt.Sprintf("INFO BLOCK_SIZE min=%d pref=%d max=%d", binary.BigEndian.Uint32(r.data[2:]),
-				binary.BigEndian.Uint32(r.data[6:]), binary.BigEndian.Uint32(r.data[10:]))
+			return fmt.Sprintf("INFO BLOCK_SIZE min=%d pref=%d max=%d", binary.BigEndian.Uint32(r.Data[2:]),
+				binary.BigEndian.Uint32(r.Data[6:]), binary.BigEndian.Uint32(r.Data[10:]))
 		}
-		return fmt.Sprintf("INFO %x", r.data)
+		return fmt.Sprintf("INFO %x", r.Data)
 	}
-	return repName(r.typ)
+	return nbdtest.RepName(r.Type)
 }
 
 // exportName reads the EXPORT_NAME answer: size, flags and the zeroes
 // unless NO_ZEROES was set.
 func (s *script) exportName(label string) {
 	var b [10]byte
-	if _, err := io.ReadFull(s.c.br, b[:]); err != nil {
+	if _, err := io.ReadFull(s.c.R, b[:]); err != nil {
 		s.printf("%s: closed", label)
 		s.closed = true
 		return
@@ -342,7 +344,7 @@ func (s *script) exportName(label string) {
 	s.printf("%s: size=%d tflags=%#04x", label, binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint16(b[8:]))
 	if s.flags&flagNoZeroes == 0 {
 		var z [124]byte
-		if _, err := io.ReadFull(s.c.br, z[:]); err != nil {
+		if _, err := io.ReadFull(s.c.R, z[:]); err != nil {
 			s.printf("%s: zeroes: %v", label, err)
 			return
 		}
@@ -401,19 +403,18 @@ func (s *script) request(d *datadriven.TestData, args []string) {
 	if typ == cmdWrite {
 		payload = bytes.Repeat([]byte{0xab}, int(length))
 	}
-	cookie := s.c.next
-	s.c.next++
+	cookie := s.c.NextCookie()
 	// The server may hang up before it reads everything: ignore write
 	// errors and report what the reply side sees.
-	s.c.nc.Write(append(encodeRequest(flags, typ, cookie, off, length), payload...))
+	s.c.Conn.Write(append(nbdtest.EncodeRequest(flags, typ, cookie, off, length), payload...))
 	if typ != cmdDisc {
-		s.c.pending[cookie] = sent{typ: typ, flags: flags, off: off, length: length}
+		s.c.Expect(cookie, nbdtest.Request{Type: typ, Flags: flags, Offset: off, Length: length})
 	}
 	label := args[0]
 	if typ == cmdDisc {
 		return
 	}
-	r, err := s.c.recvOne(map[uint64]*result{})
+	r, err := s.c.ReadReply()
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
 			s.printf("%s: closed", label)
@@ -424,27 +425,27 @@ func (s *script) request(d *datadriven.TestData, args []string) {
 		s.closed = true
 		return
 	}
-	if r.cookie != cookie {
-		s.printf("%s: reply to cookie %d, want %d", label, r.cookie, cookie)
+	if r.Cookie != cookie {
+		s.printf("%s: reply to cookie %d, want %d", label, r.Cookie, cookie)
 	}
-	for _, m := range r.msgs {
+	for _, m := range r.Msgs {
 		s.printf("%s: %s", label, describeMsg(m))
 	}
 }
 
-func describeMsg(m msg) string {
-	if m.simple {
-		if len(m.payload) > 0 {
-			return fmt.Sprintf("simple %s data=%d", errnoName(m.errno), len(m.payload))
+func describeMsg(m nbdtest.Msg) string {
+	if m.Simple {
+		if len(m.Payload) > 0 {
+			return fmt.Sprintf("simple %s data=%d", errnoName(m.Errno), len(m.Payload))
 		}
-		return "simple " + errnoName(m.errno)
+		return "simple " + errnoName(m.Errno)
 	}
 	done := ""
-	if m.flags&replyFlagDone != 0 {
+	if m.Flags&replyFlagDone != 0 {
 		done = " DONE"
 	}
-	p := m.payload
-	switch m.typ {
+	p := m.Payload
+	switch m.Type {
 	case chunkNone:
 		return "NONE" + done
 	case chunkOffsetData:
@@ -452,7 +453,7 @@ func describeMsg(m msg) string {
 	case chunkOffsetHole:
 		return fmt.Sprintf("OFFSET_HOLE off=%d len=%d%s", binary.BigEndian.Uint64(p), binary.BigEndian.Uint32(p[8:]), done)
 	case chunkBlockStatus:
-		id, ext := extents(m)
+		id, ext := nbdtest.Extents(m)
 		var parts []string
 		for _, e := range ext {
 			parts = append(parts, fmt.Sprintf("%d:%d", e[0], e[1]))
@@ -461,5 +462,5 @@ func describeMsg(m msg) string {
 	case chunkError:
 		return fmt.Sprintf("ERROR %s%s", errnoName(binary.BigEndian.Uint32(p)), done)
 	}
-	return fmt.Sprintf("chunk %#x%s", m.typ, done)
+	return fmt.Sprintf("chunk %#x%s", m.Type, done)
 }

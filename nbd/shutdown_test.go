@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/internal/testwait"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
@@ -39,28 +40,28 @@ func notYet(t *testing.T, done chan error, what string) {
 // the clients are gone.
 func TestShutdownInNegotiation(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
-	c := ts.dial().start()
-	c.structured()
-	c2 := ts.dial().start()
+	c := ts.dial().Start()
+	c.StructuredReplies()
+	c2 := ts.dial().Start()
 	done := ts.shutdownAsync(context.Background())
 	for _, o := range []struct {
 		code uint32
 		data []byte
 	}{
-		{optList, nil}, {optGo, infoOptionData("disk")}, {optInfo, infoOptionData("disk")},
-		{optStructuredReply, nil}, {optSetMetaContext, metaOptionData("disk", "base:allocation")},
+		{optList, nil}, {optGo, nbdtest.InfoOptionData("disk")}, {optInfo, nbdtest.InfoOptionData("disk")},
+		{optStructuredReply, nil}, {optSetMetaContext, nbdtest.MetaOptionData("disk", "base:allocation")},
 		{optStartTLS, nil}, {99, []byte("x")},
 	} {
-		c.optErr(o.code, o.data, repErrShutdown)
+		c.OptErr(o.code, o.data, repErrShutdown)
 	}
 	notYet(t, done, "Shutdown")
-	if rs := c.opt(optAbort, nil); len(rs) != 1 || rs[0].typ != repAck {
-		t.Fatalf("ABORT: %s", fmtReplies(rs))
+	if rs := c.Opt(optAbort, nil); len(rs) != 1 || rs[0].Type != repAck {
+		t.Fatalf("ABORT: %s", nbdtest.FmtReplies(rs))
 	}
-	c.expectClosed()
+	c.ExpectClosed()
 	notYet(t, done, "Shutdown")
-	c2.sendOption(optExportName, []byte("disk"))
-	c2.expectClosed()
+	c2.SendOption(optExportName, []byte("disk"))
+	c2.ExpectClosed()
 	if err := testwait.Recv(t, done, "Shutdown"); err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +79,8 @@ func TestShutdownInTransmission(t *testing.T) {
 		gate, open := testwait.Gate(t)
 		ts.exp.setFault(opRead, fault{gate: gate, match: func(off, n uint64) bool { return off == 0 }})
 		c := ts.connect("disk", sr, false)
-		c.writeAt(0, pattern(3, 4096))
-		rd := c.send(0, cmdRead, 0, 4096, nil)
+		c.Write(0, pattern(3, 4096))
+		rd := c.Send(0, cmdRead, 0, 4096, nil)
 		ts.exp.waitEntered(t, opRead, 1)
 		done := ts.shutdownAsync(context.Background())
 		for _, rq := range []struct {
@@ -94,8 +95,8 @@ func TestShutdownInTransmission(t *testing.T) {
 			if rq.typ == cmdFlush {
 				off = 0
 			}
-			r := c.do(0, rq.typ, off, rq.n, p)
-			if r.errno != uint32(ESHUTDOWN) || len(r.data) != 0 {
+			r := c.Do(0, rq.typ, off, rq.n, p)
+			if r.Errno != uint32(ESHUTDOWN) || len(r.Data) != 0 {
 				t.Fatalf("sr=%v cmd %d after Shutdown: %v", sr, rq.typ, r)
 			}
 		}
@@ -104,11 +105,11 @@ func TestShutdownInTransmission(t *testing.T) {
 		}
 		notYet(t, done, "Shutdown")
 		open()
-		r := c.recv()
-		if r.cookie != rd || r.errno != 0 || !bytes.Equal(r.data, pattern(3, 4096)) {
+		r := c.Recv()
+		if r.Cookie != rd || r.Errno != 0 || !bytes.Equal(r.Data, pattern(3, 4096)) {
 			t.Fatalf("in-flight read: %v", r)
 		}
-		c.disconnect()
+		c.Disconnect()
 		if err := testwait.Recv(t, done, "Shutdown"); err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +123,7 @@ func TestShutdownInTransmission(t *testing.T) {
 func TestShutdownContextCuts(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
 	c := ts.connect("disk", true, false)
-	n := ts.dial().start() // in negotiation
+	n := ts.dial().Start() // in negotiation
 	start := time.Now()
 	if err := shutdownWithin(ts.srv, 100*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown: %v", err)
@@ -130,8 +131,8 @@ func TestShutdownContextCuts(t *testing.T) {
 	if d := time.Since(start); d > shutdownGrace {
 		t.Fatalf("Shutdown took %v", d)
 	}
-	c.expectClosed()
-	n.expectClosed()
+	c.ExpectClosed()
+	n.ExpectClosed()
 	if ts.srv.Connections() != 0 {
 		t.Fatal("connections left")
 	}
@@ -144,12 +145,12 @@ func TestShutdownContextWaitsForBackend(t *testing.T) {
 	gate, open := testwait.Gate(t)
 	ts.exp.setFault(opWrite, fault{gate: gate})
 	c := ts.connect("disk", true, false)
-	c.send(0, cmdWrite, 0, 512, pattern(1, 512))
+	c.Send(0, cmdWrite, 0, 512, pattern(1, 512))
 	ts.exp.waitEntered(t, opWrite, 1)
 	ctx, cancel := contextWithTimeout(50 * time.Millisecond)
 	defer cancel()
 	done := ts.shutdownAsync(ctx)
-	c.expectClosed()
+	c.ExpectClosed()
 	time.Sleep(100 * time.Millisecond)
 	if ts.exp.opened[0].closes.Load() != 0 {
 		t.Fatal("export closed while a write was in flight")
@@ -165,7 +166,7 @@ func TestShutdownContextWaitsForBackend(t *testing.T) {
 func TestShutdownGrace(t *testing.T) {
 	ts := newTestServer(t, nil, nil)
 	c := ts.connect("disk", true, false)
-	n := ts.dial().start()
+	n := ts.dial().Start()
 	start := time.Now()
 	if err := shutdownWithin(ts.srv, testwait.Limit); err != nil {
 		t.Fatal(err)
@@ -173,8 +174,8 @@ func TestShutdownGrace(t *testing.T) {
 	if d := time.Since(start); d < shutdownGrace/2 || d > 3*shutdownGrace {
 		t.Fatalf("Shutdown took %v, grace is %v", d, shutdownGrace)
 	}
-	c.expectClosed()
-	n.expectClosed()
+	c.ExpectClosed()
+	n.ExpectClosed()
 }
 
 // TestServeAfterShutdown: Serve on a stopped server closes the listener
@@ -221,16 +222,16 @@ func TestServeTCP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := newClient(t, nc)
-		c.hello()
-		c.start()
-		c.structured()
-		c.goExport("disk")
-		c.writeAt(0, pattern(1, 4096))
-		if !bytes.Equal(c.read(0, 4096), pattern(1, 4096)) {
+		c := nbdtest.NewClient(t, nc)
+		c.Hello()
+		c.Start()
+		c.StructuredReplies()
+		c.Go("disk")
+		c.Write(0, pattern(1, 4096))
+		if !bytes.Equal(c.Read(0, 4096), pattern(1, 4096)) {
 			t.Fatal("read back differs")
 		}
-		c.disconnect()
+		c.Disconnect()
 		nc.Close()
 	}
 	testwait.Until(t, "connections to end", func() bool { return srv.Connections() == 0 })
@@ -284,19 +285,19 @@ func TestShutdownDuringGo(t *testing.T) {
 	ts := newTestServer(t, m, func(o *Options) { o.Exports = r })
 	gate, open := testwait.Gate(t) // after the server: opened before its Shutdown
 	r.set(func() { r.openGate = gate })
-	c := ts.dial().start()
-	c.structured()
-	c.sendOption(optGo, infoOptionData("disk"))
+	c := ts.dial().Start()
+	c.StructuredReplies()
+	c.SendOption(optGo, nbdtest.InfoOptionData("disk"))
 	testwait.Recv(t, r.openEntered, "GO to open the export")
 	done := ts.shutdownAsync(context.Background())
 	open()
-	if rs := c.optReplies(optGo); rs[len(rs)-1].typ != repAck {
-		t.Fatal(fmtReplies(rs))
+	if rs := c.OptReplies(optGo); rs[len(rs)-1].Type != repAck {
+		t.Fatal(nbdtest.FmtReplies(rs))
 	}
-	if res := c.do(0, cmdRead, 0, 512, nil); res.errno != uint32(ESHUTDOWN) {
+	if res := c.Do(0, cmdRead, 0, 512, nil); res.Errno != uint32(ESHUTDOWN) {
 		t.Fatalf("%v", res)
 	}
-	c.disconnect()
+	c.Disconnect()
 	if err := testwait.Recv(t, done, "Shutdown"); err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/internal/testwait"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // pattern returns n bytes derived from seed, none of them zero.
@@ -49,19 +50,19 @@ func TestReadWriteModel(t *testing.T) {
 				switch rng.IntN(5) {
 				case 0, 1:
 					p := pattern(i, n)
-					c.writeAt(uint64(off), p)
+					c.Write(uint64(off), p)
 					copy(model[off:], p)
 				case 2:
 					fl := uint16(0)
 					if rng.IntN(2) == 0 {
 						fl |= cmdFlagNoHole
 					}
-					if r := c.do(fl, cmdWriteZeroes, uint64(off), uint32(n), nil); r.errno != 0 {
+					if r := c.Do(fl, cmdWriteZeroes, uint64(off), uint32(n), nil); r.Errno != 0 {
 						t.Fatalf("zero %d+%d: %v", off, n, r)
 					}
 					clear(model[off : off+n])
 				case 3:
-					if r := c.do(cmdFlagFUA, cmdTrim, uint64(off), uint32(n), nil); r.errno != 0 {
+					if r := c.Do(cmdFlagFUA, cmdTrim, uint64(off), uint32(n), nil); r.Errno != 0 {
 						t.Fatalf("trim %d+%d: %v", off, n, r)
 					}
 					clear(model[off : off+n])
@@ -70,17 +71,17 @@ func TestReadWriteModel(t *testing.T) {
 					if mode.sr && rng.IntN(2) == 0 {
 						fl = cmdFlagDF
 					}
-					r := c.do(fl, cmdRead, uint64(off), uint32(n), nil)
-					if r.errno != 0 {
+					r := c.Do(fl, cmdRead, uint64(off), uint32(n), nil)
+					if r.Errno != 0 {
 						t.Fatalf("read %d+%d: %v", off, n, r)
 					}
-					if !bytes.Equal(r.data, model[off:off+n]) {
+					if !bytes.Equal(r.Data, model[off:off+n]) {
 						t.Fatalf("read %d+%d differs from the model", off, n)
 					}
 					if fl&cmdFlagDF != 0 {
 						content := 0
-						for _, m := range r.msgs {
-							if m.typ == chunkOffsetData || m.typ == chunkOffsetHole {
+						for _, m := range r.Msgs {
+							if m.Type == chunkOffsetData || m.Type == chunkOffsetHole {
 								content++
 							}
 						}
@@ -90,10 +91,10 @@ func TestReadWriteModel(t *testing.T) {
 					}
 				}
 			}
-			if got := c.read(0, size); !bytes.Equal(got, model) {
+			if got := c.Read(0, size); !bytes.Equal(got, model) {
 				t.Fatal("final read differs from the model")
 			}
-			c.disconnect()
+			c.Disconnect()
 		})
 	}
 }
@@ -109,39 +110,39 @@ func TestStructuredReadChunks(t *testing.T) {
 	const blocks = 64
 	for b := range blocks {
 		if rng.IntN(2) == 0 {
-			c.writeAt(uint64(b)*memBlock, pattern(b, memBlock))
+			c.Write(uint64(b)*memBlock, pattern(b, memBlock))
 		}
 	}
 	d := ts.exp.disks["disk"]
 	for range 300 {
 		off := uint64(rng.IntN(blocks * memBlock))
 		n := uint32(rng.IntN(blocks*memBlock-int(off)) + 1)
-		r := c.do(0, cmdRead, off, n, nil)
-		if r.errno != 0 {
+		r := c.Do(0, cmdRead, off, n, nil)
+		if r.Errno != 0 {
 			t.Fatalf("read: %v", r)
 		}
-		if !bytes.Equal(r.data, d.bytes(off, uint64(n))) {
+		if !bytes.Equal(r.Data, d.bytes(off, uint64(n))) {
 			t.Fatalf("read %d+%d differs", off, n)
 		}
 		at := off
-		for i, m := range r.msgs {
-			last := i == len(r.msgs)-1
-			if (m.flags&replyFlagDone != 0) != last {
-				t.Fatalf("read %d+%d: DONE on chunk %d of %d", off, n, i, len(r.msgs))
+		for i, m := range r.Msgs {
+			last := i == len(r.Msgs)-1
+			if (m.Flags&replyFlagDone != 0) != last {
+				t.Fatalf("read %d+%d: DONE on chunk %d of %d", off, n, i, len(r.Msgs))
 			}
-			if m.typ != chunkOffsetData && m.typ != chunkOffsetHole {
-				t.Fatalf("read %d+%d: chunk type %d", off, n, m.typ)
+			if m.Type != chunkOffsetData && m.Type != chunkOffsetHole {
+				t.Fatalf("read %d+%d: chunk type %d", off, n, m.Type)
 			}
-			if i > 0 && r.msgs[i-1].typ == m.typ {
-				t.Fatalf("read %d+%d: two %d chunks in a row", off, n, m.typ)
+			if i > 0 && r.Msgs[i-1].Type == m.Type {
+				t.Fatalf("read %d+%d: two %d chunks in a row", off, n, m.Type)
 			}
-			if got := binary.BigEndian.Uint64(m.payload); got != at {
+			if got := binary.BigEndian.Uint64(m.Payload); got != at {
 				t.Fatalf("read %d+%d: chunk %d at %d, want %d", off, n, i, got, at)
 			}
-			if m.typ == chunkOffsetData {
-				at += uint64(len(m.payload) - 8)
+			if m.Type == chunkOffsetData {
+				at += uint64(len(m.Payload) - 8)
 			} else {
-				at += uint64(binary.BigEndian.Uint32(m.payload[8:]))
+				at += uint64(binary.BigEndian.Uint32(m.Payload[8:]))
 			}
 		}
 		if at != off+uint64(n) {
@@ -206,12 +207,12 @@ func TestReadZeroRunsFromBackend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := serveOne(t, &zeroReporter{runs: tc.runs}, ExportInfo{Size: 1 << 20})
 			for _, fl := range []uint16{0, cmdFlagDF} {
-				r := c.do(fl, cmdRead, 8192, 4096, nil) // finishResult checks the chunks
-				if r.errno != 0 || !bytes.Equal(r.data, make([]byte, 4096)) {
+				r := c.Do(fl, cmdRead, 8192, 4096, nil) // finishResult checks the chunks
+				if r.Errno != 0 || !bytes.Equal(r.Data, make([]byte, 4096)) {
 					t.Fatalf("read: %v", r)
 				}
 			}
-			c.disconnect()
+			c.Disconnect()
 		})
 	}
 }
@@ -243,22 +244,22 @@ func TestReadErrors(t *testing.T) {
 			for _, sr := range []bool{false, true} {
 				c := ts.connect("disk", sr, false)
 				for _, n := range []uint32{512, 8192} {
-					r := c.do(0, cmdRead, 0, n, nil)
-					if r.errno != uint32(tc.want) {
-						t.Fatalf("sr=%v: errno %d, want %d (%v)", sr, r.errno, tc.want, r)
+					r := c.Do(0, cmdRead, 0, n, nil)
+					if r.Errno != uint32(tc.want) {
+						t.Fatalf("sr=%v: errno %d, want %d (%v)", sr, r.Errno, tc.want, r)
 					}
-					if len(r.msgs) != 1 || len(r.data) != 0 {
+					if len(r.Msgs) != 1 || len(r.Data) != 0 {
 						t.Fatalf("sr=%v: an error reply with more: %v", sr, r)
 					}
-					if sr && (r.msgs[0].typ != chunkError || r.msgs[0].flags&replyFlagDone == 0) {
+					if sr && (r.Msgs[0].Type != chunkError || r.Msgs[0].Flags&replyFlagDone == 0) {
 						t.Fatalf("sr=%v: %v", sr, r)
 					}
 				}
 				// The stream is still in step.
-				if got := c.read(4096, 4096); !bytes.Equal(got, pattern(1, 8192)[4096:]) {
+				if got := c.Read(4096, 4096); !bytes.Equal(got, pattern(1, 8192)[4096:]) {
 					t.Fatal("read after an error differs")
 				}
-				c.disconnect()
+				c.Disconnect()
 			}
 		})
 	}
@@ -286,16 +287,16 @@ func TestCommandErrorsFromBackend(t *testing.T) {
 		if tc.typ == cmdWrite {
 			payload = make([]byte, tc.n)
 		}
-		r := c.do(tc.flags, tc.typ, 0, tc.n, payload)
-		if r.errno != uint32(ENOSPC) || len(r.msgs) != 1 || r.msgs[0].typ != chunkError {
+		r := c.Do(tc.flags, tc.typ, 0, tc.n, payload)
+		if r.Errno != uint32(ENOSPC) || len(r.Msgs) != 1 || r.Msgs[0].Type != chunkError {
 			t.Errorf("%s: %v", tc.op, r)
 		}
 		ts.exp.setFault(tc.op, fault{})
-		if r := c.do(tc.flags, tc.typ, 0, tc.n, payload); r.errno != 0 {
+		if r := c.Do(tc.flags, tc.typ, 0, tc.n, payload); r.Errno != 0 {
 			t.Errorf("%s after clearing the fault: %v", tc.op, r)
 		}
 	}
-	c.disconnect()
+	c.Disconnect()
 }
 
 // TestFlagsReachBackend: FUA, NO_HOLE and FAST_ZERO arrive as asked.
@@ -317,11 +318,11 @@ func TestFlagsReachBackend(t *testing.T) {
 		if rq.typ == cmdWrite {
 			p = pattern(1, int(rq.n))
 		}
-		if r := c.do(rq.flags, rq.typ, 0, rq.n, p); r.errno != 0 {
+		if r := c.Do(rq.flags, rq.typ, 0, rq.n, p); r.Errno != 0 {
 			t.Fatalf("%v", r)
 		}
 	}
-	c.disconnect()
+	c.Disconnect()
 	x := ts.exp.opened[0]
 	want := []string{
 		"write 0+512 fua=false", "write 0+512 fua=true",
@@ -349,7 +350,7 @@ func (s *statusExport) BlockStatus(ctx string, off, n uint64, emit func(uint64, 
 // serveOne runs a server for one Export and returns a connected client
 // that negotiated structured replies and the given contexts. Everything
 // is torn down and checked at the end of the test.
-func serveOne(t *testing.T, x Export, info ExportInfo, contexts ...string) *client {
+func serveOne(t *testing.T, x Export, info ExportInfo, contexts ...string) *nbdtest.Client {
 	t.Helper()
 	exp := &oneExport{x: x, info: info}
 	leaks := leakCheck(t)
@@ -378,14 +379,14 @@ func serveOne(t *testing.T, x Export, info ExportInfo, contexts ...string) *clie
 		}
 		leaks()
 	})
-	c := newClient(t, a)
-	c.hello()
-	c.start()
-	c.structured()
+	c := nbdtest.NewClient(t, a)
+	c.Hello()
+	c.Start()
+	c.StructuredReplies()
 	if len(contexts) > 0 {
-		c.setMeta("x", contexts...)
+		c.SetMeta("x", contexts...)
 	}
-	c.goExport("x")
+	c.Go("x")
 	return c
 }
 
@@ -424,20 +425,20 @@ func TestBlockStatusShapes(t *testing.T) {
 
 	check := func(flags uint16, off uint64, n uint32) [][][2]uint32 {
 		t.Helper()
-		r := c.do(flags, cmdBlockStatus, off, n, nil)
-		if r.errno != 0 {
+		r := c.Do(flags, cmdBlockStatus, off, n, nil)
+		if r.Errno != 0 {
 			t.Fatalf("block status %d+%d: %v", off, n, r)
 		}
-		if len(r.msgs) != 2 {
-			t.Fatalf("%d chunks, want one per context", len(r.msgs))
+		if len(r.Msgs) != 2 {
+			t.Fatalf("%d chunks, want one per context", len(r.Msgs))
 		}
 		var out [][][2]uint32
-		for i, m := range r.msgs {
-			id, ext := extents(m)
+		for i, m := range r.Msgs {
+			id, ext := nbdtest.Extents(m)
 			if id != uint32(i+1) {
 				t.Fatalf("chunk %d has context %d", i, id)
 			}
-			if (m.flags&replyFlagDone != 0) != (i == 1) {
+			if (m.Flags&replyFlagDone != 0) != (i == 1) {
 				t.Fatalf("DONE on chunk %d", i)
 			}
 			var sum uint64
@@ -484,22 +485,22 @@ func TestBlockStatusShapes(t *testing.T) {
 	// An error in either context is the only chunk.
 	for _, ctx := range ctxs[:2] {
 		failCtx.Store(ctx)
-		r := c.do(0, cmdBlockStatus, 0, 1<<20, nil)
-		if r.errno != uint32(EINVAL) || len(r.msgs) != 1 || r.msgs[0].typ != chunkError {
+		r := c.Do(0, cmdBlockStatus, 0, 1<<20, nil)
+		if r.Errno != uint32(EINVAL) || len(r.Msgs) != 1 || r.Msgs[0].Type != chunkError {
 			t.Fatalf("failing %s: %v", ctx, r)
 		}
 	}
 	failCtx.Store("")
-	c.disconnect()
+	c.Disconnect()
 
 	// A context with no extents is an error, not an empty chunk.
 	t.Run("no extents", func(t *testing.T) {
 		c := serveOne(t, x, ExportInfo{Size: size, MetaContexts: ctxs}, ctxs[0], ctxs[2])
-		r := c.do(0, cmdBlockStatus, 0, 4096, nil)
-		if r.errno != uint32(EIO) || len(r.msgs) != 1 || r.msgs[0].typ != chunkError {
+		r := c.Do(0, cmdBlockStatus, 0, 4096, nil)
+		if r.Errno != uint32(EIO) || len(r.Msgs) != 1 || r.Msgs[0].Type != chunkError {
 			t.Fatalf("%v", r)
 		}
-		c.disconnect()
+		c.Disconnect()
 	})
 }
 
@@ -511,21 +512,21 @@ func TestErrorMessagesAreStrings(t *testing.T) {
 	m := defaultExports()
 	r := &refusingExports{memExports: m}
 	ts := newTestServer(t, m, func(o *Options) { o.Exports = r })
-	c := ts.dial().start()
+	c := ts.dial().Start()
 	r.set(func() { r.describeErr = PolicyRefusal("%s", bad) })
-	c.optErr(optInfo, infoOptionData("disk"), repErrPolicy)
+	c.OptErr(optInfo, nbdtest.InfoOptionData("disk"), repErrPolicy)
 	r.set(func() { r.describeErr = PolicyRefusal("%s", "nul\x00inside") })
-	if msg := c.optErr(optInfo, infoOptionData("disk"), repErrPolicy); msg != "nulinside" {
+	if msg := c.OptErr(optInfo, nbdtest.InfoOptionData("disk"), repErrPolicy); msg != "nulinside" {
 		t.Fatalf("message %q", msg)
 	}
 	r.set(func() { r.describeErr = nil })
-	c.structured()
-	c.goExport("disk")
+	c.StructuredReplies()
+	c.Go("disk")
 	for _, msg := range []string{bad, bad[1:], "\x00", strings.Repeat("\xff", 5000)} {
 		ts.exp.setFault(opRead, fault{err: errors.New(msg)})
-		if r := c.do(0, cmdRead, 0, 512, nil); r.errno != uint32(EIO) {
+		if r := c.Do(0, cmdRead, 0, 512, nil); r.Errno != uint32(EIO) {
 			t.Fatalf("%v", r)
 		}
 	}
-	c.disconnect()
+	c.Disconnect()
 }

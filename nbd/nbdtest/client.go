@@ -248,6 +248,15 @@ func (c *Client) Go(name string, infos ...uint16) ExportInfo {
 	return e
 }
 
+// AbortNegotiation sends ABORT and expects its ACK, then the hang-up.
+func (c *Client) AbortNegotiation() {
+	c.t.Helper()
+	if rs := c.Opt(OptAbort, nil); len(rs) != 1 || rs[0].Type != RepAck {
+		c.Fatalf("ABORT: %s", FmtReplies(rs))
+	}
+	c.ExpectClosed()
+}
+
 // StartTLS upgrades the connection after an ACK to STARTTLS. Structured
 // replies negotiated before it are forgotten, as proto.md says.
 func (c *Client) StartTLS(cfg *tls.Config) {
