@@ -34,7 +34,7 @@ func TestAuthentication(t *testing.T) {
 	// GET /api/token works as POST does (kvol), and the answer is complete.
 	var tok api.Token
 	e.must(200, "GET", "/api/token", "basic:admin:"+adminPassword, nil, &tok)
-	if tok.Username != "admin" || tok.Role != api.PoolAdmin || !tok.ExpiresAt.After(e.clock()) || !strings.HasPrefix(tok.Token, tokenPrefix) {
+	if tok.Username != "admin" || tok.Role != api.PoolAdmin || !tok.ExpiresAt.After(e.clock()) || !strings.HasPrefix(tok.Token, "vdt_") {
 		t.Fatalf("token answer %+v", tok)
 	}
 	// Basic user:token is accepted, but only with the token's own user.
@@ -50,17 +50,24 @@ func TestAuthentication(t *testing.T) {
 	e.must(204, "DELETE", "/api/token", t2, nil, nil)
 	e.fails(401, api.CodeSessionInvalid, "GET", "/api/vdis", t2, nil)
 
-	// The file keeps no token, only its hash; and it is private.
+	// The database keeps no token, only its hash; and it is private.
 	t3 := e.login("admin", adminPassword)
-	buf, err := os.ReadFile(filepath.Join(e.dataDir, "mgmt.json"))
-	if err != nil {
-		t.Fatal(err)
+	db := filepath.Join(e.dataDir, "mgmt.db")
+	files, err := os.ReadDir(db)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("the management database: %v", err)
 	}
-	if strings.Contains(string(buf), t3) || strings.Contains(string(buf), adminPassword) {
-		t.Fatal("mgmt.json holds a secret in clear")
+	for _, f := range files {
+		buf, err := os.ReadFile(filepath.Join(db, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(buf), t3) || strings.Contains(string(buf), adminPassword) {
+			t.Fatalf("mgmt.db/%s holds a secret in clear", f.Name())
+		}
 	}
-	if fi, _ := os.Stat(filepath.Join(e.dataDir, "mgmt.json")); fi.Mode().Perm() != 0o600 {
-		t.Fatalf("mgmt.json mode %v", fi.Mode().Perm())
+	if fi, _ := os.Stat(db); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("mgmt.db mode %v", fi.Mode().Perm())
 	}
 	// Tokens survive a restart; revoked and expired ones do not come back.
 	e.restart()
@@ -161,10 +168,10 @@ func TestAdminBootstrapWritesPasswordFile(t *testing.T) {
 		t.Fatalf("admin.password mode %v", fi.Mode().Perm())
 	}
 	pw, _ := os.ReadFile(path)
-	if role, ok := s.checkPassword("admin", strings.TrimSpace(string(pw))); !ok || role != api.PoolAdmin {
+	if p, err := s.auth.CheckLogin("admin", strings.TrimSpace(string(pw))); err != nil || p.Role != api.PoolAdmin {
 		t.Fatal("the written password does not log in")
 	}
-	if _, ok := s.checkPassword("admin", ""); ok {
+	if _, err := s.auth.CheckLogin("admin", ""); err == nil {
 		t.Fatal("empty password accepted")
 	}
 	if _, err := New(Options{Store: e.store, DataDir: t.TempDir(), AdminPassword: "short"}); err == nil {

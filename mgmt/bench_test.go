@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/nbd"
 )
 
@@ -177,4 +178,6 @@ func seedVDIs(e *env, n int) []string {
 }
 
 // seedAttrs are a fresh VDI's attributes as the store keeps them.
-func seedAttrs(name string) []byte { return vdiAttrs{NameLabel: name}.encode() }
+func seedAttrs(name string) []byte {
+	return volume.Attrs{Xen: volume.XenAttrs{NameLabel: name}}.Encode()
+}

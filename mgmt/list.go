@@ -119,3 +119,27 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// pageOfIDs cuts the requested page (p.Page > 0) of ids, already in the
+// list's order, and builds records only for that page; ids whose record
+// is gone by now are left out of it.
+func pageOfIDs[T any](ids []string, p api.PageArgs, rec func(id string) (T, bool)) (api.List[T], error) {
+	total := len(ids)
+	size := p.PageSize
+	if size == 0 {
+		size = defaultPageSize
+	}
+	out := api.List[T]{Data: []T{}, Paging: api.Paging{TotalItems: total, MaxPage: max(1, (total+size-1)/size)}}
+	pg := min(p.Page, out.Paging.MaxPage)
+	lo, hi := (pg-1)*size, min(pg*size, total)
+	for _, id := range ids[lo:hi] {
+		if r, ok := rec(id); ok {
+			out.Data = append(out.Data, r)
+		}
+	}
+	out.Paging.CurrentPage, out.Paging.StartNumber, out.Paging.EndNumber = pg, lo+1, hi
+	if hi == lo {
+		out.Paging.StartNumber = 0
+	}
+	return out, nil
+}

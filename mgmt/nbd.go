@@ -14,6 +14,8 @@ import (
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/fault"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/nbd"
 )
 
@@ -80,39 +82,35 @@ func (e *nbdExports) resolve(c *nbd.Conn, name string) (grant, error) {
 	if !strings.HasPrefix(name, "/") || token == "" {
 		return grant{}, errNoExport
 	}
-	u, role, session, ok := e.s.tokenSession(token)
-	if !ok || role < nbdRole {
+	p, session, ok := e.s.auth.NBDSession(token)
+	if !ok || p.Role < nbdRole {
 		return grant{}, errNoExport
 	}
-	c.State = nbdSession{user: u, token: token}
-	return grant{id: id, user: u, session: session}, nil
+	c.State = nbdSession{user: p.User, token: token}
+	return grant{id: id, user: p.User, session: session}, nil
 }
 
 // describe checks that the VDI can be exported and lists its contexts.
 func (e *nbdExports) describe(id string) (nbd.ExportInfo, error) {
-	s := e.s
-	s.mu.Lock()
-	w, v, aerr := s.vdiFor(id, "")
-	s.mu.Unlock()
+	v, aerr := e.s.vols.Lookup(id)
 	switch {
 	case aerr != nil:
 		return nbd.ExportInfo{}, errNoExport
-	case v.info.Kind == blockstore.KindCBTMetadata:
+	case v.Info.Kind == blockstore.KindCBTMetadata:
 		return nbd.ExportInfo{}, nbd.UnknownExport("VDI %s holds only changed-block metadata (cbt_metadata): it has no data to export", id)
-	case v.attrs.Building != "":
-		return nbd.ExportInfo{}, nbd.UnknownExport("VDI %s is still being built by task %s", id, v.attrs.Building)
+	case v.Attrs.Lifecycle.Building != "":
+		return nbd.ExportInfo{}, nbd.UnknownExport("VDI %s is still being built by task %s", id, v.Attrs.Lifecycle.Building)
 	}
-	info := nbd.ExportInfo{Size: v.info.Size, ReadOnly: v.info.ReadOnly, Description: v.attrs.NameLabel,
+	info := nbd.ExportInfo{Size: v.Info.Size, ReadOnly: v.Info.ReadOnly, Description: v.Attrs.Xen.NameLabel,
 		MetaContexts: []string{"base:allocation"}}
-	if v.info.CBTEnabled {
-		bases, err := s.store.CBTBases(id)
+	if v.Info.CBTEnabled {
+		// Forgotten and hidden bases are not offered.
+		bases, err := e.s.vols.CBTBases(id)
 		if err != nil {
 			return nbd.ExportInfo{}, errNoExport
 		}
 		for _, b := range bases {
-			if _, err := w.vdi(b); err == nil { // forgotten and hidden bases are not offered
-				info.MetaContexts = append(info.MetaContexts, dirtyBitmapPrefix+b)
-			}
+			info.MetaContexts = append(info.MetaContexts, dirtyBitmapPrefix+b)
 		}
 	}
 	return info, nil
@@ -141,11 +139,10 @@ func (e *nbdExports) Open(c *nbd.Conn, name string) (nbd.Export, nbd.ExportInfo,
 	if user == "" {
 		user = "(nbd-auth none)"
 	}
-	vbd, aerr := e.s.AttachVBD(id, user, !info.ReadOnly)
+	vbd, aerr := e.s.vols.Attach(id, user, !info.ReadOnly)
 	if aerr != nil {
-		var ae *api.Error
-		if errors.As(aerr, &ae) {
-			return nil, nbd.ExportInfo{}, nbd.PolicyRefusal("%s: %s", ae.Code, ae.Message)
+		if f, ok := fault.As(aerr); ok {
+			return nil, nbd.ExportInfo{}, nbd.PolicyRefusal("%s: %s", f.Code, f.Message)
 		}
 		return nil, nbd.ExportInfo{}, nbd.PolicyRefusal("%v", aerr)
 	}
@@ -160,32 +157,28 @@ func (e *nbdExports) List(c *nbd.Conn) ([]nbd.Listing, error) {
 		return nil, nbd.PolicyRefusal("LIST needs a session: first name an export as /<uuid>?session_id=<token> (INFO or LIST_META_CONTEXT)")
 	}
 	if ok {
-		if _, role, valid := e.s.TokenUser(sess.token); !valid || role < nbdRole {
+		if p, err := e.s.auth.Authenticate(sess.token, ""); err != nil || p.Role < nbdRole {
 			return nil, nbd.PolicyRefusal("the session is no longer valid")
 		}
 	}
-	s := e.s
-	s.mu.Lock()
-	w := s.lookWorld()
-	s.mu.Unlock()
 	var out []nbd.Listing
-	for id, v := range w.vols {
-		if !v.attrs.visible() || v.info.Kind == blockstore.KindCBTMetadata || v.attrs.Building != "" {
-			continue
+	e.s.vols.Each(func(v *volume.Volume) {
+		if v.Info.Kind == blockstore.KindCBTMetadata || v.Attrs.Lifecycle.Building != "" {
+			return
 		}
-		name := "/" + id
+		name := "/" + v.Info.ID
 		if ok {
 			name += "?session_id=" + sess.token
 		}
-		out = append(out, nbd.Listing{Name: name, Description: v.attrs.NameLabel})
-	}
+		out = append(out, nbd.Listing{Name: name, Description: v.Attrs.Xen.NameLabel})
+	})
 	return out, nil
 }
 
 // vdiExport is one NBD connection's view of a VDI.
 type vdiExport struct {
 	s    *Server
-	vbd  *VBD
+	vbd  *volume.VBD
 	d    *blockstore.Disk
 	live bool // writable: its changed blocks move under it
 	// counters are the vDisk's statistics: what the client asked for and

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/nbd"
 )
 
@@ -56,7 +57,7 @@ func TestNBDSessionEndsWithItsToken(t *testing.T) {
 
 	// Logout ends the token's connections, not the same user's others.
 	e.must(http.StatusNoContent, "DELETE", "/api/token", t1, nil, nil)
-	ended("t1 after DELETE /api/token", a, errTokenRevoked)
+	ended("t1 after DELETE /api/token", a, auth.ErrTokenRevoked)
 	live("t2 after t1's logout", c)
 
 	// A role lowered below vm-admin ends the connections; the token goes
@@ -65,7 +66,7 @@ func TestNBDSessionEndsWithItsToken(t *testing.T) {
 	op := e.login("op", "op-password")
 	o := open(op)
 	e.must(http.StatusOK, "PATCH", "/api/users/op", e.admin, map[string]any{"role": "vm-operator"}, nil)
-	ended("op after its role was lowered", o, errRoleLowered)
+	ended("op after its role was lowered", o, auth.ErrRoleLowered)
 	e.must(http.StatusOK, "GET", "/api/vdis", op, nil, nil)
 	if _, _, err := ex.Open(&nbd.Conn{}, exportName(v.UUID, op)); err == nil {
 		t.Fatal("a vm-operator token opened an export")
@@ -76,13 +77,13 @@ func TestNBDSessionEndsWithItsToken(t *testing.T) {
 	o2 := open(op)
 	live("op raised again", o2)
 	e.must(http.StatusNoContent, "DELETE", "/api/users/op", e.admin, nil, nil)
-	ended("op after its user was deleted", o2, errUserDeleted)
+	ended("op after its user was deleted", o2, auth.ErrUserDeleted)
 
 	// A new password revokes every token of the user.
 	e.must(http.StatusCreated, "POST", "/api/users", e.admin, map[string]any{"username": "pw", "password": "pw-password", "role": "vm-admin"}, nil)
 	p := open(e.login("pw", "pw-password"))
 	e.must(http.StatusOK, "PATCH", "/api/users/pw", e.admin, map[string]any{"password": "another-password"}, nil)
-	ended("pw after its password changed", p, errPasswordReset)
+	ended("pw after its password changed", p, auth.ErrPasswordReset)
 	live("t2 through all of it", c)
 
 	// With --nbd-auth=none there is no token and nothing to end.
@@ -119,7 +120,7 @@ func TestNBDSessionExpires(t *testing.T) {
 		t.Fatal("the session ended before anything noticed the expiry")
 	}
 	e.login("admin", adminPassword) // a login sweeps expired tokens
-	if !errors.Is(context.Cause(ctx), errTokenExpired) {
-		t.Fatalf("after the sweep the session ended with %v, want %v", context.Cause(ctx), errTokenExpired)
+	if !errors.Is(context.Cause(ctx), auth.ErrTokenExpired) {
+		t.Fatalf("after the sweep the session ended with %v, want %v", context.Cause(ctx), auth.ErrTokenExpired)
 	}
 }

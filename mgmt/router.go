@@ -8,6 +8,8 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/auth"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 // binding is a declared call with its handler.
@@ -31,12 +33,10 @@ func bind[A any](d *api.Decl[A], fn func(c *call, a *A) (any, error)) binding {
 
 // call is one request in flight, after authentication.
 type call struct {
-	w     http.ResponseWriter
-	r     *http.Request
-	rpc   *api.RPC
-	user  string
-	role  api.Role
-	token string // the token the call carries (empty for password calls)
+	w   http.ResponseWriter
+	r   *http.Request
+	rpc *api.RPC
+	auth.Principal
 }
 
 // Handler returns the HTTP handler serving every bound call.
@@ -83,14 +83,14 @@ func (s *Server) serveCall(b binding) http.Handler {
 			sw.call = b.rpc.Name()
 		}
 		c := &call{w: w, r: r, rpc: b.rpc}
-		if e := s.authenticate(c); e != nil {
-			writeError(w, e)
+		if err := s.authenticate(c); err != nil {
+			writeError(w, volume.StoreError(err, "", b.rpc.Call))
 			return
 		}
-		if !c.role.Allows(b.rpc.Role) {
+		if !c.Role.Allows(b.rpc.Role) {
 			writeError(w, api.Errorf(http.StatusForbidden, api.CodePermissionDenied,
 				[]string{b.rpc.Name(), b.rpc.Role.String()},
-				"%s needs role %s or higher; %s has %s", b.rpc.Name(), b.rpc.Role, c.user, c.role))
+				"%s needs role %s or higher; %s has %s", b.rpc.Name(), b.rpc.Role, c.User, c.Role))
 			return
 		}
 		res, err := b.serve(c)
@@ -98,7 +98,7 @@ func (s *Server) serveCall(b binding) http.Handler {
 			err = nil // a typed nil that slipped through
 		}
 		if err != nil {
-			e := storeError(err, "", b.rpc.Call)
+			e := volume.StoreError(err, "", b.rpc.Call)
 			if api.Status(e) >= 500 {
 				s.log.Error("call failed", "call", b.rpc.Name(), "err", err)
 			}
@@ -106,7 +106,7 @@ func (s *Server) serveCall(b binding) http.Handler {
 			return
 		}
 		switch res := res.(type) {
-		case *api.Task:
+		case *api.Task: // a task started: taskGet and taskCancel answer values
 			w.Header().Set("Location", "/api/tasks/"+res.UUID)
 			writeJSON(w, http.StatusAccepted, res)
 		case created:

@@ -4,6 +4,7 @@ import (
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 // vdiskStatistics is a vDisk's OVS statistics object.
@@ -16,13 +17,11 @@ func (s *Server) vdiskStatistics(id string) api.Statistics {
 // vpoolStatistics sums the raw counters of every volume in the pool and
 // keeps the vPool's own rate history, as OVS does since 2016 (summing the
 // vDisks' rates would mix samples taken at different times).
-func (s *Server) vpoolStatistics(pool string, vols []blockstore.VolumeInfo) api.Statistics {
+func (s *Server) vpoolStatistics(pool string) api.Statistics {
 	return s.rates.Statistics("vpool:"+pool, func() map[string]float64 {
 		var sum metrics.Sample
-		for _, v := range vols {
-			if v.Pool == pool {
-				sum = sum.Add(s.sampleOf(v.ID))
-			}
+		for _, id := range s.vols.PoolMembers(pool) {
+			sum = sum.Add(s.sampleOf(id))
 		}
 		return sum.OVS()
 	})
@@ -53,26 +52,26 @@ func (s *Server) forgetCounters(id string) {
 func (s *Server) MetricSources() (disks func() []metrics.DiskInfo, pools func() []metrics.PoolInfo) {
 	disks = func() []metrics.DiskInfo {
 		var out []metrics.DiskInfo
-		for _, v := range s.store.Volumes() {
-			a := parseAttrs(v.Attrs)
-			if !a.visible() || v.Kind == blockstore.KindCBTMetadata {
-				continue
+		s.vols.Each(func(v *volume.Volume) {
+			if v.Info.Kind == blockstore.KindCBTMetadata {
+				return
 			}
-			phys, _ := s.store.PhysicalUtilisation(v.ID)
-			out = append(out, metrics.DiskInfo{ID: v.ID, Pool: v.Pool, Name: a.NameLabel,
-				VirtualSize: v.Size, PhysicalUtilisation: phys, Sample: s.sampleOf(v.ID)})
+			out = append(out, metrics.DiskInfo{ID: v.Info.ID, Pool: v.Info.Pool, Name: v.Attrs.Xen.NameLabel,
+				VirtualSize: v.Info.Size})
+		})
+		for i := range out {
+			out[i].PhysicalUtilisation, _ = s.store.PhysicalUtilisation(out[i].ID)
+			out[i].Sample = s.sampleOf(out[i].ID)
 		}
 		return out
 	}
 	pools = func() []metrics.PoolInfo {
-		// Not vpoolRecordLocked: that samples the vPool's statistics, and a
+		// Not vpoolRecord: that samples the vPool's statistics, and a
 		// scrape must not move the REST rates' history.
-		s.mu.Lock()
 		var out []metrics.PoolInfo
-		for _, p := range s.st.Pools {
+		for _, p := range s.vols.Pools() {
 			out = append(out, metrics.PoolInfo{GUID: p.GUID, Name: p.Name, Size: uint64(p.Size)})
 		}
-		s.mu.Unlock()
 		for i := range out {
 			if out[i].Size == 0 {
 				out[i].Size = uint64(s.filesystemSize())

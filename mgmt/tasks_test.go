@@ -11,6 +11,7 @@ import (
 
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 // startCopy posts VDI.copy and returns the task.
@@ -119,7 +120,7 @@ func TestCopyCancelAndCrashLeaveNothing(t *testing.T) {
 	started := make(chan struct{})
 	var once sync.Once
 	hook := func(ctx context.Context) { once.Do(func() { close(started) }); <-ctx.Done() }
-	e.s.copyHook.Store(&hook)
+	e.s.vols.SetCopyHook(hook)
 	task := e.startCopy(src.UUID, nil)
 	<-started // the copy is moving data
 	var during api.VDI
@@ -136,15 +137,15 @@ func TestCopyCancelAndCrashLeaveNothing(t *testing.T) {
 	}
 	// While it runs: the source may be read, not written; the destination
 	// takes nothing.
-	if _, err := e.s.AttachVBD(src.UUID, "admin", true); err == nil {
+	if _, err := e.s.vols.Attach(src.UUID, "admin", true); err == nil {
 		t.Fatal("writable attach of a copy's source accepted")
 	}
-	ro, err := e.s.AttachVBD(src.UUID, "admin", false)
+	ro, err := e.s.vols.Attach(src.UUID, "admin", false)
 	if err != nil {
 		t.Fatalf("read-only attach of a copy's source: %v", err)
 	}
 	ro.Close()
-	if _, err := e.s.AttachVBD(during.UUID, "admin", false); err == nil {
+	if _, err := e.s.vols.Attach(during.UUID, "admin", false); err == nil {
 		t.Fatal("attach of a copy's destination accepted")
 	}
 	e.fails(409, api.CodeOtherOperation, "POST", "/api/vdis/"+during.UUID+"/resize", e.admin, map[string]any{"size": 128 << 20})
@@ -168,7 +169,7 @@ func TestCopyCancelAndCrashLeaveNothing(t *testing.T) {
 
 	// Someone else's task needs pool-operator to cancel.
 	block := func(ctx context.Context) { <-ctx.Done() }
-	e.s.copyHook.Store(&block)
+	e.s.vols.SetCopyHook(block)
 	task = e.startCopy(src.UUID, nil)
 	vmAdmin := e.userWithRole(api.VMAdmin)
 	e.fails(403, api.CodePermissionDenied, "POST", "/api/tasks/"+task.UUID+"/cancel", vmAdmin, nil)
@@ -179,12 +180,15 @@ func TestCopyCancelAndCrashLeaveNothing(t *testing.T) {
 	if e.volumes() != n {
 		t.Fatalf("%d volumes after restart, want %d (the interrupted copy's VDI removed)", e.volumes(), n)
 	}
-	// And a marked VDI left by a real crash (no Close) is removed too.
-	attrs := vdiAttrs{NameLabel: "half", Building: "some-task"}
-	if _, err := e.store.Create(blockstore.CreateRequest{ID: "half-made", Pool: "x", Size: 1 << 20, Attrs: attrs.encode()}); err != nil {
+	// And a marked VDI left by a real crash (no Close) is removed too,
+	// whether its attributes are in the flat form of earlier versions or
+	// namespaced.
+	legacy := []byte(`{"name_label":"half","building":"some-task"}`)
+	if _, err := e.store.Create(blockstore.CreateRequest{ID: "half-made", Pool: "x", Size: 1 << 20, Attrs: legacy}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.Snapshot(blockstore.SnapshotRequest{Source: src.UUID, ID: "orphan-base", Attrs: vdiAttrs{BaseOf: src.UUID}.encode()}); err != nil {
+	base := volume.Attrs{Lifecycle: volume.Lifecycle{BaseOf: src.UUID}}
+	if _, err := e.store.Snapshot(blockstore.SnapshotRequest{Source: src.UUID, ID: "orphan-base", Attrs: base.Encode()}); err != nil {
 		t.Fatal(err)
 	}
 	e.restart()

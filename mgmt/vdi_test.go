@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 func TestVDILifecycle(t *testing.T) {
@@ -132,7 +133,7 @@ func TestDataDestroy(t *testing.T) {
 	s2 := e.post(v.UUID, "snapshot", nil)
 
 	m := e.post(s1.UUID, "data_destroy", nil)
-	if m.Type != "cbt_metadata" || !m.CBTEnabled || m.OtherConfig["content_id"] != cbtMetadataContentID {
+	if m.Type != "cbt_metadata" || !m.CBTEnabled || m.OtherConfig["content_id"] != volume.CBTMetadataContentID {
 		t.Fatalf("after data_destroy: %+v", m)
 	}
 	m = e.post(s1.UUID, "data_destroy", nil) // idempotent
@@ -254,9 +255,9 @@ func TestCallsWaitForDetachingClients(t *testing.T) {
 	id := e.createVDI(map[string]any{"name_label": "golden"}).UUID
 	e.write(id, 0, pattern(1, 4096))
 	e.post(id, "set_on_boot", map[string]any{"value": "reset"})
-	attachDirty := func() *VBD {
+	attachDirty := func() *volume.VBD {
 		t.Helper()
-		b, err := e.s.AttachVBD(id, "admin", true)
+		b, err := e.s.vols.Attach(id, "admin", true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +266,7 @@ func TestCallsWaitForDetachingClients(t *testing.T) {
 		}
 		return b
 	}
-	closeSoon := func(b *VBD) chan struct{} {
+	closeSoon := func(b *volume.VBD) chan struct{} {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -277,9 +278,9 @@ func TestCallsWaitForDetachingClients(t *testing.T) {
 
 	// No grace: the second attach finds the first still there and does
 	// not reset, and destroy is refused.
-	e.s.opts.DetachGrace = -1
+	e.s.vols.SetDetachGrace(-1)
 	a := attachDirty()
-	b, err := e.s.AttachVBD(id, "admin", true)
+	b, err := e.s.vols.Attach(id, "admin", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,10 +292,10 @@ func TestCallsWaitForDetachingClients(t *testing.T) {
 	b.Close()
 
 	// With it, both wait for the attachment that is going.
-	e.s.opts.DetachGrace = 5 * time.Second
+	e.s.vols.SetDetachGrace(5 * time.Second)
 	a = attachDirty()
 	done := closeSoon(a)
-	b, err = e.s.AttachVBD(id, "admin", true)
+	b, err = e.s.vols.Attach(id, "admin", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +331,7 @@ func TestOnBootReset(t *testing.T) {
 	e.fails(400, api.CodeInvalidValue, "POST", "/api/vdis/"+id+"/set_on_boot", e.admin, map[string]any{"value": "sometimes"})
 
 	for round := 0; round < 2; round++ {
-		b, err := e.s.AttachVBD(id, "admin", true)
+		b, err := e.s.vols.Attach(id, "admin", true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +362,7 @@ func TestOnBootReset(t *testing.T) {
 	if e.volumes() != hidden-1 {
 		t.Fatalf("persist did not drop the hidden base: %d volumes, want %d", e.volumes(), hidden-1)
 	}
-	b, err := e.s.AttachVBD(id, "admin", true)
+	b, err := e.s.vols.Attach(id, "admin", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +387,7 @@ func TestAttachedVDI(t *testing.T) {
 	v := e.createVDI(map[string]any{})
 	e.post(v.UUID, "enable_cbt", nil)
 	s := e.post(v.UUID, "snapshot", nil)
-	b, err := e.s.AttachVBD(v.UUID, "admin", true)
+	b, err := e.s.vols.Attach(v.UUID, "admin", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,10 +396,10 @@ func TestAttachedVDI(t *testing.T) {
 	e.post(v.UUID, "resize_online", map[string]any{"size": 8 << 20})
 	e.fails(409, api.CodeVDIInUse, "GET", "/api/vdis/"+v.UUID+"/list_changed_blocks?vdi_from="+s.UUID, e.admin, nil)
 	e.post(v.UUID, "snapshot", nil)
-	if _, err := e.s.AttachVBD(s.UUID, "admin", true); err == nil {
+	if _, err := e.s.vols.Attach(s.UUID, "admin", true); err == nil {
 		t.Fatal("writable attach of a snapshot accepted")
 	}
-	ro, err := e.s.AttachVBD(s.UUID, "admin", false)
+	ro, err := e.s.vols.Attach(s.UUID, "admin", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +417,7 @@ func TestDataDestroyWaitsForDetach(t *testing.T) {
 	v := e.createVDI(map[string]any{"name_label": "w"})
 	e.post(v.UUID, "enable_cbt", nil)
 	s := e.post(v.UUID, "snapshot", nil)
-	b, err := e.s.AttachVBD(s.UUID, "backup", false)
+	b, err := e.s.vols.Attach(s.UUID, "backup", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,11 @@
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/vdiskd/vdiskd/mgmt/auth"
+	"github.com/vdiskd/vdiskd/mgmt/task"
+)
 
 // NullRef is XenAPI's null reference, used where a ref field points nowhere.
 const NullRef = "OpaqueRef:NULL"
@@ -130,27 +135,15 @@ type StorageRouter struct {
 	StorageDriversGUIDs []string `json:"storagedrivers_guids"`
 }
 
-// Task is a long-running call (XenAPI task, OVS Celery task).
-type Task struct {
-	UUID       string     `json:"uuid"`
-	NameLabel  string     `json:"name_label"` // the call, e.g. "VDI.copy"
-	Object     string     `json:"object"`     // the UUID it acts on
-	Status     string     `json:"status"`     // pending, success, failure, cancelled
-	Progress   float64    `json:"progress"`   // 0..1
-	Created    time.Time  `json:"created"`
-	Finished   *time.Time `json:"finished"`
-	Owner      string     `json:"owner"`
-	Result     any        `json:"result"`
-	Error      *Error     `json:"error"`
-	ResidentOn string     `json:"resident_on"` // storagerouter guid
-}
+// Task is a long call running in the background (package task).
+type Task = task.Record
 
 // Task statuses.
 const (
-	TaskPending   = "pending"
-	TaskSuccess   = "success"
-	TaskFailure   = "failure"
-	TaskCancelled = "cancelled"
+	TaskPending   = task.Pending
+	TaskSuccess   = task.Success
+	TaskFailure   = task.Failure
+	TaskCancelled = task.Cancelled
 )
 
 // User is an account of the API. Its password never leaves the server.
@@ -161,12 +154,7 @@ type User struct {
 }
 
 // Token answers /api/token.
-type Token struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Role      Role      `json:"role"`
-	Username  string    `json:"username"`
-}
+type Token = auth.Token
 
 // Paging is OVS's _paging block of a list.
 type Paging struct {

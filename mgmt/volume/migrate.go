@@ -1,0 +1,87 @@
+package volume
+
+// Check finds a visible VDI and checks that op may run on it now ("" checks
+// nothing), answering its state.
+func (s *Service) Check(id, op string) (VDI, error) {
+	e, ferr := s.lockFor(id, op)
+	if ferr != nil {
+		return VDI{}, ferr
+	}
+	defer e.mu.Unlock()
+	return s.view(e), nil
+}
+
+// Migration is a pool_migrate under way: the VDI is busy with "mirror"
+// until Run or Abandon.
+type Migration struct {
+	s        *Service
+	id, task string
+	pool, by string
+	done     bool
+}
+
+// StartMigration checks that VDI id may move to vPool ref and marks it busy
+// for task.
+func (s *Service) StartMigration(id, ref, task, by string) (*Migration, error) {
+	pool, perr := s.Pool(ref, "SR")
+	if perr != nil {
+		return nil, perr
+	}
+	e, ferr := s.lockFor(id, "mirror")
+	if ferr != nil {
+		return nil, ferr
+	}
+	defer e.mu.Unlock()
+	e.addOp(task, "mirror")
+	return &Migration{s: s, id: id, task: task, pool: pool.GUID, by: by}, nil
+}
+
+// Run moves the VDI, its snapshots (and theirs) and its on_boot base to
+// the vPool. vPools are key spaces of one store, so nothing is copied and
+// the CBT chain stays usable, which XenServer's storage migration cannot
+// offer.
+func (m *Migration) Run() (VDI, error) {
+	s := m.s
+	defer m.Abandon()
+	s.pools.inUse.RLock()
+	defer s.pools.inUse.RUnlock()
+	// Resolve again: the vPool may have gone meanwhile.
+	dest, perr := s.Pool(m.pool, "SR")
+	if perr != nil {
+		return VDI{}, perr
+	}
+	e, ferr := s.lock(m.id)
+	if ferr != nil {
+		return VDI{}, ferr
+	}
+	defer e.mu.Unlock()
+	fam := s.family(m.id)
+	if err := s.store.MovePool(dest.GUID, fam...); err != nil {
+		return VDI{}, StoreError(err, m.id, "pool_migrate")
+	}
+	e.info.Pool = dest.GUID
+	for _, id := range fam[1:] {
+		if f := s.entry(id); f != nil {
+			f.mu.Lock()
+			f.info.Pool = dest.GUID
+			f.mu.Unlock()
+		}
+	}
+	e.releaseOp(m.task)
+	m.done = true
+	s.log.Info("VDI migrated", "vdi", m.id, "pool", dest.Name, "by", m.by)
+	return s.view(e), nil
+}
+
+// Abandon releases the VDI if Run did not.
+func (m *Migration) Abandon() {
+	if m.done {
+		return
+	}
+	m.done = true
+	if e := m.s.entry(m.id); e != nil {
+		e.mu.Lock()
+		e.releaseOp(m.task)
+		e.mu.Unlock()
+	}
+}
