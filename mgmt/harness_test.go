@@ -33,10 +33,15 @@ type env struct {
 
 	clockMu sync.Mutex
 	now     time.Time
+
+	tweak func(*Options) // changes the Server's options before each start
 }
 
-func newEnv(t testing.TB) *env {
-	e := &env{t: t, fs: vfs.NewMem(), dataDir: t.TempDir(), now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+func newEnv(t testing.TB) *env { return newEnvWith(t, nil) }
+
+// newEnvWith starts a Server whose options tweak changed.
+func newEnvWith(t testing.TB, tweak func(*Options)) *env {
+	e := &env{t: t, fs: vfs.NewMem(), dataDir: t.TempDir(), now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC), tweak: tweak}
 	e.start()
 	t.Cleanup(e.stop)
 	e.admin = e.login("admin", adminPassword)
@@ -63,9 +68,13 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	// A short DetachGrace: the refusals tests expect come quickly.
-	s, err := New(Options{Store: st, DataDir: e.dataDir, AdminPassword: adminPassword, Now: e.clock,
+	opts := Options{Store: st, DataDir: e.dataDir, AdminPassword: adminPassword, Now: e.clock,
 		DetachGrace: 100 * time.Millisecond, BcryptCost: bcrypt.MinCost, Address: "127.0.0.1:8080", NodeName: "test-node",
-		Logger: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Logger: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if e.tweak != nil {
+		e.tweak(&opts)
+	}
+	s, err := New(opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

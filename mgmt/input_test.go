@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
 )
 
 // Bad input gets a 4xx with a clear error body and changes nothing.
@@ -53,7 +54,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"bad vPool name", "POST", "/api/vpools", `{"name":"a b"}`, 400, api.CodeInvalidValue},
 		{"bad backend", "POST", "/api/vpools", `{"name":"p","backend_type":"S3"}`, 400, api.CodeInvalidValue},
 		{"rdma", "POST", "/api/vpools", `{"name":"p","rdma_enabled":true}`, 400, api.CodeInvalidValue},
-		{"too large", "POST", "/api/vdis", `{"name_label":"` + strings.Repeat("x", MaxBodySize) + `","virtual_size":1}`, 413, api.CodeRequestTooLarge},
+		{"too large", "POST", "/api/vdis", `{"name_label":"` + strings.Repeat("x", rpc.MaxBodySize) + `","virtual_size":1}`, 413, api.CodeRequestTooLarge},
 		{"long name", "POST", "/api/vdis", `{"name_label":"` + strings.Repeat("x", 2000) + `","virtual_size":1048576}`, 400, api.CodeInvalidValue},
 	}
 	before := e.vdi(v.UUID)

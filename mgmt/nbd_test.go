@@ -247,12 +247,15 @@ func TestNBDInfoExportName(t *testing.T) {
 	if len(got) != 0 {
 		t.Fatalf("without an NBD server: %v, want []", got)
 	}
-	e.s.opts.NBDInfo = func(name string) []api.NBDInfo { return []api.NBDInfo{{ExportName: name}} }
+	info := func(name string) []api.NBDInfo { return []api.NBDInfo{{ExportName: name}} }
+	e = newEnvWith(t, func(o *Options) { o.NBDInfo = info })
+	v = e.createVDI(map[string]any{"name_label": "a"})
 	e.must(http.StatusOK, "GET", "/api/vdis/"+v.UUID+"/nbd_info", e.admin, nil, &got)
 	if len(got) != 1 || got[0].ExportName != exportName(v.UUID, e.admin) {
 		t.Fatalf("nbd_info = %+v", got)
 	}
-	e.s.opts.NBDAuth = NBDAuthNone
+	e = newEnvWith(t, func(o *Options) { o.NBDInfo, o.NBDAuth = info, NBDAuthNone })
+	v = e.createVDI(map[string]any{"name_label": "a"})
 	e.must(http.StatusOK, "GET", "/api/vdis/"+v.UUID+"/nbd_info", e.admin, nil, &got)
 	if len(got) != 1 || got[0].ExportName != "/"+v.UUID {
 		t.Fatalf("nbd_info with auth none = %+v", got)

@@ -13,9 +13,11 @@ import (
 	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/auth"
+	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/kv"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
+	"github.com/vdiskd/vdiskd/mgmt/xenrest"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -66,7 +68,7 @@ type Server struct {
 	auth  *auth.Service
 	vols  *volume.Service
 	tasks *task.Table
-	rates *metrics.Rates // OVS *_ps history per vDisk and vPool
+	rest  *xenrest.Surface
 }
 
 // node is this daemon's identity: its StorageRouter.
@@ -106,7 +108,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mgmt: %w", err)
 	}
-	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, db: db, rates: metrics.NewRates(opts.Now)}
+	s := &Server{opts: opts, store: opts.Store, log: opts.Logger, db: db}
 	if err := s.open(); err != nil {
 		db.Close()
 		return nil, err
@@ -140,7 +142,11 @@ func (s *Server) open() error {
 		return err
 	}
 	s.tasks = task.New(task.Options{Now: opts.Now, Logger: s.log, ResidentOn: s.node.GUID,
-		Failed: func(err error, object, name string) *api.Error { return volume.StoreError(err, object, name) }})
+		Failed: func(err error, object, name string) *fault.Error { return volume.StoreError(err, object, name) }})
+	s.rest = xenrest.New(xenrest.Options{Volumes: s.vols, Tasks: s.tasks, Auth: s.auth, Store: s.store,
+		Logger: s.log, Now: opts.Now, DataDir: opts.DataDir, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
+		Zone: opts.Zone, Address: opts.Address, NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken,
+		Sample: s.sampleOf})
 	return nil
 }
 

@@ -2,30 +2,10 @@ package mgmt
 
 import (
 	"github.com/vdiskd/vdiskd/blockstore"
+	"github.com/vdiskd/vdiskd/internal/datadir"
 	"github.com/vdiskd/vdiskd/metrics"
-	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
-
-// vdiskStatistics is a vDisk's OVS statistics object.
-func (s *Server) vdiskStatistics(id string) api.Statistics {
-	return s.rates.Statistics("vdisk:"+id, func() map[string]float64 {
-		return s.sampleOf(id).OVS()
-	})
-}
-
-// vpoolStatistics sums the raw counters of every volume in the pool and
-// keeps the vPool's own rate history, as OVS does since 2016 (summing the
-// vDisks' rates would mix samples taken at different times).
-func (s *Server) vpoolStatistics(pool string) api.Statistics {
-	return s.rates.Statistics("vpool:"+pool, func() map[string]float64 {
-		var sum metrics.Sample
-		for _, id := range s.vols.PoolMembers(pool) {
-			sum = sum.Add(s.sampleOf(id))
-		}
-		return sum.OVS()
-	})
-}
 
 // sampleOf reads a vDisk's counters: the client's, counted by the NBD
 // exports, and the block store's.
@@ -44,7 +24,9 @@ func (s *Server) sampleOf(id string) metrics.Sample {
 // its series leave the exposition with it.
 func (s *Server) forgetCounters(id string) {
 	s.opts.Counters.Remove(id)
-	s.rates.Forget("vdisk:" + id)
+	if s.rest != nil {
+		s.rest.Forget(id)
+	}
 }
 
 // MetricSources are the vDisk and vPool lists the Prometheus exposition
@@ -66,15 +48,15 @@ func (s *Server) MetricSources() (disks func() []metrics.DiskInfo, pools func() 
 		return out
 	}
 	pools = func() []metrics.PoolInfo {
-		// Not vpoolRecord: that samples the vPool's statistics, and a
-		// scrape must not move the REST rates' history.
+		// Not the REST surface's vPool record: that samples the vPool's
+		// statistics, and a scrape must not move the REST rates' history.
 		var out []metrics.PoolInfo
 		for _, p := range s.vols.Pools() {
 			out = append(out, metrics.PoolInfo{GUID: p.GUID, Name: p.Name, Size: uint64(p.Size)})
 		}
 		for i := range out {
 			if out[i].Size == 0 {
-				out[i].Size = uint64(s.filesystemSize())
+				out[i].Size = uint64(datadir.FilesystemSize(s.opts.DataDir))
 			}
 			out[i].StoredData, _ = s.store.PoolUsage(out[i].GUID)
 		}

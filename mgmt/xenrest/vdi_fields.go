@@ -1,4 +1,4 @@
-package mgmt
+package xenrest
 
 import (
 	"reflect"
@@ -7,27 +7,28 @@ import (
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 // changeXen applies change to a VDI's XenAPI fields and answers the record.
-func (s *Server) changeXen(id string, change func(v volume.Volume, x *volume.XenAttrs) *fault.Error) (any, error) {
+func (s *Surface) changeXen(id string, change func(v volume.Volume, x *volume.XenAttrs) *fault.Error) (any, error) {
 	return answer(s.vols.ChangeXen(id, change))
 }
 
-func (s *Server) vdiSetNameLabel(c *call, a *api.VDIStringValue) (any, error) {
+func (s *Surface) vdiSetNameLabel(c *rpc.Call, a *api.VDIStringValue) (any, error) {
 	return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error { x.NameLabel = a.Value; return nil })
 }
 
-func (s *Server) vdiSetNameDescription(c *call, a *api.VDIStringValue) (any, error) {
+func (s *Surface) vdiSetNameDescription(c *rpc.Call, a *api.VDIStringValue) (any, error) {
 	return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error { x.NameDescription = a.Value; return nil })
 }
 
-func (s *Server) vdiSetSharable(c *call, a *api.VDIBoolValue) (any, error) {
+func (s *Surface) vdiSetSharable(c *rpc.Call, a *api.VDIBoolValue) (any, error) {
 	return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error { x.Sharable = a.Value; return nil })
 }
 
-func (s *Server) vdiSetAllowCaching(c *call, a *api.VDIBoolValue) (any, error) {
+func (s *Surface) vdiSetAllowCaching(c *rpc.Call, a *api.VDIBoolValue) (any, error) {
 	return s.changeXen(a.UUID, func(v volume.Volume, x *volume.XenAttrs) *fault.Error {
 		if v.Attached {
 			return api.Conflict(api.CodeVDIInUse, []string{a.UUID, "set_allow_caching"}, "VDI %s is attached", a.UUID)
@@ -37,11 +38,11 @@ func (s *Server) vdiSetAllowCaching(c *call, a *api.VDIBoolValue) (any, error) {
 	})
 }
 
-func (s *Server) vdiSetReadOnly(c *call, a *api.VDIBoolValue) (any, error) {
+func (s *Surface) vdiSetReadOnly(c *rpc.Call, a *api.VDIBoolValue) (any, error) {
 	return answer(s.vols.SetReadOnly(a.UUID, a.Value))
 }
 
-func (s *Server) vdiSetOnBoot(c *call, a *api.VDIOnBootValue) (any, error) {
+func (s *Surface) vdiSetOnBoot(c *rpc.Call, a *api.VDIOnBootValue) (any, error) {
 	return answer(s.vols.SetOnBoot(a.UUID, a.Value, c.User))
 }
 
@@ -58,8 +59,8 @@ func mapField(x *volume.XenAttrs, field string) *map[string]string {
 	panic("mgmt: no map field " + field)
 }
 
-func (s *Server) setMap(field string) func(c *call, a *api.VDIMapValue) (any, error) {
-	return func(c *call, a *api.VDIMapValue) (any, error) {
+func (s *Surface) setMap(field string) func(c *rpc.Call, a *api.VDIMapValue) (any, error) {
+	return func(c *rpc.Call, a *api.VDIMapValue) (any, error) {
 		return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error {
 			*mapField(x, field) = a.Value
 			return nil
@@ -67,8 +68,8 @@ func (s *Server) setMap(field string) func(c *call, a *api.VDIMapValue) (any, er
 	}
 }
 
-func (s *Server) addToMap(field string) func(c *call, a *api.VDIKeyValue) (any, error) {
-	return func(c *call, a *api.VDIKeyValue) (any, error) {
+func (s *Surface) addToMap(field string) func(c *rpc.Call, a *api.VDIKeyValue) (any, error) {
+	return func(c *rpc.Call, a *api.VDIKeyValue) (any, error) {
 		return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error {
 			m := mapField(x, field)
 			if _, dup := (*m)[a.Key]; dup {
@@ -87,8 +88,8 @@ func (s *Server) addToMap(field string) func(c *call, a *api.VDIKeyValue) (any, 
 	}
 }
 
-func (s *Server) removeFromMap(field string) func(c *call, a *api.VDIKey) (any, error) {
-	return func(c *call, a *api.VDIKey) (any, error) {
+func (s *Surface) removeFromMap(field string) func(c *rpc.Call, a *api.VDIKey) (any, error) {
+	return func(c *rpc.Call, a *api.VDIKey) (any, error) {
 		return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error {
 			delete(*mapField(x, field), a.Key)
 			return nil
@@ -96,11 +97,11 @@ func (s *Server) removeFromMap(field string) func(c *call, a *api.VDIKey) (any, 
 	}
 }
 
-func (s *Server) vdiSetTags(c *call, a *api.VDISetValue) (any, error) {
+func (s *Surface) vdiSetTags(c *rpc.Call, a *api.VDISetValue) (any, error) {
 	return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error { x.Tags = dedupe(a.Value); return nil })
 }
 
-func (s *Server) vdiAddTags(c *call, a *api.VDITagValue) (any, error) {
+func (s *Surface) vdiAddTags(c *rpc.Call, a *api.VDITagValue) (any, error) {
 	return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error {
 		if !slices.Contains(x.Tags, a.Value) {
 			if len(x.Tags) >= api.MaxEntries {
@@ -112,7 +113,7 @@ func (s *Server) vdiAddTags(c *call, a *api.VDITagValue) (any, error) {
 	})
 }
 
-func (s *Server) vdiRemoveTags(c *call, a *api.VDITagValue) (any, error) {
+func (s *Surface) vdiRemoveTags(c *rpc.Call, a *api.VDITagValue) (any, error) {
 	return s.changeXen(a.UUID, func(_ volume.Volume, x *volume.XenAttrs) *fault.Error {
 		x.Tags = slices.DeleteFunc(x.Tags, func(t string) bool { return t == a.Value })
 		return nil
@@ -121,7 +122,7 @@ func (s *Server) vdiRemoveTags(c *call, a *api.VDITagValue) (any, error) {
 
 // getField answers get_<field> from the record, so a getter can never
 // disagree with get_record.
-func (s *Server) getField(field string) func(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) getField(field string) func(c *rpc.Call, a *api.VDIRef) (any, error) {
 	idx := -1
 	t := reflect.TypeFor[api.VDI]()
 	for i := 0; i < t.NumField(); i++ {
@@ -132,7 +133,7 @@ func (s *Server) getField(field string) func(c *call, a *api.VDIRef) (any, error
 	if idx < 0 {
 		panic("mgmt: VDI record has no field " + field)
 	}
-	return func(c *call, a *api.VDIRef) (any, error) {
+	return func(c *rpc.Call, a *api.VDIRef) (any, error) {
 		v, err := s.vols.Get(a.UUID)
 		if err != nil {
 			return nil, err

@@ -1,9 +1,14 @@
-package mgmt
+// Package nbdexport serves the volume service's VDIs as the NBD server's
+// exports: it authorises export names (XenServer's
+// /<uuid>?session_id=<token>), attaches a VBD per connection, and turns
+// NBD requests into block-store calls, counting them for the statistics.
+package nbdexport
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -13,7 +18,7 @@ import (
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/metrics"
-	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/nbd"
@@ -23,26 +28,37 @@ import (
 // token from POST /api/token. With NBDAuthNone a bare "<vdi-uuid>" (or
 // "/<vdi-uuid>") is enough and any session_id is ignored.
 
-// NBDAuth is how export names are authorised.
-type NBDAuth int
+// Auth is how export names are authorised.
+type Auth int
 
 const (
-	NBDAuthToken NBDAuth = iota // a valid token of a vm-admin or higher
-	NBDAuthNone                 // anyone who reaches the port
+	AuthToken Auth = iota // a valid token of a role at least Options.Role
+	AuthNone              // anyone who reaches the port
 )
 
-// nbdRole is the least role that may attach over NBD: the role of
-// get_nbd_info, which is how a client learns an export name.
-var nbdRole = api.VDINBDInfo.Role
+// Options are what the exports serve from.
+type Options struct {
+	Volumes  *volume.Service
+	Auth     *auth.Service
+	Store    *blockstore.Store
+	Counters *metrics.Registry // the vDisks' I/O counters
+	Logger   *slog.Logger
+	// Role is the least role that may attach over NBD (the role of
+	// get_nbd_info, which is how a client learns an export name).
+	Role auth.Role
+}
 
-// NBDExports makes the VDIs of this server an NBD export table.
-func (s *Server) NBDExports(auth NBDAuth) nbd.Exports {
-	return &nbdExports{s: s, auth: auth}
+// New makes the VDIs of the volume service an NBD export table.
+func New(opts Options, mode Auth) nbd.Exports {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &nbdExports{opts: opts, auth: mode}
 }
 
 type nbdExports struct {
-	s    *Server
-	auth NBDAuth
+	opts Options
+	auth Auth
 }
 
 // nbdSession is what a connection proved with an earlier export name; LIST
@@ -76,14 +92,14 @@ func (e *nbdExports) resolve(c *nbd.Conn, name string) (grant, error) {
 		}
 		token = q.Get("session_id")
 	}
-	if e.auth == NBDAuthNone {
+	if e.auth == AuthNone {
 		return grant{id: id, session: context.Background()}, nil
 	}
 	if !strings.HasPrefix(name, "/") || token == "" {
 		return grant{}, errNoExport
 	}
-	p, session, ok := e.s.auth.NBDSession(token)
-	if !ok || p.Role < nbdRole {
+	p, session, ok := e.opts.Auth.NBDSession(token)
+	if !ok || p.Role < e.opts.Role {
 		return grant{}, errNoExport
 	}
 	c.State = nbdSession{user: p.User, token: token}
@@ -92,7 +108,7 @@ func (e *nbdExports) resolve(c *nbd.Conn, name string) (grant, error) {
 
 // describe checks that the VDI can be exported and lists its contexts.
 func (e *nbdExports) describe(id string) (nbd.ExportInfo, error) {
-	v, aerr := e.s.vols.Lookup(id)
+	v, aerr := e.opts.Volumes.Lookup(id)
 	switch {
 	case aerr != nil:
 		return nbd.ExportInfo{}, errNoExport
@@ -105,7 +121,7 @@ func (e *nbdExports) describe(id string) (nbd.ExportInfo, error) {
 		MetaContexts: []string{"base:allocation"}}
 	if v.Info.CBTEnabled {
 		// Forgotten and hidden bases are not offered.
-		bases, err := e.s.vols.CBTBases(id)
+		bases, err := e.opts.Volumes.CBTBases(id)
 		if err != nil {
 			return nbd.ExportInfo{}, errNoExport
 		}
@@ -139,30 +155,30 @@ func (e *nbdExports) Open(c *nbd.Conn, name string) (nbd.Export, nbd.ExportInfo,
 	if user == "" {
 		user = "(nbd-auth none)"
 	}
-	vbd, aerr := e.s.vols.Attach(id, user, !info.ReadOnly)
+	vbd, aerr := e.opts.Volumes.Attach(id, user, !info.ReadOnly)
 	if aerr != nil {
 		if f, ok := fault.As(aerr); ok {
 			return nil, nbd.ExportInfo{}, nbd.PolicyRefusal("%s: %s", f.Code, f.Message)
 		}
 		return nil, nbd.ExportInfo{}, nbd.PolicyRefusal("%v", aerr)
 	}
-	e.s.log.Info("NBD attach", "vdi", id, "vbd", vbd.UUID, "user", user, "writable", vbd.Writable, "remote", c.Remote)
-	return &vdiExport{s: e.s, vbd: vbd, d: vbd.Disk, live: !info.ReadOnly, bitmaps: map[string]*roaring.Bitmap{},
-		counters: e.s.opts.Counters.Disk(id), session: g.session}, info, nil
+	e.opts.Logger.Info("NBD attach", "vdi", id, "vbd", vbd.UUID, "user", user, "writable", vbd.Writable, "remote", c.Remote)
+	return &vdiExport{log: e.opts.Logger, store: e.opts.Store, vbd: vbd, d: vbd.Disk, live: !info.ReadOnly, bitmaps: map[string]*roaring.Bitmap{},
+		counters: e.opts.Counters.Disk(id), session: g.session}, info, nil
 }
 
 func (e *nbdExports) List(c *nbd.Conn) ([]nbd.Listing, error) {
 	sess, ok := c.State.(nbdSession)
-	if e.auth == NBDAuthToken && !ok {
+	if e.auth == AuthToken && !ok {
 		return nil, nbd.PolicyRefusal("LIST needs a session: first name an export as /<uuid>?session_id=<token> (INFO or LIST_META_CONTEXT)")
 	}
 	if ok {
-		if p, err := e.s.auth.Authenticate(sess.token, ""); err != nil || p.Role < nbdRole {
+		if p, err := e.opts.Auth.Authenticate(sess.token, ""); err != nil || p.Role < e.opts.Role {
 			return nil, nbd.PolicyRefusal("the session is no longer valid")
 		}
 	}
 	var out []nbd.Listing
-	e.s.vols.Each(func(v *volume.Volume) {
+	e.opts.Volumes.Each(func(v *volume.Volume) {
 		if v.Info.Kind == blockstore.KindCBTMetadata || v.Attrs.Lifecycle.Building != "" {
 			return
 		}
@@ -177,10 +193,11 @@ func (e *nbdExports) List(c *nbd.Conn) ([]nbd.Listing, error) {
 
 // vdiExport is one NBD connection's view of a VDI.
 type vdiExport struct {
-	s    *Server
-	vbd  *volume.VBD
-	d    *blockstore.Disk
-	live bool // writable: its changed blocks move under it
+	log   *slog.Logger
+	store *blockstore.Store
+	vbd   *volume.VBD
+	d     *blockstore.Disk
+	live  bool // writable: its changed blocks move under it
 	// counters are the vDisk's statistics: what the client asked for and
 	// got, counted after the store answered.
 	counters *metrics.Counters
@@ -313,7 +330,7 @@ func (x *vdiExport) changedSince(base string) (*roaring.Bitmap, error) {
 	if bm := x.bitmaps[base]; bm != nil {
 		return bm, nil
 	}
-	bm, _, err := x.s.store.ChangedBlocks(base, x.d.ID())
+	bm, _, err := x.store.ChangedBlocks(base, x.d.ID())
 	if err != nil {
 		return nil, fmt.Errorf("changed blocks since %s: %w", base, err)
 	}
@@ -327,7 +344,7 @@ func (x *vdiExport) changedSince(base string) (*roaring.Bitmap, error) {
 func (x *vdiExport) Context() context.Context { return x.session }
 
 func (x *vdiExport) Close() error {
-	x.s.log.Info("NBD detach", "vdi", x.vbd.VDI, "vbd", x.vbd.UUID)
+	x.log.Info("NBD detach", "vdi", x.vbd.VDI, "vbd", x.vbd.UUID)
 	return x.vbd.Close()
 }
 

@@ -1,4 +1,4 @@
-package mgmt
+package xenrest
 
 import (
 	"slices"
@@ -7,10 +7,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
-func (s *Server) vdiList(c *call, a *api.VDIListArgs) (any, error) {
+func (s *Surface) vdiList(c *rpc.Call, a *api.VDIListArgs) (any, error) {
 	pool := ""
 	if a.SR != "" {
 		p, err := s.vols.Pool(a.SR, "SR")
@@ -41,29 +42,29 @@ func (s *Server) vdiList(c *call, a *api.VDIListArgs) (any, error) {
 	return page(out, a.PageArgs, "uuid")
 }
 
-func (s *Server) vdiGet(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiGet(c *rpc.Call, a *api.VDIRef) (any, error) {
 	return answer(s.vols.Get(a.UUID))
 }
 
-func (s *Server) vdiCreate(c *call, a *api.VDICreateArgs) (any, error) {
+func (s *Surface) vdiCreate(c *rpc.Call, a *api.VDICreateArgs) (any, error) {
 	v, err := s.vols.Create(volume.CreateRequest{Pool: a.SR, Size: uint64(a.VirtualSize), ReadOnly: a.ReadOnly, By: c.User,
 		Xen: volume.XenAttrs{NameLabel: a.NameLabel, NameDescription: a.NameDescription, Type: a.Type, Sharable: a.Sharable,
 			OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData, Tags: dedupe(a.Tags)}})
 	if err != nil {
 		return nil, err
 	}
-	return created{location: "/api/vdis/" + v.Info.ID, body: record(v)}, nil
+	return rpc.Created{Location: "/api/vdis/" + v.Info.ID, Body: record(v)}, nil
 }
 
-func (s *Server) vdiDestroy(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiDestroy(c *rpc.Call, a *api.VDIRef) (any, error) {
 	return nil, s.vols.Destroy(a.UUID, c.User)
 }
 
-func (s *Server) vdiForget(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiForget(c *rpc.Call, a *api.VDIRef) (any, error) {
 	return nil, s.vols.Forget(a.UUID, c.User)
 }
 
-func (s *Server) vdiIntroduce(c *call, a *api.VDIIntroduceArgs) (any, error) {
+func (s *Surface) vdiIntroduce(c *rpc.Call, a *api.VDIIntroduceArgs) (any, error) {
 	id := a.UUIDArg
 	if _, err := uuid.Parse(id); err != nil {
 		return nil, api.BadRequest(api.CodeUUIDInvalid, []string{"VDI", id}, "%q is not a UUID", id)
@@ -92,34 +93,34 @@ func (s *Server) vdiIntroduce(c *call, a *api.VDIIntroduceArgs) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return created{location: "/api/vdis/" + id, body: record(v)}, nil
+	return rpc.Created{Location: "/api/vdis/" + id, Body: record(v)}, nil
 }
 
-func (s *Server) vdiSnapshot(c *call, a *api.VDIDriverParamsArgs) (any, error) {
+func (s *Surface) vdiSnapshot(c *rpc.Call, a *api.VDIDriverParamsArgs) (any, error) {
 	return answer(s.vols.Snapshot(a.UUID, a.DriverParams, c.User))
 }
 
-func (s *Server) vdiClone(c *call, a *api.VDIDriverParamsArgs) (any, error) {
+func (s *Surface) vdiClone(c *rpc.Call, a *api.VDIDriverParamsArgs) (any, error) {
 	return answer(s.vols.Clone(a.UUID, a.DriverParams, c.User))
 }
 
-func (s *Server) vdiResize(c *call, a *api.VDIResizeArgs) (any, error) {
+func (s *Surface) vdiResize(c *rpc.Call, a *api.VDIResizeArgs) (any, error) {
 	return answer(s.vols.Resize(a.UUID, uint64(a.Size), "resize", c.User))
 }
 
-func (s *Server) vdiResizeOnline(c *call, a *api.VDIResizeArgs) (any, error) {
+func (s *Surface) vdiResizeOnline(c *rpc.Call, a *api.VDIResizeArgs) (any, error) {
 	return answer(s.vols.Resize(a.UUID, uint64(a.Size), "resize_online", c.User))
 }
 
-func (s *Server) vdiEnableCBT(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiEnableCBT(c *rpc.Call, a *api.VDIRef) (any, error) {
 	return answer(s.vols.SetCBT(a.UUID, true, c.User))
 }
 
-func (s *Server) vdiDisableCBT(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiDisableCBT(c *rpc.Call, a *api.VDIRef) (any, error) {
 	return answer(s.vols.SetCBT(a.UUID, false, c.User))
 }
 
-func (s *Server) vdiListChangedBlocks(c *call, a *api.VDIChangedBlocksArgs) (any, error) {
+func (s *Surface) vdiListChangedBlocks(c *rpc.Call, a *api.VDIChangedBlocksArgs) (any, error) {
 	bm, size, err := s.vols.ChangedBlocks(a.VDIFrom, a.UUID)
 	if err != nil {
 		return nil, err
@@ -128,15 +129,15 @@ func (s *Server) vdiListChangedBlocks(c *call, a *api.VDIChangedBlocksArgs) (any
 		ChangedBlocks: int(bm.GetCardinality()), VirtualSize: int64(size)}, nil
 }
 
-func (s *Server) vdiDataDestroy(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiDataDestroy(c *rpc.Call, a *api.VDIRef) (any, error) {
 	return answer(s.vols.DataDestroy(a.UUID, c.User))
 }
 
-func (s *Server) vdiUpdate(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiUpdate(c *rpc.Call, a *api.VDIRef) (any, error) {
 	return answer(s.vols.Check(a.UUID, "update"))
 }
 
-func (s *Server) vdiNBDInfo(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiNBDInfo(c *rpc.Call, a *api.VDIRef) (any, error) {
 	v, err := s.vols.Lookup(a.UUID)
 	if err != nil {
 		return nil, err
@@ -150,20 +151,20 @@ func (s *Server) vdiNBDInfo(c *call, a *api.VDIRef) (any, error) {
 	// XenServer's export name carries the caller's session; with
 	// --nbd-auth=none the bare path is enough and no token travels.
 	name := "/" + a.UUID
-	if s.opts.NBDAuth == NBDAuthToken {
+	if s.opts.TokenExports {
 		name += "?session_id=" + c.Token
 	}
 	return orSlice(s.opts.NBDInfo(name)), nil
 }
 
-func (s *Server) vdiStatistics(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiStatistics(c *rpc.Call, a *api.VDIRef) (any, error) {
 	if _, err := s.vols.Lookup(a.UUID); err != nil {
 		return nil, err
 	}
 	return s.vdiskStatistics(a.UUID), nil
 }
 
-func (s *Server) vdiOpenDatabase(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiOpenDatabase(c *rpc.Call, a *api.VDIRef) (any, error) {
 	v, err := s.vols.Lookup(a.UUID)
 	if err != nil {
 		return nil, err
@@ -175,7 +176,7 @@ func (s *Server) vdiOpenDatabase(c *call, a *api.VDIRef) (any, error) {
 		"vdiskd keeps no XenServer pool databases")
 }
 
-func (s *Server) vdiReadDatabasePoolUUID(c *call, a *api.VDIRef) (any, error) {
+func (s *Surface) vdiReadDatabasePoolUUID(c *rpc.Call, a *api.VDIRef) (any, error) {
 	if _, err := s.vols.Lookup(a.UUID); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package mgmt
+package rpc
 
 import (
 	"bytes"
@@ -11,16 +11,24 @@ import (
 	"strconv"
 
 	"github.com/gorilla/mux"
-	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/fault"
 )
 
 // MaxBodySize bounds a request body; larger ones get 413.
 const MaxBodySize = 1 << 20
 
-// decodeArgs fills the argument struct of rpc from the request: path
+// DecodeArgs fills the argument struct of rpc from the request: path
 // variables, query parameters and the JSON body, as the struct's tags say.
 // Anything it does not expect is an error, so a typo never passes silently.
-func decodeArgs(r *http.Request, rpc *api.RPC, dst any) *api.Error {
+// It is the default Surface.Decode.
+func DecodeArgs(r *http.Request, rpc *RPC, dst any) error {
+	if err := decodeArgs(r, rpc, dst); err != nil {
+		return err
+	}
+	return nil
+}
+
+func decodeArgs(r *http.Request, rpc *RPC, dst any) *fault.Error {
 	v := reflect.ValueOf(dst).Elem()
 	args := rpc.Arguments()
 	body, err := readBody(r)
@@ -31,37 +39,37 @@ func decodeArgs(r *http.Request, rpc *api.RPC, dst any) *api.Error {
 	query := r.URL.Query()
 	inBody := map[string]bool{}
 	for _, a := range args {
-		if a.Source == api.FromBody || a.Source == api.FromQuery {
+		if a.Source == FromBody || a.Source == FromQuery {
 			inBody[a.Name] = true
 		}
 	}
 	for name := range body {
 		if !inBody[name] {
-			return api.BadRequest(api.CodeUnknownField, []string{name}, "unknown field %q for %s", name, rpc.Name())
+			return fault.BadRequest(fault.CodeUnknownField, []string{name}, "unknown field %q for %s", name, rpc.Name())
 		}
 	}
 	for name := range query {
 		if !inBody[name] || bodyOnly(args, name) {
-			return api.BadRequest(api.CodeUnknownField, []string{name}, "unknown query parameter %q for %s", name, rpc.Name())
+			return fault.BadRequest(fault.CodeUnknownField, []string{name}, "unknown query parameter %q for %s", name, rpc.Name())
 		}
 	}
 	for _, a := range args {
 		f := v.FieldByIndex(a.Index)
 		switch a.Source {
-		case api.FromPath:
+		case FromPath:
 			f.SetString(vars[a.Name])
 			continue
-		case api.FromQuery:
+		case FromQuery:
 			vals, ok := query[a.Name]
 			if ok {
 				if len(vals) != 1 {
-					return api.InvalidValue(a.Name, "", "given %d times", len(vals))
+					return fault.InvalidValue(a.Name, "", "given %d times", len(vals))
 				}
 				if err := setFromString(f, a.Name, vals[0]); err != nil {
 					return err
 				}
 				if a.Required && vals[0] == "" {
-					return api.InvalidValue(a.Name, "", "must not be empty")
+					return fault.InvalidValue(a.Name, "", "must not be empty")
 				}
 				continue
 			}
@@ -70,16 +78,16 @@ func decodeArgs(r *http.Request, rpc *api.RPC, dst any) *api.Error {
 		raw, ok := body[a.Name]
 		if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 			if a.Required {
-				return api.BadRequest(api.CodeInvalidValue, []string{a.Name, ""}, "%s is required", a.Name)
+				return fault.BadRequest(fault.CodeInvalidValue, []string{a.Name, ""}, "%s is required", a.Name)
 			}
 			continue
 		}
 		if err := json.Unmarshal(raw, f.Addr().Interface()); err != nil {
-			return api.BadRequest(api.CodeFieldTypeError, []string{a.Name},
-				"%s: expected %s: %v", a.Name, api.TypeName(a.Type), jsonReason(err))
+			return fault.BadRequest(fault.CodeFieldTypeError, []string{a.Name},
+				"%s: expected %s: %v", a.Name, TypeName(a.Type), jsonReason(err))
 		}
 	}
-	if val, ok := dst.(api.Validator); ok {
+	if val, ok := dst.(Validator); ok {
 		if err := val.Validate(); err != nil {
 			return err
 		}
@@ -89,16 +97,16 @@ func decodeArgs(r *http.Request, rpc *api.RPC, dst any) *api.Error {
 
 // readBody reads a JSON object body (empty means {}), refusing more than
 // MaxBodySize with 413.
-func readBody(r *http.Request) (map[string]json.RawMessage, *api.Error) {
+func readBody(r *http.Request) (map[string]json.RawMessage, *fault.Error) {
 	if r.Body == nil {
 		return map[string]json.RawMessage{}, nil
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, MaxBodySize+1))
 	if err != nil {
-		return nil, api.BadRequest(api.CodeInvalidJSON, nil, "reading the body: %v", err)
+		return nil, fault.BadRequest(fault.CodeInvalidJSON, nil, "reading the body: %v", err)
 	}
 	if len(buf) > MaxBodySize {
-		return nil, api.Errorf(http.StatusRequestEntityTooLarge, api.CodeRequestTooLarge,
+		return nil, fault.New(fault.TooLarge, fault.CodeRequestTooLarge,
 			[]string{strconv.Itoa(MaxBodySize)}, "request body larger than %d bytes", MaxBodySize)
 	}
 	body := map[string]json.RawMessage{}
@@ -107,35 +115,35 @@ func readBody(r *http.Request) (map[string]json.RawMessage, *api.Error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	if err := dec.Decode(&body); err != nil {
-		return nil, api.BadRequest(api.CodeInvalidJSON, nil, "the body must be a JSON object: %v", jsonReason(err))
+		return nil, fault.BadRequest(fault.CodeInvalidJSON, nil, "the body must be a JSON object: %v", jsonReason(err))
 	}
 	if body == nil {
 		body = map[string]json.RawMessage{} // null: no arguments, as an empty body
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, api.BadRequest(api.CodeInvalidJSON, nil, "unexpected data after the JSON object")
+		return nil, fault.BadRequest(fault.CodeInvalidJSON, nil, "unexpected data after the JSON object")
 	}
 	return body, nil
 }
 
-func setFromString(f reflect.Value, name, s string) *api.Error {
+func setFromString(f reflect.Value, name, s string) *fault.Error {
 	switch f.Kind() {
 	case reflect.String:
 		f.SetString(s)
 	case reflect.Int, reflect.Int64:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return api.BadRequest(api.CodeFieldTypeError, []string{name}, "%s: expected an integer, got %q", name, s)
+			return fault.BadRequest(fault.CodeFieldTypeError, []string{name}, "%s: expected an integer, got %q", name, s)
 		}
 		f.SetInt(n)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return api.BadRequest(api.CodeFieldTypeError, []string{name}, "%s: expected true or false, got %q", name, s)
+			return fault.BadRequest(fault.CodeFieldTypeError, []string{name}, "%s: expected true or false, got %q", name, s)
 		}
 		f.SetBool(b)
 	default:
-		panic(fmt.Sprintf("mgmt: query argument %s of type %s", name, f.Type()))
+		panic(fmt.Sprintf("rpc: query argument %s of type %s", name, f.Type()))
 	}
 	return nil
 }
@@ -157,10 +165,10 @@ func jsonReason(err error) string {
 }
 
 // bodyOnly reports whether name is an argument that only a body carries.
-func bodyOnly(args []api.Arg, name string) bool {
+func bodyOnly(args []Arg, name string) bool {
 	for _, a := range args {
 		if a.Name == name {
-			return a.Source == api.FromBody
+			return a.Source == FromBody
 		}
 	}
 	return false

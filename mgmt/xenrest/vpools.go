@@ -1,18 +1,19 @@
-package mgmt
+package xenrest
 
 import (
 	"context"
 	"net"
-	"syscall"
 
 	"github.com/vdiskd/vdiskd/blockstore"
+	"github.com/vdiskd/vdiskd/internal/datadir"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 // vpoolRecord builds the OVS vPool object.
-func (s *Server) vpoolRecord(p volume.Pool) api.VPool {
+func (s *Surface) vpoolRecord(p volume.Pool) api.VPool {
 	meta := map[string]any{"backend_type": api.BackendLocal, "local_connection_path": s.opts.DataDir}
 	for k, v := range p.Metadata {
 		if _, reserved := meta[k]; !reserved {
@@ -26,7 +27,7 @@ func (s *Server) vpoolRecord(p volume.Pool) api.VPool {
 	}
 	size := p.Size
 	if size == 0 {
-		size = s.filesystemSize()
+		size = datadir.FilesystemSize(s.opts.DataDir)
 	}
 	return api.VPool{
 		GUID: p.GUID, Name: p.Name, Description: p.Description, Size: size, Metadata: meta,
@@ -36,17 +37,7 @@ func (s *Server) vpoolRecord(p volume.Pool) api.VPool {
 	}
 }
 
-// filesystemSize is the capacity of the data directory's filesystem: the
-// size of a vPool created with size 0.
-func (s *Server) filesystemSize() int64 {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.opts.DataDir, &st); err != nil {
-		return 0
-	}
-	return int64(st.Blocks) * st.Bsize
-}
-
-func (s *Server) vpoolList(c *call, a *api.VPoolListArgs) (any, error) {
+func (s *Surface) vpoolList(c *rpc.Call, a *api.VPoolListArgs) (any, error) {
 	pools := s.vols.Pools()
 	out := make([]api.VPool, 0, len(pools))
 	for _, p := range pools {
@@ -55,7 +46,7 @@ func (s *Server) vpoolList(c *call, a *api.VPoolListArgs) (any, error) {
 	return page(out, a.PageArgs, "name")
 }
 
-func (s *Server) vpoolGet(c *call, a *api.VPoolRef) (any, error) {
+func (s *Surface) vpoolGet(c *rpc.Call, a *api.VPoolRef) (any, error) {
 	p, err := s.vols.Pool(a.GUID, "vPool")
 	if err != nil {
 		return nil, err
@@ -63,21 +54,21 @@ func (s *Server) vpoolGet(c *call, a *api.VPoolRef) (any, error) {
 	return s.vpoolRecord(p), nil
 }
 
-func (s *Server) vpoolCreate(c *call, a *api.VPoolCreateArgs) (any, error) {
+func (s *Surface) vpoolCreate(c *rpc.Call, a *api.VPoolCreateArgs) (any, error) {
 	p, err := s.vols.CreatePool(volume.NewPool{Name: a.Name, Description: a.Description, Size: a.Size, Metadata: a.Metadata})
 	if err != nil {
 		return nil, err
 	}
-	return created{location: "/api/vpools/" + p.GUID, body: s.vpoolRecord(p)}, nil
+	return rpc.Created{Location: "/api/vpools/" + p.GUID, Body: s.vpoolRecord(p)}, nil
 }
 
-func (s *Server) vpoolDelete(c *call, a *api.VPoolRef) (any, error) {
+func (s *Surface) vpoolDelete(c *rpc.Call, a *api.VPoolRef) (any, error) {
 	return nil, s.vols.DeletePool(a.GUID)
 }
 
 // vpoolConfiguration is get_configuration: OVS's keys where this design
 // has the concept, with their true values; no SCOs or DTL exist here.
-func (s *Server) vpoolConfiguration(c *call, a *api.VPoolRef) (any, error) {
+func (s *Surface) vpoolConfiguration(c *rpc.Call, a *api.VPoolRef) (any, error) {
 	p, err := s.vols.Pool(a.GUID, "vPool")
 	if err != nil {
 		return nil, err
@@ -96,7 +87,7 @@ func (s *Server) vpoolConfiguration(c *call, a *api.VPoolRef) (any, error) {
 	}, nil
 }
 
-func (s *Server) storageRouter() api.StorageRouter {
+func (s *Surface) storageRouter() api.StorageRouter {
 	pools, drivers := []string{}, []string{}
 	for _, p := range s.vols.Pools() {
 		pools = append(pools, p.GUID)
@@ -106,18 +97,18 @@ func (s *Server) storageRouter() api.StorageRouter {
 	if host, _, err := net.SplitHostPort(ip); err == nil {
 		ip = host
 	}
-	return api.StorageRouter{GUID: s.node.GUID, Name: s.opts.NodeName, IP: ip, Zone: s.opts.Zone,
+	return api.StorageRouter{GUID: s.opts.NodeGUID, Name: s.opts.NodeName, IP: ip, Zone: s.opts.Zone,
 		NodeType: "MASTER", VPoolsGUIDs: pools, StorageDriversGUIDs: drivers}
 }
 
-func (s *Server) vpoolStorageRouters(c *call, a *api.VPoolRef) (any, error) {
+func (s *Surface) vpoolStorageRouters(c *rpc.Call, a *api.VPoolRef) (any, error) {
 	if _, err := s.vols.Pool(a.GUID, "vPool"); err != nil {
 		return nil, err
 	}
 	return page([]api.StorageRouter{s.storageRouter()}, api.PageArgs{}, "name")
 }
 
-func (s *Server) vpoolSyncVMachines(c *call, a *api.VPoolRef) (any, error) {
+func (s *Surface) vpoolSyncVMachines(c *rpc.Call, a *api.VPoolRef) (any, error) {
 	p, err := s.vols.Pool(a.GUID, "vPool")
 	if err != nil {
 		return nil, err
@@ -130,18 +121,18 @@ func (s *Server) vpoolSyncVMachines(c *call, a *api.VPoolRef) (any, error) {
 	if serr != nil {
 		return nil, serr
 	}
-	return &rec, nil
+	return rpc.Started{TaskID: rec.UUID, Body: rec}, nil
 }
 
 // vpoolUpdateStorageDrivers validates against the one StorageRouter and
 // StorageDriver that exist, then runs the (empty) change as a task.
-func (s *Server) vpoolUpdateStorageDrivers(c *call, a *api.VPoolUpdateStorageDriversArgs) (any, error) {
+func (s *Surface) vpoolUpdateStorageDrivers(c *rpc.Call, a *api.VPoolUpdateStorageDriversArgs) (any, error) {
 	p, err := s.vols.Pool(a.GUID, "vPool")
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range a.StorageRouterGUIDs {
-		if r != s.node.GUID {
+		if r != s.opts.NodeGUID {
 			return nil, api.NotFound("StorageRouter", r)
 		}
 	}
@@ -163,5 +154,5 @@ func (s *Server) vpoolUpdateStorageDrivers(c *call, a *api.VPoolUpdateStorageDri
 	if serr != nil {
 		return nil, serr
 	}
-	return &rec, nil
+	return rpc.Started{TaskID: rec.UUID, Body: rec}, nil
 }

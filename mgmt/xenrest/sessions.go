@@ -1,61 +1,52 @@
-package mgmt
+package xenrest
 
 import (
+	"net/http"
 	"strings"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
 )
 
-// authenticate establishes who is calling. Password calls take Basic
+// Authenticate establishes who is calling. Password calls take Basic
 // user:password; every other call takes a token, as Bearer or as the
 // password of Basic user:token.
-func (s *Server) authenticate(c *call) error {
-	r := c.r
-	if c.rpc.Auth == api.AuthPassword {
+func (s *Surface) Authenticate(r *http.Request, call *rpc.RPC) (auth.Principal, error) {
+	if call.Auth == api.AuthPassword {
 		user, pw, ok := r.BasicAuth()
 		if !ok {
-			return unauthorized(api.CodeAuthFailed, "send Basic user:password to obtain a token")
+			return auth.Principal{}, unauthorized(api.CodeAuthFailed, "send Basic user:password to obtain a token")
 		}
-		p, err := s.auth.CheckLogin(user, pw)
-		if err != nil {
-			return err
-		}
-		c.Principal = p
-		return nil
+		return s.auth.CheckLogin(user, pw)
 	}
 	authz := r.Header.Get("Authorization")
 	var tok, basicUser string
 	switch {
 	case authz == "":
-		return unauthorized(api.CodeSessionInvalid, "no credentials: send Authorization: Bearer <token> (POST /api/token gives one)")
+		return auth.Principal{}, unauthorized(api.CodeSessionInvalid, "no credentials: send Authorization: Bearer <token> (POST /api/token gives one)")
 	case strings.HasPrefix(authz, "Bearer "):
 		tok = strings.TrimSpace(strings.TrimPrefix(authz, "Bearer "))
 	default:
 		u, p, ok := r.BasicAuth()
 		if !ok {
-			return unauthorized(api.CodeSessionInvalid, "unsupported Authorization scheme: use Bearer <token> or Basic user:token")
+			return auth.Principal{}, unauthorized(api.CodeSessionInvalid, "unsupported Authorization scheme: use Bearer <token> or Basic user:token")
 		}
 		tok, basicUser = p, u
 	}
-	p, err := s.auth.Authenticate(tok, basicUser)
-	if err != nil {
-		return err
-	}
-	c.Principal = p
-	return nil
+	return s.auth.Authenticate(tok, basicUser)
 }
 
 func unauthorized(code, msg string) *api.Error {
 	return fault.New(fault.Unauthenticated, code, nil, "%s", msg)
 }
 
-func (s *Server) login(c *call, _ *api.NoArgs) (any, error) {
+func (s *Surface) login(c *rpc.Call, _ *api.NoArgs) (any, error) {
 	return s.auth.IssueToken(c.Principal)
 }
 
-func (s *Server) logout(c *call, _ *api.NoArgs) (any, error) {
+func (s *Surface) logout(c *rpc.Call, _ *api.NoArgs) (any, error) {
 	return nil, s.auth.Logout(c.Token)
 }
 
@@ -63,7 +54,7 @@ func userRecord(u auth.User) api.User {
 	return api.User{Username: u.Username, Role: u.Role, Created: u.Created}
 }
 
-func (s *Server) userList(c *call, a *api.UserListArgs) (any, error) {
+func (s *Surface) userList(c *rpc.Call, a *api.UserListArgs) (any, error) {
 	users := s.auth.Users()
 	out := make([]api.User, 0, len(users))
 	for _, u := range users {
@@ -72,7 +63,7 @@ func (s *Server) userList(c *call, a *api.UserListArgs) (any, error) {
 	return page(out, a.PageArgs, "username")
 }
 
-func (s *Server) userGet(c *call, a *api.UserRef) (any, error) {
+func (s *Surface) userGet(c *rpc.Call, a *api.UserRef) (any, error) {
 	u, err := s.auth.User(a.Username)
 	if err != nil {
 		return nil, err
@@ -80,17 +71,17 @@ func (s *Server) userGet(c *call, a *api.UserRef) (any, error) {
 	return userRecord(u), nil
 }
 
-func (s *Server) userCreate(c *call, a *api.UserCreateArgs) (any, error) {
+func (s *Surface) userCreate(c *rpc.Call, a *api.UserCreateArgs) (any, error) {
 	role, _ := api.ParseRole(a.Role)
 	u, err := s.auth.CreateUser(a.Username, a.Password, role)
 	if err != nil {
 		return nil, err
 	}
 	s.log.Info("user created", "user", a.Username, "role", role, "by", c.User)
-	return created{location: "/api/users/" + u.Username, body: userRecord(u)}, nil
+	return rpc.Created{Location: "/api/users/" + u.Username, Body: userRecord(u)}, nil
 }
 
-func (s *Server) userUpdate(c *call, a *api.UserUpdateArgs) (any, error) {
+func (s *Surface) userUpdate(c *rpc.Call, a *api.UserUpdateArgs) (any, error) {
 	var role *api.Role
 	if a.Role != nil {
 		r, _ := api.ParseRole(*a.Role)
@@ -104,7 +95,7 @@ func (s *Server) userUpdate(c *call, a *api.UserUpdateArgs) (any, error) {
 	return userRecord(u), nil
 }
 
-func (s *Server) userDelete(c *call, a *api.UserRef) (any, error) {
+func (s *Surface) userDelete(c *rpc.Call, a *api.UserRef) (any, error) {
 	if err := s.auth.DeleteUser(a.Username); err != nil {
 		return nil, err
 	}

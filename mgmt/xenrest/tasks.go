@@ -1,14 +1,15 @@
-package mgmt
+package xenrest
 
 import (
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
 )
 
-func (s *Server) taskList(c *call, a *api.TaskListArgs) (any, error) {
+func (s *Surface) taskList(c *rpc.Call, a *api.TaskListArgs) (any, error) {
 	return page(s.tasks.List(a.Status), a.PageArgs, "-created")
 }
 
-func (s *Server) taskGet(c *call, a *api.TaskRef) (any, error) {
+func (s *Surface) taskGet(c *rpc.Call, a *api.TaskRef) (any, error) {
 	rec, ok := s.tasks.Get(a.UUID)
 	if !ok {
 		return nil, api.NotFound("task", a.UUID)
@@ -18,6 +19,6 @@ func (s *Server) taskGet(c *call, a *api.TaskRef) (any, error) {
 
 // taskCancel cancels a pending task: the caller's own, or anyone's with
 // pool-operator. It answers once the task has cleaned up.
-func (s *Server) taskCancel(c *call, a *api.TaskRef) (any, error) {
+func (s *Surface) taskCancel(c *rpc.Call, a *api.TaskRef) (any, error) {
 	return s.tasks.Cancel(a.UUID, c.User, c.Role.Allows(api.PoolOperator), api.PoolOperator.String())
 }

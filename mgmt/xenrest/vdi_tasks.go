@@ -1,16 +1,17 @@
-package mgmt
+package xenrest
 
 import (
 	"context"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 // vdiCopy is VDI.copy, run as a task; a failed or cancelled copy destroys
 // the VDI it created.
-func (s *Server) vdiCopy(c *call, a *api.VDICopyArgs) (any, error) {
+func (s *Surface) vdiCopy(c *rpc.Call, a *api.VDICopyArgs) (any, error) {
 	id := task.NewID()
 	cp, err := s.vols.StartCopy(volume.CopyRequest{Source: a.UUID, Pool: a.SR, Base: a.BaseVDI, Into: a.IntoVDI,
 		Task: id, By: c.User})
@@ -24,11 +25,11 @@ func (s *Server) vdiCopy(c *call, a *api.VDICopyArgs) (any, error) {
 		cp.Abandon()
 		return nil, err
 	}
-	return &rec, nil
+	return rpc.Started{TaskID: rec.UUID, Body: rec}, nil
 }
 
 // vdiPoolMigrate moves a VDI and its snapshots to another vPool, as a task.
-func (s *Server) vdiPoolMigrate(c *call, a *api.VDIPoolMigrateArgs) (any, error) {
+func (s *Surface) vdiPoolMigrate(c *rpc.Call, a *api.VDIPoolMigrateArgs) (any, error) {
 	id := task.NewID()
 	m, err := s.vols.StartMigration(a.UUID, a.SR, id, c.User)
 	if err != nil {
@@ -45,5 +46,5 @@ func (s *Server) vdiPoolMigrate(c *call, a *api.VDIPoolMigrateArgs) (any, error)
 		m.Abandon()
 		return nil, err
 	}
-	return &rec, nil
+	return rpc.Started{TaskID: rec.UUID, Body: rec}, nil
 }
