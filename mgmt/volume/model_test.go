@@ -298,4 +298,3 @@ func checkModel(t *testing.T, step int, s *Service, model map[string]*mvdi) {
 		}
 	}
 }
-
