@@ -42,14 +42,11 @@ func (a Attrs) withSurface(ns string, value []byte) Attrs {
 }
 
 func (s *Service) changeAttrs(id string, change func(v Volume, a *Attrs) *fault.Error) (VDI, error) {
-	e, ferr := s.lock(id)
+	e, ferr := s.lockIdle(id)
 	if ferr != nil {
 		return VDI{}, ferr
 	}
 	defer e.mu.Unlock()
-	if err := checkNotBusy(e.opState()); err != nil {
-		return VDI{}, err
-	}
 	a := e.attrs.Clone()
 	if err := change(e.volume(), &a); err != nil {
 		return VDI{}, err
@@ -60,16 +57,27 @@ func (s *Service) changeAttrs(id string, change func(v Volume, a *Attrs) *fault.
 	return s.view(e), nil
 }
 
+// lockIdle locks a visible VDI no exclusive operation is running on (a
+// copy reading it is no obstacle). The caller unlocks e.mu.
+func (s *Service) lockIdle(id string) (*entry, *fault.Error) {
+	e, ferr := s.lock(id)
+	if ferr != nil {
+		return nil, ferr
+	}
+	if err := checkNotBusy(e.opState()); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	return e, nil
+}
+
 // SetReadOnly sets read_only of a live, detached VDI.
 func (s *Service) SetReadOnly(id string, ro bool) (VDI, error) {
-	e, ferr := s.lock(id)
+	e, ferr := s.lockIdle(id)
 	if ferr != nil {
 		return VDI{}, ferr
 	}
 	defer e.mu.Unlock()
-	if err := checkNotBusy(e.opState()); err != nil {
-		return VDI{}, err
-	}
 	if e.info.IsSnapshot() {
 		return VDI{}, fault.Conflicts(fault.CodeOperationNotAllowed, []string{"VDI is a snapshot: " + id}, "snapshots are always read-only")
 	}

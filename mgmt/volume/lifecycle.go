@@ -62,47 +62,57 @@ func derivedAttrs(src XenAttrs, driverParams map[string]string, now time.Time) X
 
 // Snapshot takes a read-only snapshot of a VDI, O(1) in its data.
 func (s *Service) Snapshot(id string, driverParams map[string]string, by string) (VDI, error) {
-	e, ferr := s.lockFor(id, "snapshot")
-	if ferr != nil {
-		return VDI{}, ferr
-	}
-	a := Attrs{Xen: derivedAttrs(e.attrs.Xen, driverParams, s.opts.Now().UTC())}
-	sid := uuid.NewString()
-	infos, err := s.store.Snapshot(blockstore.SnapshotRequest{Source: id, ID: sid, Attrs: a.encode()})
-	e.mu.Unlock()
+	snap, err := s.derive(id, "snapshot", driverParams, func(nid string, a []byte) (blockstore.VolumeInfo, error) {
+		infos, err := s.store.Snapshot(blockstore.SnapshotRequest{Source: id, ID: nid, Attrs: a})
+		if err != nil {
+			return blockstore.VolumeInfo{}, err
+		}
+		return infos[0], nil
+	})
 	if err != nil {
-		return VDI{}, StoreError(err, id, "snapshot")
+		return VDI{}, err
 	}
-	snap := s.insert(infos[0], a)
-	s.log.Info("VDI snapshot", "vdi", id, "snapshot", sid, "by", by)
-	snap.mu.Lock()
 	defer snap.mu.Unlock()
+	s.log.Info("VDI snapshot", "vdi", id, "snapshot", snap.id, "by", by)
 	return s.view(snap), nil
 }
 
 // Clone makes a writable VDI sharing every block with this one.
 func (s *Service) Clone(id string, driverParams map[string]string, by string) (VDI, error) {
-	e, ferr := s.lockFor(id, "clone")
-	if ferr != nil {
-		return VDI{}, ferr
-	}
-	a := Attrs{Xen: derivedAttrs(e.attrs.Xen, driverParams, s.opts.Now().UTC())}
-	cid := uuid.NewString()
-	info, err := s.store.Clone(blockstore.CloneRequest{Source: id, ID: cid, Attrs: a.encode()})
-	e.mu.Unlock()
+	c, err := s.derive(id, "clone", driverParams, func(nid string, a []byte) (blockstore.VolumeInfo, error) {
+		return s.store.Clone(blockstore.CloneRequest{Source: id, ID: nid, Attrs: a})
+	})
 	if err != nil {
-		return VDI{}, StoreError(err, id, "clone")
+		return VDI{}, err
 	}
-	c := s.insert(info, a)
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if a.Xen.OnBootMode() == "reset" {
+	if c.attrs.Xen.OnBootMode() == "reset" {
 		if err := s.takeBase(c); err != nil {
 			return VDI{}, err
 		}
 	}
-	s.log.Info("VDI clone", "vdi", id, "clone", cid, "by", by)
+	s.log.Info("VDI clone", "vdi", id, "clone", c.id, "by", by)
 	return s.view(c), nil
+}
+
+// derive makes a volume from VDI id by op (snapshot or clone): commit
+// asks the store for it under a new id, with the attributes derived from
+// id's. The new volume comes back indexed and locked.
+func (s *Service) derive(id, op string, driverParams map[string]string,
+	commit func(newID string, attrs []byte) (blockstore.VolumeInfo, error)) (*entry, error) {
+	e, ferr := s.lockFor(id, op)
+	if ferr != nil {
+		return nil, ferr
+	}
+	a := Attrs{Xen: derivedAttrs(e.attrs.Xen, driverParams, s.opts.Now().UTC())}
+	info, err := commit(uuid.NewString(), a.encode())
+	e.mu.Unlock()
+	if err != nil {
+		return nil, StoreError(err, id, op)
+	}
+	n := s.insert(info, a)
+	n.mu.Lock()
+	return n, nil
 }
 
 // takeBase snapshots VDI e as its hidden on_boot base and records it,
