@@ -62,7 +62,7 @@ fuzz:
 ## soak: the long variants (VDISKD_SOAK=1): SIGKILL crash rounds, minutes of load on 1,000 VDIs
 ## with leak checks, hostile clients; then each fuzz target for SOAK_FUZZTIME (about an hour in all).
 soak: tools
-	VDISKD_SOAK=1 $(GO) test -count=1 -timeout 120m -v ./cmd/vdiskd
+	VDISKD_SOAK=1 $(GO) test -count=1 -timeout 120m -v ./cmd/vdiskd/systest
 	$(MAKE) fuzz FUZZTIME=$(SOAK_FUZZTIME)
 
 ## bench: the Go benchmarks (block store beside bare pebble; medians of BENCHCOUNT runs), then the

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 )
 
 // The limit flags parse, refuse bad values before anything starts, and
@@ -16,7 +18,7 @@ func TestLimitFlags(t *testing.T) {
 		{"--nbd-max-inflight-bytes", "32MiB"}, {"--nbd-max-inflight-bytes", "lots"}, {"--nbd-max-inflight-bytes", "-1G"},
 		{"--token-ttl", "0"}, {"--token-ttl", "1d"}, {"--detach-grace", "-1s"}, {"--detach-grace", "2"},
 	} {
-		var out syncBuffer
+		var out vdiskdtest.Buffer
 		if code := run(context.Background(), bad, func(string) string { return "" }, &out); code != 2 || !strings.Contains(out.String(), bad[0]) {
 			t.Errorf("%v: exit %d, output %q; want 2 and a message naming the flag", bad, code, out.String())
 		}
@@ -24,7 +26,7 @@ func TestLimitFlags(t *testing.T) {
 
 	env := map[string]string{"VDISKD_NBD_MAX_CONNS": "0", "VDISKD_NBD_IDLE_TIMEOUT": "1h", "VDISKD_TOKEN_TTL": "90m"}
 	c, code := parseFlags([]string{"--nbd-max-inflight-bytes", "1GiB", "--nbd-max-handshakes", "7"},
-		func(k string) string { return env[k] }, &syncBuffer{})
+		func(k string) string { return env[k] }, &vdiskdtest.Buffer{})
 	if c == nil {
 		t.Fatalf("parse: exit %d", code)
 	}
@@ -34,7 +36,7 @@ func TestLimitFlags(t *testing.T) {
 		t.Errorf("parsed %+v, token TTL %v, detach grace %v", o, c.limits.tokenTTL, c.limits.detachGrace)
 	}
 	// 0 is no wait, which mgmt.Options spells negative.
-	if c, _ := parseFlags([]string{"--detach-grace", "0"}, func(string) string { return "" }, &syncBuffer{}); c == nil || c.limits.detachGrace >= 0 {
+	if c, _ := parseFlags([]string{"--detach-grace", "0"}, func(string) string { return "" }, &vdiskdtest.Buffer{}); c == nil || c.limits.detachGrace >= 0 {
 		t.Errorf("--detach-grace 0 parsed as %+v", c)
 	}
 }
@@ -43,7 +45,7 @@ func TestLimitFlags(t *testing.T) {
 // anything else, and reads its environment twin.
 func TestDirectIOFlag(t *testing.T) {
 	for _, bad := range []string{"3K", "1", "none", "-4K", "2G", "0"} {
-		var out syncBuffer
+		var out vdiskdtest.Buffer
 		args := []string{"--direct-io-min", bad}
 		if code := run(context.Background(), args, func(string) string { return "" }, &out); code != 2 || !strings.Contains(out.String(), "--direct-io-min") {
 			t.Errorf("%v: exit %d, output %q; want 2 and a message naming the flag", args, code, out.String())
@@ -64,7 +66,7 @@ func TestDirectIOFlag(t *testing.T) {
 				return tc.env
 			}
 			return ""
-		}, &syncBuffer{})
+		}, &vdiskdtest.Buffer{})
 		if c == nil || c.directIOMin != tc.want {
 			t.Errorf("%v with env %q: %+v (exit %d), want directIOMin %d", tc.args, tc.env, c, code, tc.want)
 		}

@@ -1,69 +1,37 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vdiskd/vdiskd/internal/testwait"
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 )
-
-// syncBuffer is a bytes.Buffer safe to write from the daemon goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, out *syncBuffer, text string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(out.String(), text) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in output:\n%s", text, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out vdiskdtest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
 			"--pprof-addr", "127.0.0.1:0"}, func(string) string { return "" }, &out)
 	}()
-	waitFor(t, &out, "vdiskd ready")
+	out.WaitFor(t, "vdiskd ready", 20*time.Second)
 
 	// The profiler answers on its own address only.
 	m := regexp.MustCompile(`msg="profiler listening" addr=(\S+)`).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("no profiler address in the log:\n%s", out.String())
 	}
-	resp, err := restClient.Get(m[1] + "goroutine?debug=1")
+	resp, err := vdiskdtest.HTTP.Get(m[1] + "goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +42,7 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 	}
 
 	// A second daemon on the same directory fails clearly.
-	var out2 syncBuffer
+	var out2 vdiskdtest.Buffer
 	if code := run(context.Background(), []string{"--http-addr", "127.0.0.1:0"}, func(k string) string {
 		if k == "VDISKD_DATA_DIR" {
 			return dir
@@ -94,7 +62,7 @@ func TestRunStartsAndStopsOnSignal(t *testing.T) {
 }
 
 func TestRunRejectsBadArguments(t *testing.T) {
-	var out syncBuffer
+	var out vdiskdtest.Buffer
 	if code := run(context.Background(), []string{"--no-such-flag"}, os.Getenv, &out); code != 2 {
 		t.Fatalf("unknown flag: exit %d", code)
 	}
@@ -106,13 +74,13 @@ func TestRunRejectsBadArguments(t *testing.T) {
 		{"--tls-cert", "a.pem"}, {"--zone", "a b"}, {"--log-level", "loud"},
 		{"--pprof-addr", "6060"},
 	} {
-		var out syncBuffer
+		var out vdiskdtest.Buffer
 		if code := run(context.Background(), bad, func(string) string { return "" }, &out); code != 2 || out.String() == "" {
 			t.Errorf("%v: exit %d, output %q; want 2 and a message", bad, code, out.String())
 		}
 	}
 	// Env twins are read like their flags.
-	out = syncBuffer{}
+	out = vdiskdtest.Buffer{}
 	env := func(k string) string {
 		if k == "VDISKD_NBD_AUTH" {
 			return "sometimes"
@@ -121,30 +89,5 @@ func TestRunRejectsBadArguments(t *testing.T) {
 	}
 	if code := run(context.Background(), nil, env, &out); code != 2 || !strings.Contains(out.String(), "sometimes") {
 		t.Errorf("VDISKD_NBD_AUTH=sometimes: exit %d, output %q", code, out.String())
-	}
-}
-
-// The real binary exits 0 on SIGTERM, as make run's users stop it.
-func TestBinaryExitsCleanlyOnSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "vdiskd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	var out syncBuffer
-	cmd := exec.Command(bin, "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0")
-	cmd.Stderr = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	waitFor(t, &out, "vdiskd ready")
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
 	}
 }

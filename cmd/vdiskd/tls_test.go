@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/internal/testwait"
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 )
 
 // writeSelfSigned writes a throwaway certificate for 127.0.0.1.
@@ -52,7 +53,7 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 	dir := t.TempDir()
 	cert, key := writeSelfSigned(t, dir)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out vdiskdtest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
@@ -64,7 +65,7 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 			t.Errorf("exit %d:\n%s", code, out.String())
 		}
 	}()
-	waitFor(t, &out, "vdiskd ready")
+	out.WaitFor(t, "vdiskd ready", 20*time.Second)
 	m := regexp.MustCompile(`api=(https://[^ ]+)`).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("no https API address in the log:\n%s", out.String())
@@ -79,11 +80,11 @@ func TestHTTPSWithTLSFlags(t *testing.T) {
 		t.Fatalf("GET over TLS: %d, tls %v", resp.StatusCode, resp.TLS != nil)
 	}
 	plain := "http://" + m[1][len("https://"):]
-	if resp, err := restClient.Get(plain + "/vdis"); err == nil && resp.StatusCode < 400 {
+	if resp, err := vdiskdtest.HTTP.Get(plain + "/vdis"); err == nil && resp.StatusCode < 400 {
 		t.Fatalf("plain HTTP answered %d on the TLS port", resp.StatusCode)
 	}
 	// A bad certificate path fails the start clearly.
-	var bad syncBuffer
+	var bad vdiskdtest.Buffer
 	if code := run(context.Background(), []string{"--data-dir", filepath.Join(dir, "d2"), "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0",
 		"--tls-cert", filepath.Join(dir, "nope.pem"), "--tls-key", key}, func(string) string { return "" }, &bad); code != 1 {
 		t.Fatalf("missing certificate: exit %d\n%s", code, bad.String())

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // TestCrashDataAndCBT SIGKILLs the real daemon under write load, many
@@ -55,7 +57,7 @@ import (
 // proves the daemon keeps no acknowledged data in its memory, not fsync
 // against power loss (blockstore's own crash test does no more).
 func TestCrashDataAndCBT(t *testing.T) {
-	requireTool(t, "qemu-io", "fio")
+	vdiskdtest.RequireTool(t, "qemu-io", "fio")
 	seed := crashSeed(t)
 	rounds := crashRounds(12, 150, 2)
 	d := startVdiskd(t)
@@ -65,13 +67,11 @@ func TestCrashDataAndCBT(t *testing.T) {
 	w := newVerifyingWriter(cdWriterLen / cdSector)
 	q := newQemuLoad(cdQemuLen / cdQemuUnit)
 	c := d.dialExport(t, live.UUID)
-	if c.Flags&wireTFlagMultiConn == 0 {
-		t.Fatalf("the export does not offer CAN_MULTI_CONN (flags %#x); the durability model counts FLUSH across connections", c.Flags)
+	if c.TFlags&nbdtest.TFlagCanMultiConn == 0 {
+		t.Fatalf("the export does not offer CAN_MULTI_CONN (flags %#x); the durability model counts FLUSH across connections", c.TFlags)
 	}
 	w.prefill(t, c)
-	if err := c.WriteAt(bytes.Repeat([]byte{cdQemuPrefill}, cdQemuLen), cdQemuOff, true); err != nil {
-		t.Fatal(err)
-	}
+	c.WriteAt(nbdtest.CmdFlagFUA, bytes.Repeat([]byte{cdQemuPrefill}, cdQemuLen), cdQemuOff)
 	c.Close()
 	base := d.Snapshot(t, live.UUID)
 	want := cdBaseContent(w)
@@ -187,6 +187,7 @@ func cdRun(t *testing.T, d *daemon, live string, w *verifyingWriter, q *qemuLoad
 	// The verifying writer: two connections.
 	for i := 0; i < 2; i++ {
 		c := d.dialExport(t, live)
+		c.Pipeline()
 		wrng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 		wg.Add(1)
 		go func() {
@@ -233,7 +234,7 @@ func cdRun(t *testing.T, d *daemon, live string, w *verifyingWriter, q *qemuLoad
 			s := &cdSnapshot{start: w.now()}
 			round.snap = s
 			var v api.VDI
-			st, eb, err := d.tryCall(http.MethodPost, "/vdis/"+live+"/snapshot", nil, &v)
+			st, eb, err := d.TryCall(http.MethodPost, "/vdis/"+live+"/snapshot", nil, &v)
 			switch {
 			case err != nil: // cut by the kill
 			case st != http.StatusOK:
@@ -255,7 +256,7 @@ func cdRun(t *testing.T, d *daemon, live string, w *verifyingWriter, q *qemuLoad
 				return
 			}
 			round.dropTried = true
-			st, eb, err := d.tryCall(http.MethodDelete, "/vdis/"+prev.uuid, nil, nil)
+			st, eb, err := d.TryCall(http.MethodDelete, "/vdis/"+prev.uuid, nil, nil)
 			round.dropped = err == nil && st < 300
 			if err == nil && st >= 300 {
 				restMu.Lock()
@@ -273,7 +274,7 @@ func cdRun(t *testing.T, d *daemon, live string, w *verifyingWriter, q *qemuLoad
 	default:
 	}
 	killed.Store(true)
-	d.kill(t)
+	d.Kill(t)
 	close(stop)
 	wg.Wait()
 	if err := <-fioDone; err == nil {
@@ -496,16 +497,14 @@ func newVerifyingWriter(sectors int) *verifyingWriter {
 }
 
 // prefill writes cdPrefillID over the region, durably.
-func (w *verifyingWriter) prefill(t *testing.T, c *nbdWire) {
+func (w *verifyingWriter) prefill(t *testing.T, c *nbdtest.Client) {
 	t.Helper()
 	buf := make([]byte, cdWriterLen)
 	for s := 0; s < w.sectors; s++ {
 		fillSector(buf[s*cdSector:], cdPrefillID, s)
 		w.cur[s] = cdPrefillID
 	}
-	if err := c.WriteAt(buf, cdWriterOff, true); err != nil {
-		t.Fatal(err)
-	}
+	c.WriteAt(nbdtest.CmdFlagFUA, buf, cdWriterOff)
 }
 
 func (w *verifyingWriter) now() uint64 {
@@ -539,8 +538,9 @@ func (w *verifyingWriter) takeProblems() []string {
 	return p
 }
 
-// drive keeps eight requests in flight on c until stop or until c dies.
-func (w *verifyingWriter) drive(c *nbdWire, rng *rand.Rand, stop <-chan struct{}) {
+// drive keeps eight requests in flight on c (pipelined) until stop or
+// until c dies.
+func (w *verifyingWriter) drive(c *nbdtest.Client, rng *rand.Rand, stop <-chan struct{}) {
 	slots := make(chan struct{}, 8)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
@@ -548,7 +548,7 @@ func (w *verifyingWriter) drive(c *nbdWire, rng *rand.Rand, stop <-chan struct{}
 		select {
 		case <-stop:
 			return
-		case <-c.stopped:
+		case <-c.Stopped():
 			return
 		case slots <- struct{}{}:
 		}
@@ -558,29 +558,32 @@ func (w *verifyingWriter) drive(c *nbdWire, rng *rand.Rand, stop <-chan struct{}
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		var call *wireCall
+		var call *nbdtest.Call
 		off := uint64(cdWriterOff + op.lo*cdSector)
 		n := uint32((op.hi - op.lo) * cdSector)
 		var fua uint16
 		if op.fua {
-			fua = wireFlagFUA
+			fua = nbdtest.CmdFlagFUA
 		}
 		switch op.kind {
 		case wopWrite:
-			call = c.Start(wireCmdWrite, fua, off, 0, op.payload)
+			call = c.Submit(fua, nbdtest.CmdWrite, off, uint32(len(op.payload)), op.payload)
 		case wopZero:
-			call = c.Start(wireCmdWriteZeroes, fua|uint16(rng.IntN(2))*wireFlagNoHole, off, n, nil)
+			call = c.Submit(fua|uint16(rng.IntN(2))*nbdtest.CmdFlagNoHole, nbdtest.CmdWriteZeroes, off, n, nil)
 		case wopTrim:
-			call = c.Start(wireCmdTrim, fua, off, n, nil)
+			call = c.Submit(fua, nbdtest.CmdTrim, off, n, nil)
 		case wopRead:
-			call = c.Start(wireCmdRead, 0, off, 0, op.rdbuf)
+			call = c.Submit(0, nbdtest.CmdRead, off, uint32(len(op.rdbuf)), nil)
 		case wopFlush:
-			call = c.Start(wireCmdFlush, 0, 0, 0, nil)
+			call = c.Submit(0, nbdtest.CmdFlush, 0, 0, nil)
 		}
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
 			err := call.Wait()
+			if op.kind == wopRead && err == nil {
+				copy(op.rdbuf, call.Data())
+			}
 			w.finish(op, err)
 			<-slots
 		}()
@@ -673,7 +676,7 @@ func (w *verifyingWriter) plan(rng *rand.Rand) *wop {
 func (w *verifyingWriter) finish(op *wop, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var errno wireErrno
+	var errno nbdtest.Errno
 	switch {
 	case err == nil:
 		w.tick++

@@ -1,20 +1,17 @@
-package main
+package systest
 
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
-	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // What the SIGKILL tests (crash_data_test.go, crash_ops_test.go) share:
@@ -44,7 +41,7 @@ func crashRounds(normal, soak, short int) int {
 	switch {
 	case os.Getenv("VDISKD_SOAK") == "1":
 		return soak
-	case raceEnabled || testing.Short():
+	case vdiskdtest.Race || testing.Short():
 		return short
 	}
 	return normal
@@ -52,69 +49,10 @@ func crashRounds(normal, soak, short int) int {
 
 func crashRand(seed, round uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, round)) }
 
-// kill sends SIGKILL and waits for the process to be gone.
-func (d *daemon) kill(t *testing.T) {
-	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-d.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("vdiskd still runs 10s after SIGKILL")
-	}
-}
-
-// relaunch starts vdiskd again on the data dir of a dead daemon and logs
-// in (tokens survive a restart, but a fresh one proves login works).
-func (d *daemon) relaunch(t *testing.T) *daemon {
-	t.Helper()
-	nd := launchVdiskd(t, d.DataDir)
-	nd.Token = nd.login(t, "admin", testAdminPassword)
-	return nd
-}
-
-// tryCall is a REST call that may meet a dying daemon: a transport error is
-// returned, never fatal. out is decoded from a 2xx answer with a body; an
-// error body goes into the returned *api.ErrorBody.
-func (d *daemon) tryCall(method, path string, body, out any) (int, *api.ErrorBody, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, d.API+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+d.Token)
-	resp, err := restClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, nil, err
-	}
-	if resp.StatusCode >= 300 {
-		eb := &api.ErrorBody{}
-		json.Unmarshal(b, eb)
-		return resp.StatusCode, eb, nil
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, nil, fmt.Errorf("decoding %q: %w", b, err)
-		}
-	}
-	return resp.StatusCode, nil, nil
-}
-
 // destroy destroys a VDI and fails the test unless that worked.
 func (d *daemon) destroy(t *testing.T, vdi string) {
 	t.Helper()
-	st, eb, err := d.tryCall(http.MethodDelete, "/vdis/"+vdi, nil, nil)
+	st, eb, err := d.TryCall(http.MethodDelete, "/vdis/"+vdi, nil, nil)
 	if err != nil || st >= 300 {
 		t.Fatalf("destroy %s: HTTP %d %+v %v", vdi, st, eb, err)
 	}
@@ -132,14 +70,11 @@ func (d *daemon) vdis(t *testing.T) map[string]api.VDI {
 	return out
 }
 
-// dialExport opens a VDI's export with the admin token.
-func (d *daemon) dialExport(t *testing.T, vdi string) *nbdWire {
+// dialExport opens a VDI's export with the admin token: GO, simple
+// replies.
+func (d *daemon) dialExport(t *testing.T, vdi string) *nbdtest.Client {
 	t.Helper()
-	c, err := dialNBD(d.NBDHost, d.ExportName(t, vdi))
-	if err != nil {
-		t.Fatalf("NBD export of %s: %v", vdi, err)
-	}
-	return c
+	return nbdtest.Connect(t, "tcp", d.NBDHost, nbdtest.Negotiation{Export: d.ExportName(t, vdi)})
 }
 
 // readExport reads a whole VDI over NBD and waits until the connection's
@@ -148,12 +83,8 @@ func (d *daemon) dialExport(t *testing.T, vdi string) *nbdWire {
 func (d *daemon) readExport(t *testing.T, vdi string) []byte {
 	t.Helper()
 	c := d.dialExport(t, vdi)
-	buf := make([]byte, c.Size)
-	err := c.ReadAt(buf, 0)
+	buf := c.ReadAll()
 	c.Close()
-	if err != nil {
-		t.Fatalf("reading the export of %s: %v", vdi, err)
-	}
 	protoWaitVBDs(t, d, vdi, 0)
 	return buf
 }

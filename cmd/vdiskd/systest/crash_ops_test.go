@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // TestCrashDuringOperations SIGKILLs the daemon at seeded random moments
@@ -58,7 +60,7 @@ func TestCrashDuringOperations(t *testing.T) {
 	// -short), without a kill.
 	latency := map[string]time.Duration{}
 	runs := 3
-	if raceEnabled || testing.Short() {
+	if vdiskdtest.Race || testing.Short() {
 		runs = 1
 	}
 	for _, op := range coOps {
@@ -110,7 +112,7 @@ func TestCrashDuringOperations(t *testing.T) {
 			}
 		}
 		coWait(delay)
-		d.kill(t)
+		d.Kill(t)
 		close(killed)
 		res := <-resc
 		res.killed = true
@@ -179,7 +181,7 @@ type coResult struct {
 func (d *daemon) coFire(c coCall, answered chan<- struct{}, killed <-chan struct{}) coResult {
 	var res coResult
 	var out json.RawMessage
-	st, _, err := d.tryCall(c.method, c.path, c.body, &out)
+	st, _, err := d.TryCall(c.method, c.path, c.body, &out)
 	if err != nil {
 		return res
 	}
@@ -203,7 +205,7 @@ func (d *daemon) coFire(c coCall, answered chan<- struct{}, killed <-chan struct
 		case <-time.After(2 * time.Millisecond):
 		}
 		var tk api.Task
-		if st, _, err := d.tryCall(http.MethodGet, "/tasks/"+res.task.UUID, nil, &tk); err != nil || st != http.StatusOK {
+		if st, _, err := d.TryCall(http.MethodGet, "/tasks/"+res.task.UUID, nil, &tk); err != nil || st != http.StatusOK {
 			return res
 		}
 		res.taskStatus = tk.Status
@@ -373,7 +375,7 @@ func coCheckDestroyed(t *testing.T, d *daemon, s *coState, c coCall, res coResul
 	if res.answered && res.status != http.StatusNoContent {
 		t.Errorf("DELETE %s answered HTTP %d", c.target, res.status)
 	}
-	st, _, err := d.tryCall(http.MethodGet, "/vdis/"+c.target, nil, nil)
+	st, _, err := d.TryCall(http.MethodGet, "/vdis/"+c.target, nil, nil)
 	switch {
 	case err != nil:
 		t.Fatal(err)
@@ -448,7 +450,7 @@ func coCheckCopy(t *testing.T, d *daemon, s *coState, c coCall, res coResult) bo
 	}
 	if res.killed && res.task.UUID != "" {
 		var tk api.Task
-		st, _, err := d.tryCall(http.MethodGet, "/tasks/"+res.task.UUID, nil, &tk)
+		st, _, err := d.TryCall(http.MethodGet, "/tasks/"+res.task.UUID, nil, &tk)
 		if err != nil || (st != http.StatusNotFound && !(st == http.StatusOK && tk.Status == api.TaskFailure)) {
 			t.Errorf("the copy task after the restart: HTTP %d %+v %v; want unknown or failed", st, tk, err)
 		}
@@ -496,9 +498,7 @@ func (d *daemon) coCreate(t *testing.T, s *coState, name string, size int64) str
 func (d *daemon) coWrite(t *testing.T, vdi string, off uint64, p []byte) {
 	t.Helper()
 	c := d.dialExport(t, vdi)
-	if err := c.WriteAt(p, off, true); err != nil {
-		t.Fatalf("writing %s: %v", vdi, err)
-	}
+	c.WriteAt(nbdtest.CmdFlagFUA, p, off)
 	c.Close()
 	protoWaitVBDs(t, d, vdi, 0)
 }

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -79,7 +80,7 @@ type fillResult struct {
 
 func runNbdshScript(t *testing.T, uri, script string, env ...string) fillResult {
 	t.Helper()
-	cmd := toolCmd("nbdsh", "-u", uri, "-c", "import os", "-c", script)
+	cmd := vdiskdtest.ToolCmd(t, "nbdsh", "-u", uri, "-c", "import os", "-c", script)
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -98,7 +99,7 @@ func runNbdshScript(t *testing.T, uri, script string, env ...string) fillResult 
 // on, pebble itself never meets ENOSPC, nothing written is lost, and
 // writes resume by themselves once space is freed.
 func TestDiskFull(t *testing.T) {
-	requireTool(t, "nbdsh")
+	vdiskdtest.RequireTool(t, "nbdsh")
 	mnt := mountTmpfs(t, "768m")
 	ballast := filepath.Join(mnt, "ballast")
 	if err := os.WriteFile(ballast, make([]byte, 256<<20), 0o600); err != nil {
@@ -107,7 +108,7 @@ func TestDiskFull(t *testing.T) {
 	data := filepath.Join(mnt, "data")
 	const reserve = "128M"
 	d := launchVdiskd(t, data, "--min-free-space", reserve)
-	d.Token = d.login(t, "admin", testAdminPassword)
+	d.Token = d.Login(t, "admin", testAdminPassword)
 	const size = 1 << 30
 	v := d.CreateVDI(t, "fill", size)
 	spare := d.CreateVDI(t, "spare", 64<<20)
@@ -177,9 +178,9 @@ func TestDiskFull(t *testing.T) {
 	d.Snapshot(t, v.UUID)
 
 	// Nothing was corrupted: a restart reads back everything acknowledged.
-	d.stop(t)
+	d.Stop(t)
 	d = launchVdiskd(t, data, "--min-free-space", reserve)
-	d.Token = d.login(t, "admin", testAdminPassword)
+	d.Token = d.Login(t, "admin", testAdminPassword)
 	if c := runNbdshScript(t, d.URI(t, v.UUID), checkScript, fmt.Sprintf("END=%d", full)); len(c.Bad) > 0 {
 		t.Fatalf("after a restart, chunks at %v read back wrong", c.Bad)
 	}

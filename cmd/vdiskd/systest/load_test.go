@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"fmt"
@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -33,7 +34,7 @@ func planLoad() loadPlan {
 	switch {
 	case soak():
 		return loadPlan{vdis: 1000, clients: 16, rounds: 30, round: 10 * time.Second}
-	case raceEnabled:
+	case vdiskdtest.Race:
 		return loadPlan{vdis: 200, clients: 16, rounds: 2, round: 3 * time.Second}
 	}
 	return loadPlan{vdis: 1000, clients: 16, rounds: 3, round: 4 * time.Second}
@@ -65,7 +66,7 @@ func (d *daemon) gauges(t *testing.T) processGauges {
 	if m == nil {
 		t.Fatalf("no profiler address in the log (start the daemon with --pprof-addr)")
 	}
-	resp, err := restClient.Get(m[1] + "heap?gc=1&debug=1")
+	resp, err := vdiskdtest.HTTP.Get(m[1] + "heap?gc=1&debug=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func (d *daemon) gauges(t *testing.T) processGauges {
 		t.Fatalf("no HeapAlloc in the heap profile")
 	}
 	g.heap, _ = strconv.ParseFloat(string(h[1]), 64)
-	dir := fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid)
+	dir := fmt.Sprintf("/proc/%d/fd", d.PID())
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +174,7 @@ func restChurn(t *testing.T, d *daemon, vdis []api.VDI, stop <-chan struct{}, wg
 // round over round. Then SIGTERM under load: exit 0, and every VDI and
 // every write acknowledged before it are there after a restart.
 func TestLoadManyVDIs(t *testing.T) {
-	requireTool(t, "fio", "nbdsh")
+	vdiskdtest.RequireTool(t, "fio", "nbdsh")
 	plan := planLoad()
 	d := startVdiskd(t, "--pprof-addr", "127.0.0.1:0")
 	vdis := make([]api.VDI, plan.vdis)
@@ -269,7 +270,7 @@ func TestLoadManyVDIs(t *testing.T) {
 		fioDone <- rc
 	}()
 	ackFile := filepath.Join(t.TempDir(), "acked")
-	wcmd := toolCmd("nbdsh", "-u", wuri, "-c", "import os", "-c", ackScript)
+	wcmd := vdiskdtest.ToolCmd(t, "nbdsh", "-u", wuri, "-c", "import os", "-c", ackScript)
 	wcmd.Env = append(wcmd.Env, "ACKS="+ackFile)
 	var wout strings.Builder
 	wcmd.Stdout, wcmd.Stderr = &wout, &wout
@@ -277,16 +278,9 @@ func TestLoadManyVDIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-d.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("vdiskd still running 30s after SIGTERM under load\n%s", protoTail(d.Log(), 30))
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("vdiskd exited %d after SIGTERM under load\n%s", code, protoTail(d.Log(), 30))
+	d.Signal(t, syscall.SIGTERM)
+	if code := d.WaitExit(t, 30*time.Second).ExitCode(); code != 0 {
+		t.Fatalf("vdiskd exited %d after SIGTERM under load\n%s", code, vdiskdtest.Tail(d.Log(), 30))
 	}
 	wcmd.Wait()
 	<-fioDone
@@ -300,7 +294,7 @@ func TestLoadManyVDIs(t *testing.T) {
 	}
 
 	d2 := launchVdiskd(t, d.DataDir)
-	d2.Token = d2.login(t, "admin", testAdminPassword)
+	d2.Token = d2.Login(t, "admin", testAdminPassword)
 	var l api.List[api.VDI]
 	d2.MustCall(t, http.MethodGet, "/vdis?page_size=1", nil, &l)
 	if l.Paging.TotalItems != plan.vdis {

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -40,7 +41,7 @@ type scrape struct {
 
 func (d *daemon) scrape(t *testing.T) scrape {
 	t.Helper()
-	resp, err := restClient.Get(d.metricsURL())
+	resp, err := vdiskdtest.HTTP.Get(d.metricsURL())
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -176,17 +177,17 @@ func (d *daemon) waitIdle(t *testing.T) scrape {
 // The per-vDisk counters count to the byte what qemu-io sent, agree with
 // the REST statistics, and leave the exposition with a destroyed vDisk.
 func TestMetricsExposition(t *testing.T) {
-	requireTool(t, "qemu-io")
+	vdiskdtest.RequireTool(t, "qemu-io")
 	d := startVdiskd(t)
 	a := d.CreateVDI(t, "metrics-a", 64<<20)
 	b := d.CreateVDI(t, "metrics-b", 32<<20)
 
 	// One qemu-io connection per VDI; raw over NBD sends each request as
 	// given (no probing reads).
-	runTool(t, "qemu-io", "-f", "raw", d.URI(t, a.UUID),
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", d.URI(t, a.UUID),
 		"-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 1M 4k", "-c", "write 2M 512",
 		"-c", "read -P 0x11 0 64k", "-c", "read -P 0x22 1M 4k")
-	runTool(t, "qemu-io", "-f", "raw", d.URI(t, b.UUID),
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", d.URI(t, b.UUID),
 		"-c", "write -P 0x33 0 8k", "-c", "read -P 0x33 0 8k", "-c", "read 4k 512", "-c", "read 16M 1k",
 		"-c", "write -z 1M 64k") // WRITE_ZEROES: no write of data
 	const connections = 2
@@ -312,10 +313,10 @@ func TestMetricsExposition(t *testing.T) {
 // promtool, Prometheus's own linter, finds nothing to say about a scrape
 // of a daemon that has served I/O.
 func TestMetricsPromtool(t *testing.T) {
-	requireTool(t, "promtool", "qemu-io")
+	vdiskdtest.RequireTool(t, "promtool", "qemu-io")
 	d := startVdiskd(t)
 	v := d.CreateVDI(t, "lint", 16<<20)
-	runTool(t, "qemu-io", "-f", "raw", d.URI(t, v.UUID), "-c", "write 0 4k", "-c", "read 0 4k")
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", d.URI(t, v.UUID), "-c", "write 0 4k", "-c", "read 0 4k")
 	d.statistics(t, v.UUID)
 	s := d.scrape(t)
 	cmd := exec.Command("promtool", "check", "metrics")
@@ -331,7 +332,7 @@ func TestMetricsPromtool(t *testing.T) {
 // same object within the cache, and back to 0 when idle. The vPool keeps
 // its own history with the same rules.
 func TestStatisticsRatesAfterBurst(t *testing.T) {
-	requireTool(t, "qemu-io")
+	vdiskdtest.RequireTool(t, "qemu-io")
 	const cacheFor = 4 * time.Second // metrics.NewRates: OVS's cache
 	d := startVdiskd(t)
 	v := d.CreateVDI(t, "burst", 64<<20)
@@ -358,7 +359,7 @@ func TestStatisticsRatesAfterBurst(t *testing.T) {
 	for i := 0; i < writes; i++ {
 		args = append(args, "-c", fmt.Sprintf("write -P %d %d %d", i+1, i*size, size))
 	}
-	runTool(t, "qemu-io", args...)
+	vdiskdtest.RunTool(t, "qemu-io", args...)
 	d.waitIdle(t)
 
 	// Within the cache: the first object again, counters unread.
@@ -454,7 +455,7 @@ type promSample struct {
 // promQuery runs an instant query against Prometheus's HTTP API.
 func promQuery(t *testing.T, base, q string) []promSample {
 	t.Helper()
-	resp, err := restClient.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	resp, err := vdiskdtest.HTTP.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
 	if err != nil {
 		t.Fatalf("query %s: %v", q, err)
 	}
@@ -504,7 +505,7 @@ func promOne(t *testing.T, base, q string) (v float64, ok bool) {
 // per-vDisk counters arrive exact, their rate is positive while a client
 // writes, and pebble's and the NBD histogram's series are queryable.
 func TestPrometheusScrapesVdiskd(t *testing.T) {
-	requireTool(t, "prometheus", "qemu-io")
+	vdiskdtest.RequireTool(t, "prometheus", "qemu-io")
 	d := startVdiskd(t)
 	v := d.CreateVDI(t, "scraped", 64<<20)
 	uri := d.URI(t, v.UUID)
@@ -526,7 +527,7 @@ scrape_configs:
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	base := "http://" + listen
-	var plog syncBuffer
+	var plog vdiskdtest.Buffer
 	prom := exec.Command("prometheus", "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+listen, "--storage.tsdb.retention.time=1h", "--log.level=warn")
 	prom.Stdout, prom.Stderr = &plog, &plog
@@ -567,7 +568,7 @@ scrape_configs:
 		}
 	}
 	poll("ready Prometheus", 30*time.Second, func() bool {
-		resp, err := restClient.Get(base + "/-/ready")
+		resp, err := vdiskdtest.HTTP.Get(base + "/-/ready")
 		if err != nil {
 			return false
 		}
@@ -586,8 +587,8 @@ scrape_configs:
 	for i := 0; i < writes; i++ {
 		args = append(args, "-c", fmt.Sprintf("write -P %d %d %d", i+1, i*size, size), "-c", "sleep 200")
 	}
-	var qlog syncBuffer
-	writer := toolCmd("qemu-io", args...)
+	var qlog vdiskdtest.Buffer
+	writer := vdiskdtest.ToolCmd(t, "qemu-io", args...)
 	writer.Stdout, writer.Stderr = &qlog, &qlog
 	if err := writer.Start(); err != nil {
 		t.Fatal(err)

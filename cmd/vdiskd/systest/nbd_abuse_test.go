@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bufio"
@@ -16,6 +16,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
 // Hostile NBD clients against the real daemon: garbage, truncated
@@ -24,28 +27,6 @@ import (
 // is over its caps (and count it), keep serving a bystander on another
 // export throughout, and give back its goroutines, sockets and memory
 // once the abusers are gone.
-
-// Wire constants (proto.md), named apart from the nbd package's.
-const (
-	abMagicNBD      = 0x4e42444d41474943
-	abMagicIHaveOpt = 0x49484156454f5054
-	abMagicOptReply = 0x3e889045565a9
-	abMagicRequest  = 0x25609513
-	abMagicSimple   = 0x67446698
-	abMagicChunk    = 0x668e33ef
-
-	abOptGo         = 7
-	abOptStructured = 8
-	abRepAck        = 1
-
-	abCmdRead        = 0
-	abCmdWrite       = 1
-	abCmdDisc        = 2
-	abCmdBlockStatus = 7
-
-	abEINVAL    = 22
-	abEOVERFLOW = 75
-)
 
 // abDial connects to the daemon's NBD port.
 func abDial(t *testing.T, d *daemon) net.Conn {
@@ -62,13 +43,10 @@ func abDial(t *testing.T, d *daemon) net.Conn {
 func abGreeted(nc net.Conn) (bool, error) {
 	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
 	defer nc.SetReadDeadline(time.Time{})
-	var h [18]byte
-	_, err := io.ReadFull(nc, h[:])
+	_, err := nbdtest.ReadGreeting(nc)
 	switch {
-	case err == nil && binary.BigEndian.Uint64(h[:]) == abMagicNBD:
-		return true, nil
 	case err == nil:
-		return false, fmt.Errorf("greeting %x", h)
+		return true, nil
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), isReset(err):
 		return false, nil
 	}
@@ -79,120 +57,21 @@ func isReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
 }
 
-func abOption(code uint32, data []byte) []byte {
-	b := binary.BigEndian.AppendUint64(nil, abMagicIHaveOpt)
-	b = binary.BigEndian.AppendUint32(b, code)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
-	return append(b, data...)
-}
-
 // abHandshake is everything a client sends to reach transmission on
 // name: flags (fixed newstyle, no zeroes), STRUCTURED_REPLY if asked, GO.
 func abHandshake(name string, structured bool) []byte {
-	b := binary.BigEndian.AppendUint32(nil, 3)
+	b := binary.BigEndian.AppendUint32(nil, nbdtest.FlagFixedNewstyle|nbdtest.FlagNoZeroes)
 	if structured {
-		b = append(b, abOption(abOptStructured, nil)...)
+		b = append(b, nbdtest.EncodeOption(nbdtest.OptStructuredReply, nil)...)
 	}
-	gd := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
-	gd = append(gd, name...)
-	gd = binary.BigEndian.AppendUint16(gd, 0)
-	return append(b, abOption(abOptGo, gd)...)
+	return append(b, nbdtest.EncodeOption(nbdtest.OptGo, nbdtest.InfoOptionData(name))...)
 }
 
-// abClient is a raw client in transmission.
-type abClient struct {
-	t          *testing.T
-	nc         net.Conn
-	br         *bufio.Reader
-	structured bool
-}
-
-// abConnect dials, negotiates name and checks every option succeeded.
-func abConnect(t *testing.T, d *daemon, name string, structured bool) *abClient {
+// abConnect dials and negotiates name (STRUCTURED_REPLY if structured,
+// then GO); every option must succeed.
+func abConnect(t *testing.T, d *daemon, name string, structured bool) *nbdtest.Client {
 	t.Helper()
-	nc := abDial(t, d)
-	if ok, err := abGreeted(nc); !ok {
-		t.Fatalf("no greeting: %v", err)
-	}
-	c := &abClient{t: t, nc: nc, br: bufio.NewReader(nc), structured: structured}
-	if _, err := nc.Write(abHandshake(name, structured)); err != nil {
-		t.Fatal(err)
-	}
-	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-	defer nc.SetReadDeadline(time.Time{})
-	acks := 0
-	for want := map[bool]int{true: 2, false: 1}[structured]; acks < want; {
-		var h [20]byte
-		if _, err := io.ReadFull(c.br, h[:]); err != nil {
-			t.Fatalf("option reply: %v", err)
-		}
-		typ, n := binary.BigEndian.Uint32(h[12:]), binary.BigEndian.Uint32(h[16:])
-		data := make([]byte, n)
-		if _, err := io.ReadFull(c.br, data); err != nil {
-			t.Fatal(err)
-		}
-		if typ&(1<<31) != 0 {
-			t.Fatalf("option %d refused: %#x %s", binary.BigEndian.Uint32(h[8:]), typ, data)
-		}
-		if typ == abRepAck {
-			acks++
-		}
-	}
-	return c
-}
-
-func abRequest(typ uint16, cookie, off uint64, length uint32) []byte {
-	b := binary.BigEndian.AppendUint32(nil, abMagicRequest)
-	b = binary.BigEndian.AppendUint16(b, 0)
-	b = binary.BigEndian.AppendUint16(b, typ)
-	b = binary.BigEndian.AppendUint64(b, cookie)
-	b = binary.BigEndian.AppendUint64(b, off)
-	return binary.BigEndian.AppendUint32(b, length)
-}
-
-// reply reads one complete reply and returns its errno and data length.
-func (c *abClient) reply(readLen uint32) (errno uint32, data int) {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-	defer c.nc.SetReadDeadline(time.Time{})
-	for {
-		var m [4]byte
-		if _, err := io.ReadFull(c.br, m[:]); err != nil {
-			c.t.Fatalf("reply: %v", err)
-		}
-		if binary.BigEndian.Uint32(m[:]) == abMagicSimple {
-			var h [12]byte
-			if _, err := io.ReadFull(c.br, h[:]); err != nil {
-				c.t.Fatal(err)
-			}
-			errno = binary.BigEndian.Uint32(h[:])
-			if errno == 0 {
-				io.CopyN(io.Discard, c.br, int64(readLen))
-				return 0, int(readLen)
-			}
-			return errno, 0
-		}
-		var h [16]byte
-		if _, err := io.ReadFull(c.br, h[:]); err != nil {
-			c.t.Fatal(err)
-		}
-		flags, typ, n := binary.BigEndian.Uint16(h[0:]), binary.BigEndian.Uint16(h[2:]), binary.BigEndian.Uint32(h[12:])
-		p := make([]byte, n)
-		if _, err := io.ReadFull(c.br, p); err != nil {
-			c.t.Fatal(err)
-		}
-		switch {
-		case typ&(1<<15) != 0:
-			errno = binary.BigEndian.Uint32(p)
-		case typ == 1: // OFFSET_DATA
-			data += int(n) - 8
-		case typ == 2: // OFFSET_HOLE
-			data += int(binary.BigEndian.Uint32(p[8:]))
-		}
-		if flags&1 != 0 {
-			return errno, data
-		}
-	}
+	return nbdtest.Connect(t, "tcp", d.NBDHost, nbdtest.Negotiation{Export: name, Structured: structured})
 }
 
 // abHungUp checks that the server closes nc without sending anything more.
@@ -272,9 +151,9 @@ func (g abGauges) String() string {
 func abMeasure(t *testing.T, d *daemon) abGauges {
 	t.Helper()
 	s := d.scrape(t)
-	g := abGauges{goroutines: value(s.find(t, "go_goroutines", nil)), rss: vmRSS(t, d.cmd.Process.Pid),
+	g := abGauges{goroutines: value(s.find(t, "go_goroutines", nil)), rss: vmRSS(t, d.PID()),
 		heap: int64(value(s.find(t, "go_memstats_heap_inuse_bytes", nil)))}
-	dir := fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid)
+	dir := fmt.Sprintf("/proc/%d/fd", d.PID())
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +195,7 @@ func checkRecovered(t *testing.T, d *daemon, base abGauges) {
 		t.Errorf("sockets %d after the abuse, %d before", g.sockets, base.sockets)
 	}
 	if g.rss > base.rss+rssSlack {
-		t.Errorf("RSS %d MiB after the abuse, %d MiB before (%s)", g.rss>>20, base.rss>>20, memBreakdown(d.cmd.Process.Pid))
+		t.Errorf("RSS %d MiB after the abuse, %d MiB before (%s)", g.rss>>20, base.rss>>20, memBreakdown(d.PID()))
 	}
 }
 
@@ -357,7 +236,7 @@ func (b *bystander) verify(t *testing.T) {
 	for i := 1; i <= b.n; i++ {
 		args = append(args, "-c", fmt.Sprintf("read -P %d %d 64k", i, i<<16))
 	}
-	if out := runTool(t, "qemu-io", args...); strings.Contains(out, "Pattern verification failed") {
+	if out := vdiskdtest.RunTool(t, "qemu-io", args...); strings.Contains(out, "Pattern verification failed") {
 		t.Fatalf("bystander data:\n%s", out)
 	}
 }
@@ -373,7 +252,7 @@ func rejectedCount(t *testing.T, d *daemon, reason string) float64 {
 // handshakes at one byte a second, cut at the handshake timeout while a
 // real client connects and works.
 func TestNBDAbuseHostileBytes(t *testing.T) {
-	requireTool(t, "qemu-io", "nbdinfo")
+	vdiskdtest.RequireTool(t, "qemu-io", "nbdinfo")
 	const handshakeTimeout = 2 * time.Second
 	d := startVdiskd(t, "--nbd-handshake-timeout", handshakeTimeout.String())
 	victim := d.CreateVDI(t, "victim", 64<<20)
@@ -410,8 +289,8 @@ func TestNBDAbuseHostileBytes(t *testing.T) {
 		nc := abDial(t, d)
 		abGreeted(nc)
 		h := binary.BigEndian.AppendUint32(nil, 3)
-		h = binary.BigEndian.AppendUint64(h, abMagicIHaveOpt)
-		h = binary.BigEndian.AppendUint32(h, abOptGo)
+		h = binary.BigEndian.AppendUint64(h, nbdtest.MagicIHaveOpt)
+		h = binary.BigEndian.AppendUint32(h, nbdtest.OptGo)
 		h = binary.BigEndian.AppendUint32(h, n)
 		nc.Write(append(h, "some of it"...))
 		if n != 0xffffffff {
@@ -424,42 +303,39 @@ func TestNBDAbuseHostileBytes(t *testing.T) {
 	// connection goes on; a BLOCK_STATUS of 4 GiB past the end too.
 	for _, sr := range []bool{true, false} {
 		c := abConnect(t, d, name, sr)
-		c.nc.Write(abRequest(abCmdRead, 1, 0, 64<<20))
-		want := map[bool]uint32{true: abEOVERFLOW, false: abEINVAL}[sr]
-		if errno, _ := c.reply(64 << 20); errno != want {
-			t.Fatalf("sr=%v: 64 MiB read: errno %d, want %d", sr, errno, want)
+		want := map[bool]uint32{true: nbdtest.EOVERFLOW, false: nbdtest.EINVAL}[sr]
+		if r := c.Do(0, nbdtest.CmdRead, 0, 64<<20, nil); r.Errno != want {
+			t.Fatalf("sr=%v: 64 MiB read: errno %d, want %d", sr, r.Errno, want)
 		}
-		c.nc.Write(abRequest(abCmdBlockStatus, 2, 0, 0xffffffff))
-		if errno, _ := c.reply(0); errno != abEINVAL {
-			t.Fatalf("sr=%v: 4 GiB block status: errno %d, want %d", sr, errno, abEINVAL)
+		if r := c.Do(0, nbdtest.CmdBlockStatus, 0, 0xffffffff, nil); r.Errno != nbdtest.EINVAL {
+			t.Fatalf("sr=%v: 4 GiB block status: errno %d, want %d", sr, r.Errno, nbdtest.EINVAL)
 		}
-		c.nc.Write(abRequest(abCmdRead, 3, 0, 4096))
-		if errno, n := c.reply(4096); errno != 0 || n != 4096 {
-			t.Fatalf("sr=%v: read after the refusals: errno %d, %d bytes", sr, errno, n)
+		if r := c.Do(0, nbdtest.CmdRead, 0, 4096, nil); r.Errno != 0 || len(r.Data) != 4096 {
+			t.Fatalf("sr=%v: read after the refusals: errno %d, %d bytes", sr, r.Errno, len(r.Data))
 		}
-		c.nc.Write(abRequest(abCmdDisc, 4, 0, 0))
-		abHungUp(t, c.nc, c.br, "DISC")
+		c.Send(0, nbdtest.CmdDisc, 0, 0, nil)
+		abHungUp(t, c.Conn, c.R, "DISC")
 	}
 	// A write of 4 GiB, a bad request magic, a truncated header, and a
 	// 32 MiB write that stops after 1 MiB: each ends its connection, and
 	// the half-sent write never lands.
 	for i, b := range [][]byte{
-		abRequest(abCmdWrite, 1, 0, 0xffffffff),
-		append([]byte{0xde, 0xad, 0xbe, 0xef}, abRequest(abCmdRead, 1, 0, 512)[4:]...),
-		abRequest(abCmdRead, 1, 0, 512)[:17],
-		append(abRequest(abCmdWrite, 1, 0, 32<<20), make([]byte, 1<<20)...),
+		nbdtest.EncodeRequest(0, nbdtest.CmdWrite, 1, 0, 0xffffffff),
+		append([]byte{0xde, 0xad, 0xbe, 0xef}, nbdtest.EncodeRequest(0, nbdtest.CmdRead, 1, 0, 512)[4:]...),
+		nbdtest.EncodeRequest(0, nbdtest.CmdRead, 1, 0, 512)[:17],
+		append(nbdtest.EncodeRequest(0, nbdtest.CmdWrite, 1, 0, 32<<20), make([]byte, 1<<20)...),
 	} {
 		c := abConnect(t, d, name, true)
 		for j := 28; j < len(b); j++ {
 			b[j] = 0xab
 		}
-		c.nc.Write(b)
-		c.nc.(*net.TCPConn).CloseWrite()
-		abHungUp(t, c.nc, c.br, fmt.Sprintf("request %d", i))
+		c.Conn.Write(b) // the server may hang up before it reads it all
+		c.Conn.(*net.TCPConn).CloseWrite()
+		abHungUp(t, c.Conn, c.R, fmt.Sprintf("request %d", i))
 	}
 	by.check(t)
 	protoWaitVBDs(t, d, victim.UUID, 0)
-	runTool(t, "qemu-io", "-f", "raw", d.URI(t, victim.UUID), "-c", "read -P 0 0 32M")
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", d.URI(t, victim.UUID), "-c", "read -P 0 0 32M")
 
 	// Slowloris: 60 handshakes at a byte a second, all at once.
 	const slow = 60
@@ -490,8 +366,8 @@ func TestNBDAbuseHostileBytes(t *testing.T) {
 		}()
 	}
 	// Meanwhile a real client connects and works.
-	runTool(t, "qemu-io", "-f", "raw", d.URI(t, victim.UUID), "-c", "write -P 0x5a 0 1M", "-c", "read -P 0x5a 0 1M")
-	runTool(t, "nbdinfo", d.URI(t, victim.UUID))
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", d.URI(t, victim.UUID), "-c", "write -P 0x5a 0 1M", "-c", "read -P 0x5a 0 1M")
+	vdiskdtest.RunTool(t, "nbdinfo", d.URI(t, victim.UUID))
 	by.check(t)
 	wg.Wait()
 	close(lasted)
@@ -568,18 +444,14 @@ func abGoSilently(nc net.Conn, hs []byte) error {
 	defer nc.SetReadDeadline(time.Time{})
 	br := bufio.NewReaderSize(nc, 256)
 	for {
-		var h [20]byte
-		if _, err := io.ReadFull(br, h[:]); err != nil {
-			return err
-		}
-		typ := binary.BigEndian.Uint32(h[12:])
-		if _, err := io.CopyN(io.Discard, br, int64(binary.BigEndian.Uint32(h[16:]))); err != nil {
+		r, err := nbdtest.ReadOptReply(br)
+		if err != nil {
 			return err
 		}
 		switch {
-		case typ&(1<<31) != 0:
-			return fmt.Errorf("GO refused: %#x", typ)
-		case typ == abRepAck:
+		case r.IsErr():
+			return fmt.Errorf("GO refused: %s %q", nbdtest.RepName(r.Type), r.Data)
+		case r.Type == nbdtest.RepAck:
 			if br.Buffered() != 0 {
 				return errors.New("bytes after GO's ACK")
 			}
@@ -595,9 +467,9 @@ func abGoSilently(nc net.Conn, hs []byte) error {
 // at accept, each counted, while the bystander works. Everything goes
 // back to where it was when they leave.
 func TestNBDAbuseIdleFlood(t *testing.T) {
-	requireTool(t, "qemu-io", "nbdinfo")
+	vdiskdtest.RequireTool(t, "qemu-io", "nbdinfo")
 	half, extra := 1000, 100
-	if raceEnabled || testing.Short() {
+	if vdiskdtest.Race || testing.Short() {
 		half, extra = 200, 50 // a race-enabled daemon takes ten times the memory per goroutine
 	}
 	maxConns := 2*half + 10 // the flood, the bystander, qemu-io and nbdinfo, and a few to spare
@@ -631,8 +503,8 @@ func TestNBDAbuseIdleFlood(t *testing.T) {
 	if peak.rss > base.rss+rssSlack || peak.heap > base.heap+rssSlack {
 		t.Errorf("with the flood: %v; at rest: %v", peak, base)
 	}
-	runTool(t, "qemu-io", "-f", "raw", d.URI(t, victim.UUID), "-c", "write -P 0x6b 1M 1M", "-c", "read -P 0x6b 1M 1M")
-	runTool(t, "nbdinfo", d.URI(t, victim.UUID))
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", d.URI(t, victim.UUID), "-c", "write -P 0x6b 1M 1M", "-c", "read -P 0x6b 1M 1M")
+	vdiskdtest.RunTool(t, "nbdinfo", d.URI(t, victim.UUID))
 	by.check(t)
 
 	// Past the cap: the first few fit, the rest are turned away, and the

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"bytes"
@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -44,7 +45,7 @@ const (
 )
 
 func TestNBDClients(t *testing.T) {
-	requireTool(t, "nbdinfo", "nbdcopy", "nbdsh", "qemu-img", "qemu-io", "fio")
+	vdiskdtest.RequireTool(t, "nbdinfo", "nbdcopy", "nbdsh", "qemu-img", "qemu-io", "fio")
 	d := startVdiskd(t)
 	t.Run("nbdinfo", func(t *testing.T) { clTestNbdinfo(t, d) })
 	t.Run("qemu-io", func(t *testing.T) { clTestQemuIO(t, d) })
@@ -91,7 +92,7 @@ type clInfo struct {
 
 func clNbdinfo(t *testing.T, uri string) clInfo {
 	t.Helper()
-	out, err := toolCmd("nbdinfo", "--json", uri).Output()
+	out, err := vdiskdtest.ToolCmd(t, "nbdinfo", "--json", uri).Output()
 	if err != nil {
 		t.Fatalf("nbdinfo --json %s: %v", uri, clErrOut(err))
 	}
@@ -196,38 +197,24 @@ func clTestNbdinfo(t *testing.T, d *daemon) {
 		{snapURI, "snapshot", []string{"--can", "cache"}, 0},
 		{snapURI, "snapshot", []string{"--can", "multi-conn"}, 0},
 	} {
-		rc, out := clNbdinfoRC(append(c.args, c.uri)...)
+		rc, out := clNbdinfoRC(t, append(c.args, c.uri)...)
 		if rc != c.rc {
 			t.Errorf("nbdinfo %s on the %s export: exit %d, want %d\n%s", strings.Join(c.args, " "), c.what, rc, c.rc, out)
 		}
 	}
 	// --size of the snapshot, and a refusal for a bad session.
-	if out := strings.TrimSpace(runTool(t, "nbdinfo", "--size", snapURI)); out != strconv.FormatInt(12*clMiB, 10) {
+	if out := strings.TrimSpace(vdiskdtest.RunTool(t, "nbdinfo", "--size", snapURI)); out != strconv.FormatInt(12*clMiB, 10) {
 		t.Errorf("nbdinfo --size: %q", out)
 	}
 	bad := strings.Replace(rwURI, "session_id=", "session_id=x", 1)
-	if rc, out := clNbdinfoRC("--size", bad); rc == 0 {
+	if rc, out := clNbdinfoRC(t, "--size", bad); rc == 0 {
 		t.Errorf("nbdinfo with a bad session_id succeeded:\n%s", out)
 	}
 }
 
 // clNbdinfoRC runs nbdinfo with args and returns its exit code and output.
-func clNbdinfoRC(args ...string) (int, string) {
-	return clExec("nbdinfo", args...)
-}
-
-// clExec runs a client and returns its exit code (-1 if it did not run) and
-// combined output.
-func clExec(name string, args ...string) (int, string) {
-	out, err := toolCmd(name, args...).CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &ee):
-		return ee.ExitCode(), string(out)
-	}
-	return -1, err.Error() + "\n" + string(out)
+func clNbdinfoRC(t *testing.T, args ...string) (int, string) {
+	return vdiskdtest.ExecTool(t, "nbdinfo", args...)
 }
 
 func clErrOut(err error) string {
@@ -255,7 +242,7 @@ func clMap(t *testing.T, uri, ctx string, size int64) []clExtent {
 	if ctx != "" {
 		flag += "=" + ctx
 	}
-	out, err := toolCmd("nbdinfo", "--json", flag, uri).Output()
+	out, err := vdiskdtest.ToolCmd(t, "nbdinfo", "--json", flag, uri).Output()
 	if err != nil {
 		t.Fatalf("nbdinfo --json %s: %v", flag, clErrOut(err))
 	}
@@ -326,7 +313,7 @@ func clQemuIOArgs(t *testing.T, open []string, cmds ...string) string {
 	for _, c := range cmds {
 		args = append(args, "-c", c)
 	}
-	out := runTool(t, "qemu-io", args...)
+	out := vdiskdtest.RunTool(t, "qemu-io", args...)
 	if strings.Contains(out, "failed") || strings.Contains(out, "error") {
 		t.Fatalf("qemu-io %q:\n%s", cmds, out)
 	}
@@ -379,7 +366,7 @@ func clTestQemuIO(t *testing.T, d *daemon) {
 	)
 
 	// Verification must be able to fail: a wrong pattern exits 1.
-	rc, out := clExec("qemu-io", "-f", "raw", uri, "-c", "read -P 0xab 0 64k")
+	rc, out := vdiskdtest.ExecTool(t, "qemu-io", "-f", "raw", uri, "-c", "read -P 0xab 0 64k")
 	if rc != 1 || !strings.Contains(out, "Pattern verification failed at offset 0") {
 		t.Errorf("qemu-io read with a wrong pattern: exit %d, want 1 and a verification failure\n%s", rc, out)
 	}
@@ -401,7 +388,7 @@ func clTestQemuIO(t *testing.T, d *daemon) {
 	// A snapshot is read-only: qemu-io cannot write it, and it keeps the data.
 	s := d.Snapshot(t, v.UUID)
 	suri := d.URI(t, s.UUID)
-	if rc, out := clExec("qemu-io", "-f", "raw", suri, "-c", "write -P 0x01 0 4k"); rc == 0 {
+	if rc, out := vdiskdtest.ExecTool(t, "qemu-io", "-f", "raw", suri, "-c", "write -P 0x01 0 4k"); rc == 0 {
 		t.Errorf("qemu-io wrote to a snapshot export:\n%s", out)
 	}
 	clQemuIOArgs(t, []string{"-r", "-f", "raw", suri}, "read -P 0xaa 0 64k", "read -P 0x3e 63M 1M")
@@ -422,7 +409,7 @@ type clQemuMap struct {
 // arguments, checked to tile size bytes.
 func clQemuImgMap(t *testing.T, size int64, args ...string) []clQemuMap {
 	t.Helper()
-	out, err := toolCmd("qemu-img", append([]string{"map", "--output=json"}, args...)...).Output()
+	out, err := vdiskdtest.ToolCmd(t, "qemu-img", append([]string{"map", "--output=json"}, args...)...).Output()
 	if err != nil {
 		t.Fatalf("qemu-img map %q: %v", args, clErrOut(err))
 	}
@@ -466,8 +453,8 @@ func clTestQemuImg(t *testing.T, d *daemon) {
 	const size = 64 * clMiB
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.qcow2")
-	runTool(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "64M")
-	runTool(t, "qemu-io", "-f", "qcow2", src,
+	vdiskdtest.RunTool(t, "qemu-img", "create", "-q", "-f", "qcow2", src, "64M")
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "qcow2", src,
 		"-c", "write -P 0x11 0 1M",
 		"-c", "write -P 0x22 5M 64k",
 		"-c", "write -P 0x33 20M 3M",
@@ -480,8 +467,8 @@ func clTestQemuImg(t *testing.T, d *daemon) {
 	// Stale data where the source has holes: convert -n must zero it.
 	clQemuIO(t, uri, "write -P 0xee 40M 2M", "write -P 0xee 30M 1M")
 
-	runTool(t, "qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw", src, uri)
-	if rc, out := clExec("qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, uri); rc != 0 || !strings.Contains(out, "Images are identical.") {
+	vdiskdtest.RunTool(t, "qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw", src, uri)
+	if rc, out := vdiskdtest.ExecTool(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, uri); rc != 0 || !strings.Contains(out, "Images are identical.") {
 		t.Fatalf("qemu-img compare src.qcow2 NBD: exit %d\n%s", rc, out)
 	}
 
@@ -489,7 +476,7 @@ func clTestQemuImg(t *testing.T, d *daemon) {
 		VirtualSize int64  `json:"virtual-size"`
 		Format      string `json:"format"`
 	}
-	if err := json.Unmarshal([]byte(runTool(t, "qemu-img", "info", "--output=json", uri)), &info); err != nil {
+	if err := json.Unmarshal([]byte(vdiskdtest.RunTool(t, "qemu-img", "info", "--output=json", uri)), &info); err != nil {
 		t.Fatal(err)
 	}
 	if info.VirtualSize != size || info.Format != "raw" {
@@ -509,8 +496,8 @@ func clTestQemuImg(t *testing.T, d *daemon) {
 
 	// And back: NBD -> local qcow2, identical and still sparse.
 	back := filepath.Join(dir, "back.qcow2")
-	runTool(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", uri, back)
-	if rc, out := clExec("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", src, back); rc != 0 || !strings.Contains(out, "Images are identical.") {
+	vdiskdtest.RunTool(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", uri, back)
+	if rc, out := vdiskdtest.ExecTool(t, "qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", src, back); rc != 0 || !strings.Contains(out, "Images are identical.") {
 		t.Fatalf("qemu-img compare src.qcow2 back.qcow2: exit %d\n%s", rc, out)
 	}
 	bm := clQemuImgMap(t, size, "-f", "qcow2", back)
@@ -523,14 +510,14 @@ func clTestQemuImg(t *testing.T, d *daemon) {
 	// coroutines writing out of order (-W).
 	w := d.CreateVDI(t, "qemu-img-w", size)
 	wuri := d.URI(t, w.UUID)
-	runTool(t, "qemu-img", "convert", "-W", "-m", "16", "-f", "qcow2", "-O", "raw", src, wuri)
-	if rc, out := clExec("qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, wuri); rc != 0 || !strings.Contains(out, "Images are identical.") {
+	vdiskdtest.RunTool(t, "qemu-img", "convert", "-W", "-m", "16", "-f", "qcow2", "-O", "raw", src, wuri)
+	if rc, out := vdiskdtest.ExecTool(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, wuri); rc != 0 || !strings.Contains(out, "Images are identical.") {
 		t.Errorf("qemu-img compare after convert -W -m 16: exit %d\n%s", rc, out)
 	}
 
 	// compare reads what the server holds: one changed sector shows.
 	clQemuIO(t, uri, "write -P 0x01 50M 512")
-	if rc, out := clExec("qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, uri); rc != 1 || !strings.Contains(out, "Content mismatch at offset 52428800!") {
+	if rc, out := vdiskdtest.ExecTool(t, "qemu-img", "compare", "-f", "qcow2", "-F", "raw", src, uri); rc != 1 || !strings.Contains(out, "Content mismatch at offset 52428800!") {
 		t.Errorf("qemu-img compare after a change: exit %d, want 1 and a mismatch at 50M\n%s", rc, out)
 	}
 }
@@ -594,7 +581,7 @@ func clAlignIn(r [2]int64, a int64) (lo, hi int64) {
 // clMD5 is the md5 of an export, streamed by nbdcopy to stdout.
 func clMD5(t *testing.T, uri string) [16]byte {
 	t.Helper()
-	out, err := toolCmd("nbdcopy", uri, "-").Output()
+	out, err := vdiskdtest.ToolCmd(t, "nbdcopy", uri, "-").Output()
 	if err != nil {
 		t.Fatalf("nbdcopy %s -: %v", uri, clErrOut(err))
 	}
@@ -619,9 +606,9 @@ func clTestNbdcopy(t *testing.T, d *daemon) {
 	clQemuIO(t, uc, "write -P 0xee 0 64M")
 
 	t.Run("file to NBD to file, 4 connections", func(t *testing.T) {
-		runTool(t, "nbdcopy", "-C", "4", src, ua)
+		vdiskdtest.RunTool(t, "nbdcopy", "-C", "4", src, ua)
 		out := filepath.Join(dir, "out.raw")
-		runTool(t, "nbdcopy", "-C", "4", ua, out)
+		vdiskdtest.RunTool(t, "nbdcopy", "-C", "4", ua, out)
 		if got := clReadFile(t, out); !bytes.Equal(got, content) {
 			t.Fatalf("round trip differs (md5 %x, want %x)", md5.Sum(got), sum)
 		}
@@ -655,7 +642,7 @@ func clTestNbdcopy(t *testing.T, d *daemon) {
 
 	t.Run("allocated", func(t *testing.T) {
 		// Requests of exactly the 32 MiB max payload.
-		runTool(t, "nbdcopy", "--allocated", "-C", "4", "--flush", "--request-size=33554432", src, ub)
+		vdiskdtest.RunTool(t, "nbdcopy", "--allocated", "-C", "4", "--flush", "--request-size=33554432", src, ub)
 		if got := clMD5(t, ub); got != sum {
 			t.Errorf("md5 %x, want %x", got, sum)
 		}
@@ -671,7 +658,7 @@ func clTestNbdcopy(t *testing.T, d *daemon) {
 	})
 
 	t.Run("NBD to NBD", func(t *testing.T) {
-		runTool(t, "nbdcopy", "-C", "4", ua, uc)
+		vdiskdtest.RunTool(t, "nbdcopy", "-C", "4", ua, uc)
 		if got := clMD5(t, uc); got != sum {
 			t.Errorf("md5 %x, want %x", got, sum)
 		}
@@ -703,7 +690,7 @@ type clFioJob struct {
 func clFio(t *testing.T, args ...string) (int, []clFioJob, string) {
 	t.Helper()
 	outFile := filepath.Join(t.TempDir(), "fio.json")
-	rc, out := clExec("fio", append(args, "--output-format=json", "--output="+outFile)...)
+	rc, out := vdiskdtest.ExecTool(t, "fio", append(args, "--output-format=json", "--output="+outFile)...)
 	b, _ := os.ReadFile(outFile)
 	var res struct {
 		Jobs []clFioJob `json:"jobs"`
@@ -846,7 +833,7 @@ func clTestIncremental(t *testing.T, d *daemon) {
 	ctx := "qemu:dirty-bitmap:" + s0.UUID
 	full0 := filepath.Join(dir, "s0.raw")
 	s0uri := d.URI(t, s0.UUID)
-	runTool(t, "nbdcopy", s0uri, full0) // the full backup
+	vdiskdtest.RunTool(t, "nbdcopy", s0uri, full0) // the full backup
 
 	// The guest's writes between the two backups.
 	changes := [][2]int64{
@@ -902,12 +889,12 @@ func clTestIncremental(t *testing.T, d *daemon) {
 		t.Fatal(err)
 	}
 	full1 := filepath.Join(dir, "s1.raw")
-	runTool(t, "nbdcopy", s1uri, full1)
+	vdiskdtest.RunTool(t, "nbdcopy", s1uri, full1)
 	s1data := clReadFile(t, full1)
 	if bytes.Equal(clReadFile(t, inc), s1data) {
 		t.Fatal("S0 and S1 have the same content: the test proves nothing")
 	}
-	out, err := toolCmd("/usr/bin/python3", filepath.Join("testdata", "clients", "apply_dirty.py"), s1uri, ctx, inc).Output()
+	out, err := vdiskdtest.ToolCmd(t, "/usr/bin/python3", filepath.Join("testdata", "clients", "apply_dirty.py"), s1uri, ctx, inc).Output()
 	if err != nil {
 		t.Fatalf("apply_dirty.py: %v", clErrOut(err))
 	}
@@ -932,7 +919,7 @@ func clTestIncremental(t *testing.T, d *daemon) {
 		t.Errorf("S1 after a write to the VDI: dirty blocks %v, want %v", got, want)
 	}
 	// An unknown bitmap is not offered.
-	if rc, out := clNbdinfoRC("--map=qemu:dirty-bitmap:"+v.UUID, s1uri); rc == 0 {
+	if rc, out := clNbdinfoRC(t, "--map=qemu:dirty-bitmap:"+v.UUID, s1uri); rc == 0 {
 		t.Errorf("nbdinfo --map of an unknown bitmap succeeded:\n%s", out)
 	}
 
@@ -956,7 +943,7 @@ func clTestIncremental(t *testing.T, d *daemon) {
 		t.Logf("get_nbd_info of a cbt_metadata snapshot: HTTP %d %+v", st, eb)
 	}
 	// qemu prints the server's message (nbdinfo 1.14 does not).
-	if rc, out := clExec("qemu-img", "info", s0uri); rc == 0 || !strings.Contains(out, "cbt_metadata") {
+	if rc, out := vdiskdtest.ExecTool(t, "qemu-img", "info", s0uri); rc == 0 || !strings.Contains(out, "cbt_metadata") {
 		t.Errorf("qemu-img info of a cbt_metadata snapshot: exit %d, want a refusal naming cbt_metadata\n%s", rc, out)
 	}
 	if got := clDirtyFromMap(t, s2uri, ctx, size); !slices.Equal(got, want2) {
@@ -974,7 +961,7 @@ func clTestIncremental(t *testing.T, d *daemon) {
 // variables for it.
 func clNbdsh(t *testing.T, uri, script string, env ...string) string {
 	t.Helper()
-	cmd := toolCmd("nbdsh", "-u", uri, "-c", script)
+	cmd := vdiskdtest.ToolCmd(t, "nbdsh", "-u", uri, "-c", script)
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -1138,7 +1125,7 @@ func clTestLargeSparse(t *testing.T, d *daemon) {
 	}
 	// nbdcopy skips the holes: reading 64 GiB of zeros would take minutes.
 	start := time.Now()
-	runTool(t, "nbdcopy", uri, "null:")
+	vdiskdtest.RunTool(t, "nbdcopy", uri, "null:")
 	if el := time.Since(start); el > 20*time.Second {
 		t.Errorf("nbdcopy of a 64 GiB VDI holding 1.1 MiB took %v", el)
 	}
@@ -1173,7 +1160,7 @@ func clTestSectorWriters(t *testing.T, d *daemon) {
 	errs := make(chan error, 4)
 	for c := 0; c < 4; c++ {
 		go func() {
-			out, err := toolCmd("/usr/bin/python3", script, uri, strconv.Itoa(c), strconv.Itoa(blocks)).CombinedOutput()
+			out, err := vdiskdtest.ToolCmd(t, "/usr/bin/python3", script, uri, strconv.Itoa(c), strconv.Itoa(blocks)).CombinedOutput()
 			if err != nil {
 				err = fmt.Errorf("writer %d: %v\n%s", c, err, out)
 			}
@@ -1185,7 +1172,7 @@ func clTestSectorWriters(t *testing.T, d *daemon) {
 			t.Fatal(err)
 		}
 	}
-	data, err := toolCmd("nbdcopy", uri, "-").Output()
+	data, err := vdiskdtest.ToolCmd(t, "nbdcopy", uri, "-").Output()
 	if err != nil {
 		t.Fatalf("nbdcopy: %v", clErrOut(err))
 	}
@@ -1222,7 +1209,7 @@ func clTestSectorWriters(t *testing.T, d *daemon) {
 // clExport is the whole content of an export, read by nbdcopy.
 func clExport(t *testing.T, uri string) []byte {
 	t.Helper()
-	b, err := toolCmd("nbdcopy", uri, "-").Output()
+	b, err := vdiskdtest.ToolCmd(t, "nbdcopy", uri, "-").Output()
 	if err != nil {
 		t.Fatalf("nbdcopy %s -: %v", uri, clErrOut(err))
 	}
@@ -1321,10 +1308,10 @@ h2.shutdown()
 // cannot prove fsync against power loss.
 
 func TestNBDClientsCrashDurability(t *testing.T) {
-	requireTool(t, "nbdsh", "qemu-io")
+	vdiskdtest.RequireTool(t, "nbdsh", "qemu-io")
 	dataDir := t.TempDir()
 	d := launchVdiskd(t, dataDir)
-	d.Token = d.login(t, "admin", testAdminPassword)
+	d.Token = d.Login(t, "admin", testAdminPassword)
 	v := d.CreateVDI(t, "durable", 16*clMiB)
 	clQemuIO(t, d.URI(t, v.UUID), "write -P 0x99 2M 1M")
 	d.MustCall(t, http.MethodPost, "/vdis/"+v.UUID+"/enable_cbt", nil, nil)
@@ -1343,19 +1330,15 @@ h.trim(65536, (3 << 20) - 65536, nbd.CMD_FLAG_FUA)
 os.kill(int(os.environ["CL_VDISKD_PID"]), signal.SIGKILL)
 os._exit(0)
 `
-	cmd := toolCmd("nbdsh", "-u", d.URI(t, v.UUID), "-c", script)
-	cmd.Env = append(cmd.Env, "CL_VDISKD_PID="+strconv.Itoa(d.cmd.Process.Pid))
+	cmd := vdiskdtest.ToolCmd(t, "nbdsh", "-u", d.URI(t, v.UUID), "-c", script)
+	cmd.Env = append(cmd.Env, "CL_VDISKD_PID="+strconv.Itoa(d.PID()))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("nbdsh: %v\n%s", err, out)
 	}
-	select {
-	case <-d.exited:
-	case <-time.After(10 * time.Second):
-		t.Fatal("vdiskd still runs after SIGKILL")
-	}
+	d.WaitExit(t, 10*time.Second) // the script killed it
 
 	d2 := launchVdiskd(t, dataDir)
-	d2.Token = d2.login(t, "admin", testAdminPassword)
+	d2.Token = d2.Login(t, "admin", testAdminPassword)
 	clQemuIOArgs(t, []string{"-r", "-f", "raw", d2.URI(t, v.UUID)},
 		"read -P 0xa5 0 64k",
 		"read -P 0x5a 1M 64k",
@@ -1463,7 +1446,7 @@ func clHTTPS(t *testing.T, c *http.Client, method, u, token string, body, out an
 }
 
 func TestNBDClientsTLS(t *testing.T) {
-	requireTool(t, "nbdinfo", "qemu-img", "qemu-io")
+	vdiskdtest.RequireTool(t, "nbdinfo", "qemu-img", "qemu-io")
 	certDir := t.TempDir()
 	pool, certPEM := clWriteCerts(t, certDir)
 	d := launchVdiskd(t, t.TempDir(), "--tls-cert", filepath.Join(certDir, "server-cert.pem"),
@@ -1503,7 +1486,7 @@ func TestNBDClientsTLS(t *testing.T) {
 
 	tlsURI := info.URI + "?tls-certificates=" + certDir
 	t.Run("nbdinfo nbds", func(t *testing.T) {
-		out, err := toolCmd("nbdinfo", "--json", tlsURI).Output()
+		out, err := vdiskdtest.ToolCmd(t, "nbdinfo", "--json", tlsURI).Output()
 		if err != nil {
 			t.Fatalf("nbdinfo %s: %v", tlsURI, clErrOut(err))
 		}
@@ -1523,7 +1506,7 @@ func TestNBDClientsTLS(t *testing.T) {
 		var qi struct {
 			VirtualSize int64 `json:"virtual-size"`
 		}
-		if err := json.Unmarshal([]byte(runTool(t, "qemu-img", "info", "--output=json", "--object", obj, "--image-opts", opts)), &qi); err != nil {
+		if err := json.Unmarshal([]byte(vdiskdtest.RunTool(t, "qemu-img", "info", "--output=json", "--object", obj, "--image-opts", opts)), &qi); err != nil {
 			t.Fatal(err)
 		}
 		if qi.VirtualSize != 16*clMiB {
@@ -1533,7 +1516,7 @@ func TestNBDClientsTLS(t *testing.T) {
 		open := []string{"--object", obj, "--image-opts", opts}
 		clQemuIOArgs(t, open, "write -P 0x42 0 1M", "write -P 0x43 15M 1M", "read -P 0x42 0 1M")
 		clQemuIOArgs(t, open, "read -P 0x42 0 1M", "read -P 0x43 15M 1M", "read -P 0 1M 14M")
-		if rc, out := clExec("nbdinfo", "--map", tlsURI); rc != 0 || !strings.Contains(out, "data") {
+		if rc, out := vdiskdtest.ExecTool(t, "nbdinfo", "--map", tlsURI); rc != 0 || !strings.Contains(out, "data") {
 			t.Errorf("nbdinfo --map over TLS: exit %d\n%s", rc, out)
 		}
 	})
@@ -1541,13 +1524,13 @@ func TestNBDClientsTLS(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) {
 		// Plain NBD to a server that requires TLS.
 		plain := "nbd://" + strings.TrimPrefix(info.URI, "nbds://")
-		rc, out := clNbdinfoRC("--size", plain)
+		rc, out := clNbdinfoRC(t, "--size", plain)
 		t.Logf("nbdinfo over plain NBD: exit %d\n%s", rc, out)
 		if rc == 0 || !strings.Contains(out, "requires TLS") {
 			t.Errorf("nbdinfo over plain NBD: exit %d, want a TLS refusal:\n%s", rc, out)
 		}
 		opts := "driver=nbd,server.type=inet,server.host=" + host + ",server.port=" + port + ",export=" + info.ExportName
-		rc, out = clExec("qemu-img", "info", "--image-opts", opts)
+		rc, out = vdiskdtest.ExecTool(t, "qemu-img", "info", "--image-opts", opts)
 		t.Logf("qemu-img info without TLS: exit %d\n%s", rc, out)
 		if rc == 0 || !strings.Contains(out, "TLS") {
 			t.Errorf("qemu-img info without TLS: exit %d, want a TLS refusal:\n%s", rc, out)
@@ -1559,7 +1542,7 @@ func TestNBDClientsTLS(t *testing.T) {
 		for _, f := range []string{"server-cert.pem", "server-key.pem"} {
 			os.Remove(filepath.Join(other, f))
 		}
-		rc, out = clNbdinfoRC("--size", info.URI+"?tls-certificates="+other)
+		rc, out = clNbdinfoRC(t, "--size", info.URI+"?tls-certificates="+other)
 		t.Logf("nbdinfo trusting another CA: exit %d\n%s", rc, out)
 		if rc == 0 || !strings.Contains(out, "certificate") {
 			t.Errorf("nbdinfo with another CA: exit %d, want a certificate failure:\n%s", rc, out)

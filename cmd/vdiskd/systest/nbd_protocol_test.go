@@ -1,4 +1,4 @@
-package main
+package systest
 
 // Protocol conformance of the NBD server, proved with nbdsh (libnbd's
 // python shell) against the real vdiskd binary: every command, every
@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -52,13 +53,13 @@ except BaseException:
 // protoNBDSh builds the nbdsh command for a script and its arguments.
 func protoNBDSh(t *testing.T, ctx context.Context, script string, args ...string) *exec.Cmd {
 	t.Helper()
-	requireTool(t, "nbdsh")
+	vdiskdtest.RequireTool(t, "nbdsh")
 	abs, err := filepath.Abs(filepath.Join(protoScriptDir, script))
 	if err != nil {
 		t.Fatal(err)
 	}
 	argv, _ := json.Marshal(append([]string{abs}, args...))
-	cmd := toolCmd("nbdsh", "-n", "-c", fmt.Sprintf(protoBoot, argv))
+	cmd := vdiskdtest.ToolCmd(t, "nbdsh", "-n", "-c", fmt.Sprintf(protoBoot, argv))
 	if ctx != nil {
 		c2 := exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
 		c2.Env = cmd.Env
@@ -81,7 +82,7 @@ func protoRun(t *testing.T, d *daemon, script string, cfg any) string {
 	if err != nil {
 		log := ""
 		if d != nil {
-			log = "\n--- vdiskd log (tail) ---\n" + protoTail(d.Log(), 30)
+			log = "\n--- vdiskd log (tail) ---\n" + vdiskdtest.Tail(d.Log(), 30)
 		}
 		t.Fatalf("nbdsh %s: %v\n%s%s", script, err, out, log)
 	}
@@ -91,26 +92,18 @@ func protoRun(t *testing.T, d *daemon, script string, cfg any) string {
 	return string(out)
 }
 
-func protoTail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // protoSession is session.py: an nbdsh process holding NBD connections
 // open while the test talks REST, driven one command line at a time.
 type protoSession struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	lines chan string
-	out   *syncBuffer
+	out   *vdiskdtest.Buffer
 }
 
 func protoStartSession(t *testing.T) *protoSession {
 	t.Helper()
-	p := &protoSession{cmd: protoNBDSh(t, nil, "session.py"), lines: make(chan string, 16), out: &syncBuffer{}}
+	p := &protoSession{cmd: protoNBDSh(t, nil, "session.py"), lines: make(chan string, 16), out: &vdiskdtest.Buffer{}}
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -189,7 +182,7 @@ func protoUser(t *testing.T, d *daemon, name, role string) string {
 	t.Helper()
 	pw := "pw-" + name + "-secret"
 	d.MustCall(t, http.MethodPost, "/users", map[string]any{"username": name, "password": pw, "role": role}, nil)
-	return d.login(t, name, pw)
+	return d.Login(t, name, pw)
 }
 
 // protoWaitVBDs waits until the VDI record lists n VBDs (detaching
@@ -203,7 +196,7 @@ func protoWaitVBDs(t *testing.T, d *daemon, vdi string, n int) api.VDI {
 			return v
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("VDI %s: VBDs %v, want %d\n%s", vdi, v.VBDs, n, protoTail(d.Log(), 20))
+			t.Fatalf("VDI %s: VBDs %v, want %d\n%s", vdi, v.VBDs, n, vdiskdtest.Tail(d.Log(), 20))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -318,11 +311,11 @@ func TestNBDProtocolNegotiation(t *testing.T) {
 	}
 	operator := protoUser(t, d, "op", "vm-operator")
 	vmadmin := protoUser(t, d, "va", "vm-admin")
-	revoked := d.login(t, "admin", testAdminPassword)
+	revoked := d.Login(t, "admin", testAdminPassword)
 	if st := d.CallAs(t, revoked, http.MethodDelete, "/token", nil, nil); st != http.StatusNoContent {
 		t.Fatalf("logout: HTTP %d", st)
 	}
-	spare := d.login(t, "admin", testAdminPassword)
+	spare := d.Login(t, "admin", testAdminPassword)
 	protoRun(t, d, "negotiate.py", map[string]any{
 		"addr": d.NBDHost, "api": d.API, "uri": d.URI(t, alpha.UUID), "export": d.ExportName(t, alpha.UUID),
 		"name": "alpha", "uuid": alpha.UUID, "token": d.Token, "other_export": d.ExportName(t, beta.UUID), "vdis": vdis, "cbtmeta": cbtMeta.UUID,
@@ -395,9 +388,8 @@ func TestNBDProtocolMultiConn(t *testing.T) {
 	protoRun(t, d, "multiconn.py", map[string]any{"uri": d.URI(t, v.UUID)})
 	protoRun(t, d, "prep.py", map[string]any{"uri": d.URI(t, v.UUID), "fua": [][3]int{{8 << 20, 4096, 0x99}}})
 
-	d.cmd.Process.Kill()
-	<-d.exited
-	d2 := startVdiskd(t, "--data-dir", d.DataDir)
+	d.Kill(t)
+	d2 := d.relaunch(t)
 	want := [][3]int{{0, 64 << 10, 0}, {1 << 20, 4096, 0x82}, {8 << 20, 4096, 0x99}}
 	for i := 0; i < 4; i++ {
 		for j := 0; j < 16; j++ {
@@ -593,7 +585,7 @@ func TestNBDProtocolAttachLifecycle(t *testing.T) {
 	go func() { // not d.Call: no t.Fatal off the test goroutine
 		req, _ := http.NewRequest(http.MethodPost, d.API+"/vdis/"+s2.UUID+"/data_destroy", nil)
 		req.Header.Set("Authorization", "Bearer "+d.Token)
-		resp, err := restClient.Do(req)
+		resp, err := vdiskdtest.HTTP.Do(req)
 		if err != nil {
 			done <- 0
 			return
@@ -637,7 +629,7 @@ func protoGet(t *testing.T, d *daemon, path string, auth func(*http.Request)) (i
 		t.Fatal(err)
 	}
 	auth(req)
-	resp, err := restClient.Do(req)
+	resp, err := vdiskdtest.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -788,10 +780,8 @@ func TestNBDProtocolShutdown(t *testing.T) {
 	if ans := p.MustDo(t, "raw n %s", d.NBDHost); ans != "ok 0x3" {
 		t.Fatalf("raw handshake: %s", ans)
 	}
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, d.log, "shutting down")
+	d.Signal(t, syscall.SIGTERM)
+	d.WaitLog(t, "shutting down")
 	start := time.Now()
 	p.MustDo(t, "eshutdown a")
 	for i := 0; i < 2; i++ { // every option, also after the first refusal
@@ -818,19 +808,14 @@ func TestNBDProtocolShutdown(t *testing.T) {
 	if last == "ESHUTDOWN" {
 		t.Errorf("last error %s", last)
 	}
-	select {
-	case <-d.exited:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("vdiskd still running 20s after SIGTERM\n%s", protoTail(d.Log(), 20))
-	}
-	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("vdiskd exited %d\n%s", code, protoTail(d.Log(), 20))
+	if code := d.WaitExit(t, 20*time.Second).ExitCode(); code != 0 {
+		t.Errorf("vdiskd exited %d\n%s", code, vdiskdtest.Tail(d.Log(), 20))
 	}
 	if !strings.Contains(d.Log(), `msg=stopped`) {
-		t.Errorf("no clean stop in the log:\n%s", protoTail(d.Log(), 20))
+		t.Errorf("no clean stop in the log:\n%s", vdiskdtest.Tail(d.Log(), 20))
 	}
 	// The write before the shutdown is there after a restart on the same data.
-	d2 := startVdiskd(t, "--data-dir", d.DataDir)
+	d2 := d.relaunch(t)
 	protoRun(t, d2, "prep.py", map[string]any{"uri": d2.URI(t, v.UUID), "expect": [][3]int{{0, 4096, 0x42}}})
 }
 

@@ -1,4 +1,4 @@
-package main
+package systest
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -20,7 +21,7 @@ func revokeLogin(t *testing.T, d *daemon, user, password string) api.Token {
 	req, _ := http.NewRequest(http.MethodPost, d.API+"/token", nil)
 	req.SetBasicAuth(user, password)
 	var tok api.Token
-	if st := d.do(t, req, &tok); st != http.StatusOK {
+	if st := d.Do(t, req, &tok); st != http.StatusOK {
 		t.Fatalf("login %s: HTTP %d", user, st)
 	}
 	return tok
@@ -55,7 +56,7 @@ func revokeLogSays(t *testing.T, d *daemon, why string) {
 			return
 		}
 	}
-	t.Errorf("no session end for %q in the log:\n%s", why, protoTail(d.Log(), 20))
+	t.Errorf("no session end for %q in the log:\n%s", why, vdiskdtest.Tail(d.Log(), 20))
 }
 
 // revokeIO writes a byte pattern through connection name and reads it back.
@@ -113,7 +114,7 @@ func TestNBDTokenRevocation(t *testing.T) {
 	}
 	p.MustDo(t, "close kept")
 	protoWaitVBDs(t, d, v.UUID, 0)
-	runTool(t, "qemu-io", "-f", "raw", d.URI(t, v.UUID), "-c", "read -P 0x11 0 64k", "-c", "read -P 0x66 1M 64k", "-c", "read -P 0x55 2M 64k")
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", d.URI(t, v.UUID), "-c", "read -P 0x11 0 64k", "-c", "read -P 0x66 1M 64k", "-c", "read -P 0x55 2M 64k")
 }
 
 // A token's connection ends when the token expires, not before, with no

@@ -1,23 +1,24 @@
-package main
+package systest
 
 import (
 	"net/http"
 	"testing"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
 // Statistics count to the byte what real NBD clients sent: qemu-io and
 // nbdsh against the real daemon.
 func TestStatisticsFromRealClients(t *testing.T) {
-	requireTool(t, "qemu-io", "nbdsh")
+	vdiskdtest.RequireTool(t, "qemu-io", "nbdsh")
 	d := startVdiskd(t)
 	v := d.CreateVDI(t, "stats", 64<<20)
 	uri := d.URI(t, v.UUID)
-	runTool(t, "qemu-io", "-f", "raw", uri,
+	vdiskdtest.RunTool(t, "qemu-io", "-f", "raw", uri,
 		"-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 1M 4k", "-c", "write 2M 512",
 		"-c", "read -P 0x11 0 64k", "-c", "write -z 4M 1M", "-c", "discard 8M 64k")
-	runTool(t, "nbdsh", "-u", uri, "-c", "h.pwrite(b'x'*1536, 3*1024*1024); h.pread(512, 0); h.pread(4096, 1<<20)")
+	vdiskdtest.RunTool(t, "nbdsh", "-u", uri, "-c", "h.pwrite(b'x'*1536, 3*1024*1024); h.pread(512, 0); h.pread(4096, 1<<20)")
 	var st api.Statistics
 	if code := d.Call(t, http.MethodGet, "/vdis/"+v.UUID+"/statistics", nil, &st); code != http.StatusOK {
 		t.Fatalf("statistics: HTTP %d", code)
