@@ -19,12 +19,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -34,208 +33,65 @@ const (
 	emptyBitmap4M  = "AAAAAAAAAAA=" // 64 blocks of 64 KiB, none changed
 	unknownVDIUUID = "00000000-0000-4000-8000-000000000000"
 	commandTimeout = 30 * time.Second
-	daemonTimeout  = 20 * time.Second // to be ready, or to stop
+	daemonTimeout  = 20 * time.Second // for a second daemon on the same data to give up
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-// binaries builds vdiskd and vdiskctl from the module root, once per run
-// of the test binary. The go command inherits the environment, GOFLAGS
-// (-tags=pebblegozstd) included.
-func binaries(t *testing.T) (vdiskd, vdiskctl string) {
-	t.Helper()
-	buildOnce.Do(func() {
-		root, err := moduleRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		if buildDir, buildErr = os.MkdirTemp("", "vdiskctl-e2e-"); buildErr != nil {
-			return
-		}
-		start := time.Now()
-		cmd := exec.Command("go", "build", "-o", buildDir+string(os.PathSeparator), "./cmd/vdiskd", "./cmd/vdiskctl")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build (GOFLAGS=%q): %v\n%s", os.Getenv("GOFLAGS"), err, out)
-			return
-		}
-		t.Logf("built vdiskd and vdiskctl in %v", time.Since(start).Round(time.Millisecond))
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "vdiskd"), filepath.Join(buildDir, "vdiskctl")
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-}
+func TestMain(m *testing.M) { vdiskdtest.Main(m) }
 
 // envWithout is the environment minus variables with the prefix, so the
-// developer's own VDISKD_* or VDISKCTL_* settings do not leak in.
+// developer's own VDISKCTL_* settings do not leak in.
 func envWithout(prefix string, extra ...string) []string {
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, prefix) })
 	return append(env, extra...)
 }
 
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// daemon is a running vdiskd (internal/vdiskdtest), which these tests log
+// in to with vdiskctl or curl, not through the harness.
+type daemon struct{ *vdiskdtest.Daemon }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// daemon is a running vdiskd.
-type daemon struct {
-	cmd     *exec.Cmd
-	log     *lockedBuffer
-	dataDir string
-	addr    string // host:port it serves HTTP on
-	url     string // http://host:port; the API is under /api
-	done    chan struct{}
-	waitErr error // set before done is closed
-	stopped bool
-}
-
-// readyRE finds the API address in the "vdiskd ready" log line.
-var readyRE = regexp.MustCompile(`msg="vdiskd ready".* api=http://([^\s/]+)/api(\s|$)`)
-
-// launch starts vdiskd without waiting for it.
-func launch(t *testing.T, bin, dataDir, httpAddr string, env ...string) *daemon {
+// startDaemon starts vdiskd on dataDir and httpAddr ("" for a free port)
+// and waits until it serves. adminPassword is VDISKD_ADMIN_PASSWORD; ""
+// leaves it unset (a first start writes a random one to admin.password).
+func startDaemon(t *testing.T, dataDir, httpAddr, adminPassword string) *daemon {
 	t.Helper()
-	d := &daemon{log: &lockedBuffer{}, dataDir: dataDir, done: make(chan struct{})}
-	// --nbd-addr 127.0.0.1:0: the default port may be taken, and parallel
-	// tests each run a daemon.
-	d.cmd = exec.Command(bin, "--data-dir", dataDir, "--http-addr", httpAddr, "--nbd-addr", "127.0.0.1:0")
-	d.cmd.Env = envWithout("VDISKD_", env...)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting vdiskd: %v", err)
-	}
-	go func() {
-		d.waitErr = d.cmd.Wait()
-		close(d.done)
-	}()
-	t.Cleanup(func() {
-		if !d.stopped {
-			d.terminate(t)
-		}
-		if t.Failed() {
-			t.Logf("vdiskd (pid %d, %s) log:\n%s", d.cmd.Process.Pid, dataDir, d.log.String())
-		}
-	})
-	return d
-}
-
-// startDaemon starts vdiskd and waits until it serves.
-func startDaemon(t *testing.T, bin, dataDir, httpAddr string, env ...string) *daemon {
-	t.Helper()
-	d, err := tryStartDaemon(t, bin, dataDir, httpAddr, env...)
+	d, err := tryStartDaemon(t, dataDir, httpAddr, adminPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-// tryStartDaemon starts vdiskd and waits until it serves; the error says
-// why it did not.
-func tryStartDaemon(t *testing.T, bin, dataDir, httpAddr string, env ...string) (*daemon, error) {
+// tryStartDaemon is startDaemon that returns why vdiskd did not start.
+func tryStartDaemon(t *testing.T, dataDir, httpAddr, adminPassword string) (*daemon, error) {
 	t.Helper()
-	d := launch(t, bin, dataDir, httpAddr, env...)
-	deadline := time.After(daemonTimeout)
-	for {
-		if m := readyRE.FindStringSubmatch(d.log.String()); m != nil {
-			d.addr, d.url = m[1], "http://"+m[1]
-			return d, nil
-		}
-		select {
-		case <-d.done:
-			d.stopped = true
-			return nil, fmt.Errorf("vdiskd exited before it was ready: %v\n%s", d.waitErr, d.log.String())
-		case <-deadline:
-			return nil, fmt.Errorf("vdiskd not ready after %v:\n%s", daemonTimeout, d.log.String())
-		case <-time.After(10 * time.Millisecond):
-		}
+	d, err := vdiskdtest.TryStart(t, daemonOptions(dataDir, httpAddr, adminPassword))
+	if err != nil {
+		return nil, err
 	}
+	return &daemon{d}, nil
 }
 
-// terminate sends SIGTERM and waits; a daemon that does not stop in time
-// is killed. It reports an exit other than 0.
-func (d *daemon) terminate(t *testing.T) {
-	t.Helper()
-	d.stopped = true
-	select {
-	case <-d.done:
-	default:
-		if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			t.Errorf("SIGTERM to vdiskd: %v", err)
-		}
-		select {
-		case <-d.done:
-		case <-time.After(daemonTimeout):
-			_ = d.cmd.Process.Kill()
-			<-d.done
-			t.Errorf("vdiskd did not stop within %v of SIGTERM; killed it", daemonTimeout)
-			return
-		}
-	}
-	if d.waitErr != nil {
-		t.Errorf("vdiskd exited with %v after SIGTERM, want status 0", d.waitErr)
-	}
+func daemonOptions(dataDir, httpAddr, adminPassword string) vdiskdtest.Options {
+	return vdiskdtest.Options{DataDir: dataDir, HTTPAddr: httpAddr, AdminPassword: adminPassword,
+		RandomAdminPassword: adminPassword == "", NoLogin: true}
 }
 
-// stop stops the daemon and fails the test unless it exits 0.
+// stop stops the daemon and fails the test unless it exits 0 having
+// logged that it stopped.
 func (d *daemon) stop(t *testing.T) {
 	t.Helper()
-	d.terminate(t)
+	d.Stop(t)
 	if t.Failed() {
 		t.FailNow()
 	}
-	if !strings.Contains(d.log.String(), `msg=stopped`) {
-		t.Errorf("vdiskd exited 0 without logging that it stopped:\n%s", d.log.String())
+	if !strings.Contains(d.Log(), `msg=stopped`) {
+		t.Errorf("vdiskd exited 0 without logging that it stopped:\n%s", d.Log())
 	}
 }
 
 // requestsTo counts the requests the daemon logged for a path.
 func (d *daemon) requestsTo(path string) int {
-	return strings.Count(d.log.String(), " path="+path+" ")
+	return strings.Count(d.Log(), " path="+path+" ")
 }
 
 // syncLog makes one request and waits until the daemon has logged it, so
@@ -337,24 +193,24 @@ func sorted(s []string) []string {
 // restart of the daemon on the same data directory.
 func TestE2ECLI(t *testing.T) {
 	t.Parallel()
-	vdiskdBin, ctlBin := binaries(t)
+	ctlBin := vdiskdtest.Binary(t, "vdiskctl")
 	dataDir := filepath.Join(t.TempDir(), "data")
-	d := startDaemon(t, vdiskdBin, dataDir, "127.0.0.1:0", "VDISKD_ADMIN_PASSWORD="+adminPassword)
+	d := startDaemon(t, dataDir, "", adminPassword)
 	c := &ctl{bin: ctlBin, config: filepath.Join(t.TempDir(), "vdiskctl", "config.json")}
 
 	// Log in; the token lands in the config, mode 0600.
-	r := c.run(t, adminPassword+"\n", "--url", d.url, "login", "--user", "admin", "--password-stdin")
-	if r.code != 0 || !strings.Contains(r.stdout, "Logged in to "+d.url+" as admin (pool-admin)") {
+	r := c.run(t, adminPassword+"\n", "--url", d.URL, "login", "--user", "admin", "--password-stdin")
+	if r.code != 0 || !strings.Contains(r.stdout, "Logged in to "+d.URL+" as admin (pool-admin)") {
 		t.Fatalf("login: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	if fi, err := os.Stat(c.config); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config after login: %v, %v; want mode 0600", fi, err)
 	}
 	var cfg config
-	if b, err := os.ReadFile(c.config); err != nil || json.Unmarshal(b, &cfg) != nil || cfg.Token == "" || cfg.URL != d.url {
+	if b, err := os.ReadFile(c.config); err != nil || json.Unmarshal(b, &cfg) != nil || cfg.Token == "" || cfg.URL != d.URL {
 		t.Fatalf("config after login: %+v (%v)", cfg, err)
 	}
-	r = c.run(t, "wrong-password\n", "--url", d.url, "login", "--password-stdin")
+	r = c.run(t, "wrong-password\n", "--url", d.URL, "login", "--password-stdin")
 	if r.code != 1 || !strings.Contains(r.stderr, api.CodeAuthFailed) {
 		t.Fatalf("login with a wrong password: exit %d, want 1 with %s\nstderr: %s", r.code, api.CodeAuthFailed, r.stderr)
 	}
@@ -502,14 +358,14 @@ func TestE2ECLI(t *testing.T) {
 	// Restart on the same data dir and address: the stored token works
 	// and everything is there.
 	d.stop(t)
-	addr := d.addr
-	d, err := tryStartDaemon(t, vdiskdBin, dataDir, addr)
+	addr := d.HTTPAddr
+	d, err := tryStartDaemon(t, dataDir, addr, "")
 	if err != nil && strings.Contains(err.Error(), "cannot listen") {
 		// Rare: something took the port meanwhile. Take another and point
 		// the config at it, as a user would log in again.
 		t.Logf("restart on %s: %v; restarting on a free port", addr, err)
-		d = startDaemon(t, vdiskdBin, dataDir, "127.0.0.1:0")
-		cfg.URL = d.url
+		d = startDaemon(t, dataDir, "", "")
+		cfg.URL = d.URL
 		b, _ := json.Marshal(cfg)
 		if err := os.WriteFile(c.config, b, 0o600); err != nil {
 			t.Fatal(err)
@@ -532,23 +388,16 @@ func TestE2ECLI(t *testing.T) {
 	}
 
 	// A second daemon on the same data dir is refused.
-	second := launch(t, vdiskdBin, dataDir, "127.0.0.1:0")
-	select {
-	case <-second.done:
-	case <-time.After(daemonTimeout):
-		t.Fatalf("a second vdiskd on %s still runs after %v:\n%s", dataDir, daemonTimeout, second.log.String())
-	}
-	second.stopped = true
-	var ee *exec.ExitError
-	if !errors.As(second.waitErr, &ee) || ee.ExitCode() <= 0 || !strings.Contains(second.log.String(), "in use by another vdiskd") {
+	second := vdiskdtest.Launch(t, daemonOptions(dataDir, "", ""))
+	if st := second.WaitExit(t, daemonTimeout); st.ExitCode() <= 0 || !strings.Contains(second.Log(), "in use by another vdiskd") {
 		t.Fatalf("a second vdiskd on the same data dir: %v, want a non-zero exit saying %q:\n%s",
-			second.waitErr, "in use by another vdiskd", second.log.String())
+			st, "in use by another vdiskd", second.Log())
 	}
 	// The first still serves.
 	c.vdi(t, "get", vid)
 
 	// Logout revokes the token.
-	if out := c.ok(t, "logout"); !strings.Contains(out, "Logged out of "+d.url) {
+	if out := c.ok(t, "logout"); !strings.Contains(out, "Logged out of "+d.URL) {
 		t.Fatalf("logout: %q", out)
 	}
 	c.fails(t, exitAPI, api.CodeSessionInvalid, "--token", cfg.Token, "vdi", "list")
@@ -660,15 +509,14 @@ func TestE2ECurl(t *testing.T) {
 		}
 		t.Skipf("no curl: %v", err)
 	}
-	vdiskdBin, _ := binaries(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	d := startDaemon(t, vdiskdBin, dataDir, "127.0.0.1:0")
+	d := startDaemon(t, dataDir, "", "")
 	pwb, err := os.ReadFile(filepath.Join(dataDir, "admin.password"))
 	if err != nil {
 		t.Fatalf("the first start's admin password: %v", err)
 	}
 	password := strings.TrimSpace(string(pwb))
-	cc := &curlClient{bin: curlBin, base: d.url + "/api", dir: t.TempDir()}
+	cc := &curlClient{bin: curlBin, base: d.URL + "/api", dir: t.TempDir()}
 	u := func(path string) string { return cc.base + path }
 
 	// curl -u admin:$PASSWORD -X POST $API/token
