@@ -185,3 +185,22 @@ func TestAdminBootstrapWritesPasswordFile(t *testing.T) {
 		t.Fatal("a too-short VDISKD_ADMIN_PASSWORD was accepted")
 	}
 }
+
+// Over HTTP, a throttled login is 429 with Retry-After in whole seconds
+// (mgmt/auth tests the throttle's rules).
+func TestLoginThrottleOverHTTP(t *testing.T) {
+	e := newEnv(t)
+	for range 5 {
+		e.fails(401, api.CodeAuthFailed, "POST", "/api/token", "basic:admin:wrong-password", nil)
+	}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/token", nil)
+	req.SetBasicAuth("admin", adminPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("sixth login: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}

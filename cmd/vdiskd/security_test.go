@@ -50,7 +50,12 @@ func TestDataDirIsPrivate(t *testing.T) {
 	if !strings.Contains(out.String(), "admin.password") {
 		t.Errorf("the log does not say where the admin password is:\n%s", out.String())
 	}
-	secretFiles := map[string]bool{"admin.password": true, "mgmt.json": true}
+	// mgmt.db (users' bcrypt hashes, tokens' SHA-256) is a directory of
+	// pebble files: its own mode, 0700, is what keeps others out.
+	secretFiles := map[string]bool{"admin.password": true}
+	if fi, err := os.Stat(filepath.Join(dir, "mgmt.db")); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Errorf("mgmt.db: %v (mode %v), want a directory of mode 0700", err, fi.Mode().Perm())
+	}
 	seen := 0
 	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
