@@ -1,23 +1,23 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/internal/datadir"
+	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/kv"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
+
+// TestMain removes the binaries vdiskdtest built for BenchmarkStart.
+func TestMain(m *testing.M) { vdiskdtest.Main(m) }
 
 // BenchmarkStart starts the real daemon on a data directory holding n idle
 // VDIs and measures the time until it says it is ready (the store opened,
@@ -26,22 +26,21 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkStart -benchtime 5x ./cmd/vdiskd
 func BenchmarkStart(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "vdiskd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
 	for _, n := range []int{100, 10000} {
 		b.Run(fmt.Sprintf("vdis=%d", n), func(b *testing.B) {
-			dir := b.TempDir()
-			stop, _ := startDaemon(b, bin, dir) // first start: the default vPool and admin
-			stop()
-			seedStore(b, dir, n)
+			opts := vdiskdtest.Options{DataDir: b.TempDir(), NoLogin: true}
+			// The first start makes the default vPool and the admin.
+			vdiskdtest.Start(b, opts).Stop(b)
+			seedStore(b, opts.DataDir, n)
 			var rss float64
 			for b.Loop() {
-				stop, pid := startDaemon(b, bin, dir)
+				d := vdiskdtest.Launch(b, opts)
+				if err := d.WaitReady(); err != nil {
+					b.Fatal(err)
+				}
 				b.StopTimer()
-				rss = residentMiB(b, pid)
-				stop()
+				rss = residentMiB(b, d.PID())
+				d.Stop(b)
 				b.StartTimer()
 			}
 			b.ReportMetric(rss, "rss-MiB")
@@ -49,62 +48,9 @@ func BenchmarkStart(b *testing.B) {
 	}
 }
 
-// startDaemon runs vdiskd on dir until it logs that it is ready; stop
-// sends SIGTERM and waits for a clean exit.
-func startDaemon(b *testing.B, bin, dir string) (stop func(), pid int) {
-	cmd := exec.Command(bin, "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "VDISKD_ADMIN_PASSWORD=bench-password")
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(errPipe)
-		said := false
-		for sc.Scan() {
-			if !said && strings.Contains(sc.Text(), "vdiskd ready") {
-				said = true
-				ready <- true
-			}
-		}
-		if !said {
-			ready <- false
-		}
-	}()
-	stop = func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				b.Fatalf("vdiskd exited: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			b.Fatal("vdiskd did not stop within 30 s of SIGTERM")
-		}
-	}
-	select {
-	case ok := <-ready:
-		if !ok {
-			stop()
-			b.Fatal("vdiskd exited before it was ready")
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		b.Fatal("vdiskd was not ready within 60 s")
-	}
-	return stop, cmd.Process.Pid
-}
-
 // seedStore adds n VDIs to the default vPool of a stopped daemon's data
 // directory, as n VDI.create calls would.
-func seedStore(b *testing.B, dir string, n int) {
+func seedStore(b testing.TB, dir string, n int) {
 	db, err := kv.Open(filepath.Join(dir, "mgmt.db"), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -139,7 +85,7 @@ func seedStore(b *testing.B, dir string, n int) {
 }
 
 // residentMiB reads a process's VmRSS.
-func residentMiB(b *testing.B, pid int) float64 {
+func residentMiB(b testing.TB, pid int) float64 {
 	buf, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)
