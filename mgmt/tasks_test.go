@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/blockstore"
+	"github.com/vdiskd/vdiskd/internal/testwait"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
@@ -122,7 +123,7 @@ func TestCopyCancelAndCrashLeaveNothing(t *testing.T) {
 	hook := func(ctx context.Context) { once.Do(func() { close(started) }); <-ctx.Done() }
 	e.s.vols.SetCopyHook(hook)
 	task := e.startCopy(src.UUID, nil)
-	<-started // the copy is moving data
+	testwait.Recv(t, started, "the copy to start moving data")
 	var during api.VDI
 	for _, v := range e.store.Volumes() {
 		if v.ID != src.UUID {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/testwait"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
@@ -299,19 +300,19 @@ func TestCallsWaitForDetachingClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-done
+	testwait.Recv(t, done, "the first client's detach")
 	if !bytes.Equal(e.read(id, 0, 4096), pattern(1, 4096)) {
 		t.Fatal("an attach right after a client hung up skipped the reset")
 	}
 	done = closeSoon(b)
 	e.post(id, "set_on_boot", map[string]any{"value": "persist"})
-	<-done
+	testwait.Recv(t, done, "the second client's detach")
 	a = attachDirty()
 	done = closeSoon(a)
 	if code, body := e.request("DELETE", "/api/vdis/"+id, e.admin, nil); code >= 300 {
 		t.Fatalf("destroy right after a client hung up: %d %s", code, body)
 	}
-	<-done
+	testwait.Recv(t, done, "the third client's detach")
 }
 
 // on_boot=reset: each writable attach starts from the content at the time
@@ -421,7 +422,8 @@ func TestDataDestroyWaitsForDetach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan api.VDI)
+	t.Cleanup(func() { b.Close() }) // a failure below must not leave data_destroy waiting
+	done := make(chan api.VDI, 1)
 	go func() {
 		var out api.VDI
 		code, buf := e.request("POST", "/api/vdis/"+s.UUID+"/data_destroy", e.admin, nil)
@@ -430,13 +432,11 @@ func TestDataDestroyWaitsForDetach(t *testing.T) {
 		}
 		done <- out
 	}()
-	for len(e.vdi(s.UUID).CurrentOperations) == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, "data_destroy to mark the snapshot busy", func() bool { return len(e.vdi(s.UUID).CurrentOperations) > 0 })
 	e.fails(409, api.CodeOtherOperation, "POST", "/api/vdis/"+s.UUID+"/set_name_label", e.admin, map[string]any{"value": "x"})
 	e.fails(409, api.CodeOtherOperation, "POST", "/api/vdis/"+s.UUID+"/forget", e.admin, nil)
 	b.Close()
-	got := <-done
+	got := testwait.Recv(t, done, "data_destroy to answer")
 	if got.Type != "cbt_metadata" || got.NameLabel != "w" {
 		t.Fatalf("data_destroy after detach: %+v", got)
 	}

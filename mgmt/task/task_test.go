@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/internal/testwait"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 )
 
@@ -53,7 +54,7 @@ func TestTaskOutcomes(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	})
-	<-running
+	testwait.Recv(t, running, "the slow task to start")
 	if _, err := tt.Cancel(slow.UUID, "bob", false, "pool-operator"); err == nil {
 		t.Fatal("bob cancelled alice's task without pool-operator")
 	} else if f, _ := fault.As(err); f.Kind != fault.Forbidden {
