@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
@@ -142,7 +143,7 @@ func (s *Surface) vdiNBDInfo(c *rpc.Call, a *api.VDIRef) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v.Info.Kind == "cbt_metadata" {
+	if v.Info.Kind == blockstore.KindCBTMetadata {
 		return nil, api.Conflict(api.CodeVDIIncompatible, []string{a.UUID, "cbt_metadata"}, "VDI %s holds no data to export", a.UUID)
 	}
 	if s.opts.NBDInfo == nil {

@@ -183,7 +183,7 @@ func checkRecovered(t *testing.T, d *daemon, base abGauges) {
 	start := time.Now()
 	for deadline := start.Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		g = abMeasure(t, d)
-		if (g.goroutines <= base.goroutines && g.sockets <= base.sockets && g.rss <= base.rss+rssSlack) || time.Now().After(deadline) {
+		if (g.goroutines <= base.goroutines && g.sockets <= base.sockets && (g.rss <= base.rss+rssSlack || vdiskdtest.Race)) || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -194,8 +194,15 @@ func checkRecovered(t *testing.T, d *daemon, base abGauges) {
 	if g.sockets > base.sockets {
 		t.Errorf("sockets %d after the abuse, %d before", g.sockets, base.sockets)
 	}
-	if g.rss > base.rss+rssSlack {
+	// Under the race detector the RSS holds ThreadSanitizer's shadow of
+	// every page the daemon touched, which is never given back (once 307
+	// MiB over base with a Go heap 9 MiB over); the run without -race
+	// checks the RSS.
+	if g.rss > base.rss+rssSlack && !vdiskdtest.Race {
 		t.Errorf("RSS %d MiB after the abuse, %d MiB before (%s)", g.rss>>20, base.rss>>20, memBreakdown(d.PID()))
+	}
+	if g.heap > base.heap+rssSlack {
+		t.Errorf("Go heap %d MiB after the abuse, %d MiB before", g.heap>>20, base.heap>>20)
 	}
 }
 
