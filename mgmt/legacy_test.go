@@ -81,3 +81,33 @@ func TestImportsMgmtJSON(t *testing.T) {
 	e.restart()
 	check()
 }
+
+// A mgmt.json that appears once the database is in use (an older binary
+// started on the directory since) is kept aside, not read: the database
+// stays the truth. One whose records could not load is refused before
+// anything is committed.
+func TestMgmtJSONIsImportedOnlyIntoAnEmptyDatabase(t *testing.T) {
+	e := newEnv(t)
+	stray := []byte(`{"node":{"guid":"x"},"pools":[],"users":[{"username":"mallory","hash":"h","role":"pool-admin"}],"tokens":[]}`)
+	if err := os.WriteFile(filepath.Join(e.dataDir, "mgmt.json"), stray, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	e.fails(http.StatusNotFound, api.CodeUUIDInvalid, "GET", "/api/users/mallory", e.admin, nil)
+	if kept, err := os.ReadFile(filepath.Join(e.dataDir, "mgmt.json.imported")); err != nil || string(kept) != string(stray) {
+		t.Fatalf("the stray file was not kept aside: %v", err)
+	}
+
+	bad := []byte(`{"users":[{"username":"bob","hash":"h","role":"emperor"}]}`)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mgmt.json"), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := New(Options{Store: e.store, DataDir: dir, AdminPassword: adminPassword}); err == nil {
+		s.Close()
+		t.Fatal("a mgmt.json with an unknown role was imported")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "mgmt.json")); err != nil {
+		t.Fatalf("the refused mgmt.json was moved: %v", err)
+	}
+}

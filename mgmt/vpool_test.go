@@ -3,6 +3,7 @@ package mgmt
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
@@ -89,4 +90,45 @@ func TestVPools(t *testing.T) {
 	e.must(201, "POST", "/api/vpools", e.admin, map[string]any{"name": "kept"}, nil)
 	e.restart()
 	e.must(200, "GET", "/api/vpools/kept", e.admin, nil, &p)
+}
+
+// vPool statistics (which sum the pool's VDIs under the rates' lock) and
+// destroys (which drop a VDI's rates) run together without deadlock. A
+// deadlock would also hang the server's cleanup, so it crashes the test
+// binary instead, with every goroutine's stack.
+func TestPoolStatisticsBesideDestroys(t *testing.T) {
+	e := newEnv(t)
+	var ids []string
+	for range 100 {
+		ids = append(ids, e.createVDI(map[string]any{"name_label": "d"}).UUID)
+	}
+	destroyed, read := make(chan struct{}), make(chan int)
+	go func() {
+		defer close(destroyed)
+		for _, id := range ids {
+			e.request("DELETE", "/api/vdis/"+id, e.admin, nil)
+		}
+	}()
+	go func() {
+		n := 0
+		for ; ; n++ {
+			select {
+			case <-destroyed:
+				read <- n
+				return
+			default:
+			}
+			e.advance(5 * time.Second) // past the rates' cache: every read samples
+			e.request("GET", "/api/vpools/local", e.admin, nil)
+		}
+	}()
+	select {
+	case n := <-read:
+		t.Logf("%d vPool reads beside 100 destroys", n)
+	case <-time.After(30 * time.Second):
+		// Not t.Fatal: the cleanup would wait for the stuck requests. A
+		// panic off the test's goroutine ends the process at once.
+		go panic("vPool reads and VDI destroys deadlocked")
+		select {}
+	}
 }

@@ -86,18 +86,20 @@ func (s *Service) UpdateUser(name string, password *string, role *Role) (User, e
 	}
 	s.mu.Lock()
 	s.users[name] = &u
-	if u.Role < s.opts.NBDRole {
-		// The tokens stay good for REST at the new role; the NBD
-		// connections they opened needed more.
-		for _, t := range s.byUser[name] {
-			t.endNBD(fmt.Errorf("%w (%s)", ErrRoleLowered, s.opts.NBDRole))
-		}
-	}
 	s.mu.Unlock()
 	if hash != nil {
 		if err := s.revoke(func(t *token) bool { return t.Username == name }, ErrPasswordReset); err != nil {
 			return User{}, err
 		}
+	}
+	if u.Role < s.opts.NBDRole {
+		// The tokens stay good for REST at the new role; the NBD
+		// connections they opened needed more.
+		s.mu.Lock()
+		for _, t := range s.byUser[name] {
+			t.endNBD(roleLowered{s.opts.NBDRole})
+		}
+		s.mu.Unlock()
 	}
 	return u, nil
 }
@@ -114,14 +116,27 @@ func (s *Service) DeleteUser(name string) error {
 	if u.Role == PoolAdmin && s.poolAdmins() == 1 {
 		return lastAdmin(name)
 	}
+	// Out of memory first, so nothing it held works a moment longer
+	// whatever the disk says; a restart drops tokens of unknown users.
 	s.mu.Lock()
 	delete(s.users, name)
 	s.mu.Unlock()
+	rerr := s.revoke(func(t *token) bool { return t.Username == name }, ErrUserDeleted)
 	if err := s.opts.DB.Delete(userPrefix + name); err != nil {
 		return fault.Internalf(nil, "deleting user %s: %v", name, err)
 	}
-	return s.revoke(func(t *token) bool { return t.Username == name }, ErrUserDeleted)
+	return rerr
 }
+
+// roleLowered ends the NBD connections of a user lowered below the role
+// NBD needs; it is ErrRoleLowered.
+type roleLowered struct{ need Role }
+
+func (e roleLowered) Error() string {
+	return fmt.Sprintf("the token's user no longer has the %s role NBD needs", e.need)
+}
+
+func (e roleLowered) Is(target error) bool { return target == ErrRoleLowered }
 
 func lastAdmin(name string) *fault.Error {
 	return fault.Conflicts(fault.CodeLastAdmin, []string{name}, "%s is the last pool-admin", name)

@@ -220,8 +220,8 @@ func (tt *Table) Wait(ctx context.Context, id string) (Record, bool) {
 }
 
 // Cancel cancels a pending task: the caller's own, or anyone's when
-// mayCancelOthers. It answers once the task has cleaned up (or after a
-// minute, with the task still pending).
+// mayCancelOthers. It answers once the task has cleaned up (or after 30
+// seconds, with the task still pending).
 func (tt *Table) Cancel(id, caller string, mayCancelOthers bool, othersRole string) (Record, error) {
 	tt.mu.Lock()
 	t := tt.tasks[id]
@@ -241,7 +241,7 @@ func (tt *Table) Cancel(id, caller string, mayCancelOthers bool, othersRole stri
 	}
 	t.cancel()
 	tt.mu.Unlock()
-	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
+	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer stop()
 	rec, _ := tt.Wait(ctx, id)
 	return rec, nil

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 )
@@ -49,16 +50,14 @@ func (s *Service) SetCBT(id string, on bool, by string) (VDI, error) {
 // ChangedBlocks is list_changed_blocks: the 64 KiB blocks written after
 // snapshot from up to VDI to, and to's size.
 func (s *Service) ChangedBlocks(from, to string) (*roaring.Bitmap, uint64, error) {
-	// from is looked at before to is locked: no call holds two VDIs'
-	// locks but a VDI's and its snapshots'.
-	if f := s.entry(from); f == nil || !f.visible() {
-		return nil, 0, fault.Missing("VDI", from)
-	}
 	e, ferr := s.lockFor(to, "list_changed_blocks")
 	if ferr != nil {
 		return nil, 0, ferr
 	}
 	defer e.mu.Unlock()
+	if f := s.entry(from); f == nil || !f.visible() {
+		return nil, 0, fault.Missing("VDI", from)
+	}
 	bm, size, err := s.store.ChangedBlocks(from, to)
 	if err != nil {
 		return nil, 0, StoreError(err, to, "list_changed_blocks")
@@ -101,7 +100,7 @@ func (s *Service) DataDestroy(id, by string) (VDI, error) {
 		// Like xapi, give attachments a moment to go before refusing. The
 		// VDI is busy meanwhile, so nothing else changes it.
 		if len(e.vbds) > 0 {
-			const op = "data_destroy-wait"
+			op := uuid.NewString() // shown in current_operations, as a task would be
 			e.addOp(op, "data_destroy")
 			timer := time.NewTimer(dataDestroyWait)
 			for len(e.vbds) > 0 && e.waitChangeLocked(timer.C) {
@@ -111,7 +110,7 @@ func (s *Service) DataDestroy(id, by string) (VDI, error) {
 			if n := len(e.vbds); n > 0 {
 				return VDI{}, fault.Conflicts(fault.CodeVDIInUse, []string{id, "data_destroy"}, "snapshot %s is still attached (%d)", id, n)
 			}
-			if e.gone {
+			if !e.shown.Load() {
 				return VDI{}, fault.Missing("VDI", id)
 			}
 			if err := checkOperation(e.opState(), "data_destroy"); err != nil {

@@ -92,11 +92,11 @@ func (s *Service) StartCopy(req CopyRequest) (*Copy, error) {
 		if err != nil {
 			return nil, StoreError(err, id, "copy")
 		}
-		e := s.insert(info, a)
-		e.mu.Lock()
-		e.copyTarget = req.Task
-		e.addOp(req.Task, "copy")
-		e.mu.Unlock()
+		// Marked before it is indexed: nothing else may touch it.
+		s.insert(info, a, func(e *entry) {
+			e.copyTarget = req.Task
+			e.addOp(req.Task, "copy")
+		})
 		c.dst, c.fresh = id, true
 	}
 	// The source last: if it changed meanwhile, undo the destination.
@@ -184,26 +184,29 @@ func (c *Copy) Run(ctx context.Context, progress func(float64)) (VDI, error) {
 		}
 		return VDI{}, err
 	}
+	if c.fresh {
+		// Built: the mark goes while the VDI is still the copy's.
+		if err := c.finishBuilding(); err != nil {
+			c.destroyFresh()
+			return VDI{}, err
+		}
+	}
 	// The answer is the record as it will be: without this copy running.
 	c.release()
-	if !c.fresh {
-		return c.s.Get(c.dst)
-	}
+	return c.s.Get(c.dst)
+}
+
+// finishBuilding clears the fresh destination's building mark.
+func (c *Copy) finishBuilding() error {
 	e := c.s.entry(c.dst)
 	if e == nil {
-		return VDI{}, fault.Missing("VDI", c.dst)
+		return fault.Missing("VDI", c.dst)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a := e.attrs.Clone()
 	a.Lifecycle.Building = ""
-	if err := c.s.setAttrs(e, a); err != nil {
-		e.mu.Unlock()
-		c.destroyFresh()
-		e.mu.Lock()
-		return VDI{}, err
-	}
-	return c.s.view(e), nil
+	return c.s.setAttrs(e, a)
 }
 
 // SetCopyHook makes every copy call fn before each chunk it moves (tests).

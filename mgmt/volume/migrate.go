@@ -23,15 +23,15 @@ type Migration struct {
 // StartMigration checks that VDI id may move to vPool ref and marks it busy
 // for task.
 func (s *Service) StartMigration(id, ref, task, by string) (*Migration, error) {
-	pool, perr := s.Pool(ref, "SR")
-	if perr != nil {
-		return nil, perr
-	}
 	e, ferr := s.lockFor(id, "mirror")
 	if ferr != nil {
 		return nil, ferr
 	}
 	defer e.mu.Unlock()
+	pool, perr := s.Pool(ref, "SR")
+	if perr != nil {
+		return nil, perr
+	}
 	e.addOp(task, "mirror")
 	return &Migration{s: s, id: id, task: task, pool: pool.GUID, by: by}, nil
 }
@@ -55,17 +55,28 @@ func (m *Migration) Run() (VDI, error) {
 		return VDI{}, ferr
 	}
 	defer e.mu.Unlock()
-	fam := s.family(m.id)
-	if err := s.store.MovePool(dest.GUID, fam...); err != nil {
+	// The snapshots (and bases) move too, locked so none is destroyed
+	// half way; family lists parents before their snapshots, the order
+	// locks are taken in.
+	ids, members := []string{m.id}, []*entry{e}
+	for _, id := range s.family(m.id)[1:] {
+		f := s.entry(id)
+		if f == nil {
+			continue
+		}
+		f.mu.Lock()
+		if f.gone {
+			f.mu.Unlock()
+			continue
+		}
+		defer f.mu.Unlock()
+		ids, members = append(ids, id), append(members, f)
+	}
+	if err := s.store.MovePool(dest.GUID, ids...); err != nil {
 		return VDI{}, StoreError(err, m.id, "pool_migrate")
 	}
-	e.info.Pool = dest.GUID
-	for _, id := range fam[1:] {
-		if f := s.entry(id); f != nil {
-			f.mu.Lock()
-			f.info.Pool = dest.GUID
-			f.mu.Unlock()
-		}
+	for _, f := range members {
+		f.info.Pool = dest.GUID
 	}
 	e.releaseOp(m.task)
 	m.done = true

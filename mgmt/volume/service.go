@@ -69,6 +69,10 @@ type entry struct {
 	ops        map[string]string // operations in progress: task -> operation
 	copyTarget string            // the copy task writing into it
 	gone       bool              // destroyed; whoever raced to it sees so
+	// shown is !gone and attrs.Lifecycle.Visible(), kept in step under mu
+	// and read without it, so a call holding one VDI's lock can ask
+	// whether another is shown without taking the other's lock.
+	shown atomic.Bool
 	// changed is closed (and replaced) whenever vbds or ops shrink, so a
 	// call waiting for a detach wakes at once.
 	changed chan struct{}
@@ -112,12 +116,18 @@ func New(opts Options) (*Service, error) {
 
 func newEntry(info blockstore.VolumeInfo, a Attrs) *entry {
 	info.Attrs = nil // decoded once, kept as attrs
-	return &entry{id: info.ID, info: info, attrs: a, changed: make(chan struct{})}
+	e := &entry{id: info.ID, info: info, attrs: a, changed: make(chan struct{})}
+	e.shown.Store(a.Lifecycle.Visible())
+	return e
 }
 
-// insert adds a volume the store has just made to the index.
-func (s *Service) insert(info blockstore.VolumeInfo, a Attrs) *entry {
+// insert adds a volume the store has just made to the index. prepare, if
+// not nil, marks the entry before anyone else can see it.
+func (s *Service) insert(info blockstore.VolumeInfo, a Attrs, prepare ...func(*entry)) *entry {
 	e := newEntry(info, a)
+	for _, p := range prepare {
+		p(e)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.vdis[info.ID] = e
@@ -130,9 +140,9 @@ func (s *Service) insert(info blockstore.VolumeInfo, a Attrs) *entry {
 // remove drops a volume the store has just destroyed. REQUIRES: e.mu held.
 func (s *Service) remove(e *entry) {
 	e.gone = true
+	e.shown.Store(false)
 	e.signal()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.vdis, e.id)
 	if p := e.info.SnapshotOf; e.info.IsSnapshot() && p != "" {
 		s.children[p] = slices.DeleteFunc(s.children[p], func(c string) bool { return c == e.id })
@@ -140,6 +150,8 @@ func (s *Service) remove(e *entry) {
 			delete(s.children, p)
 		}
 	}
+	s.mu.Unlock()
+	// Outside the index lock: the listener takes locks of its own.
 	s.opts.Destroyed(e.id)
 }
 
@@ -168,7 +180,7 @@ func (s *Service) lock(id string) (*entry, *fault.Error) {
 		return nil, fault.Missing("VDI", id)
 	}
 	e.mu.Lock()
-	if e.gone || !e.attrs.Lifecycle.Visible() {
+	if !e.shown.Load() {
 		e.mu.Unlock()
 		return nil, fault.Missing("VDI", id)
 	}
@@ -207,7 +219,7 @@ func (s *Service) lockFor(id, op string) (*entry, *fault.Error) {
 			e.mu.Unlock()
 			return nil, err
 		}
-		if e.gone {
+		if !e.shown.Load() { // destroyed or forgotten meanwhile
 			e.mu.Unlock()
 			return nil, fault.Missing("VDI", id)
 		}
@@ -261,6 +273,7 @@ func (s *Service) setAttrs(e *entry, a Attrs) error {
 	}
 	info.Attrs = nil
 	e.info, e.attrs = info, a
+	e.shown.Store(!e.gone && a.Lifecycle.Visible())
 	return nil
 }
 
@@ -279,12 +292,8 @@ func (s *Service) snapshotsOf(id string) []string {
 	return out
 }
 
-// visible reads whether a volume is shown, taking its lock.
-func (e *entry) visible() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return !e.gone && e.attrs.Lifecycle.Visible()
-}
+// visible reads whether a volume is shown, without its lock.
+func (e *entry) visible() bool { return e.shown.Load() }
 
 // family is a volume and every volume frozen from it, transitively.
 func (s *Service) family(id string) []string {

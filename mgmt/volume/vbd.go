@@ -38,7 +38,7 @@ func (s *Service) Attach(id, user string, writable bool) (*VBD, error) {
 	if grace := s.DetachGrace(); resets() && len(e.vbds) > 0 && grace > 0 {
 		timer := time.NewTimer(grace)
 		for resets() && len(e.vbds) > 0 && e.waitChangeLocked(timer.C) {
-			if e.gone {
+			if !e.shown.Load() { // destroyed or forgotten meanwhile
 				timer.Stop()
 				return nil, fault.Missing("VDI", id)
 			}
@@ -79,12 +79,16 @@ func (s *Service) Attach(id, user string, writable bool) (*VBD, error) {
 	return b, nil
 }
 
-// Close detaches.
+// Close detaches: the disk first (it waits for requests in flight), so a
+// call woken by the detach finds the store's handle gone too.
 func (b *VBD) Close() error {
+	err := b.Disk.Close()
 	e := b.e
 	e.mu.Lock()
-	delete(e.vbds, b.UUID)
-	e.signal()
+	if _, ok := e.vbds[b.UUID]; ok {
+		delete(e.vbds, b.UUID)
+		e.signal()
+	}
 	e.mu.Unlock()
-	return b.Disk.Close()
+	return err
 }

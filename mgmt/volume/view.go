@@ -54,9 +54,7 @@ func (e *entry) volume() Volume {
 	return Volume{Info: e.info, Attrs: e.attrs.Clone(), Attached: len(e.vbds) > 0}
 }
 
-// view builds e's whole state. REQUIRES: e.mu held. Takes the locks of
-// e's snapshots: a VDI's lock may be held while taking its snapshots',
-// never the other way round.
+// view builds e's whole state. REQUIRES: e.mu held.
 func (s *Service) view(e *entry) VDI {
 	phys, err := s.store.PhysicalUtilisation(e.id)
 	if err != nil {
@@ -91,7 +89,7 @@ func (s *Service) Find(match func(v *Volume) bool) []string {
 func (s *Service) Each(fn func(v *Volume)) {
 	for _, e := range s.entries() {
 		e.mu.Lock()
-		if e.gone || !e.attrs.Lifecycle.Visible() {
+		if !e.shown.Load() {
 			e.mu.Unlock()
 			continue
 		}

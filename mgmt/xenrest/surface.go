@@ -77,9 +77,12 @@ func (s *Surface) vdiskStatistics(id string) api.Statistics {
 // keeps the vPool's own rate history, as OVS does since 2016 (summing the
 // vDisks' rates would mix samples taken at different times).
 func (s *Surface) vpoolStatistics(pool string) api.Statistics {
+	// The members are read first: the rates' lock is a leaf, taken with
+	// no VDI's lock inside it.
+	members := s.vols.PoolMembers(pool)
 	return s.rates.Statistics("vpool:"+pool, func() map[string]float64 {
 		var sum metrics.Sample
-		for _, id := range s.vols.PoolMembers(pool) {
+		for _, id := range members {
 			sum = sum.Add(s.opts.Sample(id))
 		}
 		return sum.OVS()

@@ -3,6 +3,7 @@ package xenrest
 import (
 	"context"
 	"net"
+	"slices"
 
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/internal/datadir"
@@ -89,7 +90,9 @@ func (s *Surface) vpoolConfiguration(c *rpc.Call, a *api.VPoolRef) (any, error) 
 
 func (s *Surface) storageRouter() api.StorageRouter {
 	pools, drivers := []string{}, []string{}
-	for _, p := range s.vols.Pools() {
+	byAge := s.vols.Pools()
+	slices.SortStableFunc(byAge, func(a, b volume.Pool) int { return a.Created.Compare(b.Created) })
+	for _, p := range byAge {
 		pools = append(pools, p.GUID)
 		drivers = append(drivers, p.StorageDriver)
 	}
