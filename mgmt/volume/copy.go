@@ -25,13 +25,12 @@ type CopyRequest struct {
 // Copy is a copy under way: its source and destination are busy until Run
 // or Abandon.
 type Copy struct {
-	s                *Service
-	task             string
-	src, dst, base   string
-	fresh            bool // dst was created for this copy: it reads as zeros
-	useCBT           bool // base..src changed blocks come from CBT
-	released         bool
-	SourceID, DestID string
+	s              *Service
+	task           string
+	src, dst, base string
+	fresh          bool // dst was created for this copy: it reads as zeros
+	useCBT         bool // base..src changed blocks come from CBT
+	released       bool
 }
 
 // ErrCancelled is what a copy returns when its context ends first.
@@ -107,7 +106,6 @@ func (s *Service) StartCopy(req CopyRequest) (*Copy, error) {
 	}
 	e.addOp(req.Task, "copy")
 	e.mu.Unlock()
-	c.SourceID, c.DestID = c.src, c.dst
 	s.log.Info("VDI copy started", "task", req.Task, "vdi", req.Source, "into", c.dst, "base", req.Base, "by", req.By)
 	return c, nil
 }

@@ -165,28 +165,30 @@ func (s *Service) DeletePool(ref string) error {
 
 // countInPool counts a pool's volumes, and of them the hidden ones.
 func (s *Service) countInPool(guid string) (held, hidden int) {
-	for _, e := range s.entries() {
-		e.mu.Lock()
-		if !e.gone && e.info.Pool == guid {
-			held++
-			if !e.attrs.Lifecycle.Visible() {
-				hidden++
-			}
+	s.eachInPool(guid, func(e *entry) {
+		held++
+		if !e.attrs.Lifecycle.Visible() {
+			hidden++
 		}
-		e.mu.Unlock()
-	}
+	})
 	return held, hidden
 }
 
 // PoolMembers lists every volume of a pool, hidden ones included.
 func (s *Service) PoolMembers(guid string) []string {
 	var out []string
+	s.eachInPool(guid, func(e *entry) { out = append(out, e.id) })
+	return out
+}
+
+// eachInPool calls fn, with the volume's lock held, for every volume of a
+// pool, hidden ones included.
+func (s *Service) eachInPool(guid string, fn func(e *entry)) {
 	for _, e := range s.entries() {
 		e.mu.Lock()
 		if !e.gone && e.info.Pool == guid {
-			out = append(out, e.id)
+			fn(e)
 		}
 		e.mu.Unlock()
 	}
-	return out
 }

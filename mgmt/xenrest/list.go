@@ -48,33 +48,30 @@ func page[T any](items []T, p api.PageArgs, defSort string) (api.List[T], error)
 		}
 		return 0
 	})
-	total := len(items)
-	out := api.List[T]{Data: items, Paging: api.Paging{TotalItems: total, CurrentPage: 1, MaxPage: 1, StartNumber: 1, EndNumber: total}}
-	if total == 0 {
-		out.Paging.StartNumber = 0
-	}
-	if p.Page == 0 {
-		if out.Data == nil {
-			out.Data = []T{}
+	paging, lo, hi := cut(len(items), p)
+	return api.List[T]{Data: orSlice(items[lo:hi]), Paging: paging}, nil
+}
+
+// cut is the page p asks of total items in order: its _paging block and
+// the bounds of its items. Without page every item is on one page; a page
+// past the end is the last page.
+func cut(total int, p api.PageArgs) (paging api.Paging, lo, hi int) {
+	paging = api.Paging{TotalItems: total, CurrentPage: 1, MaxPage: 1}
+	lo, hi = 0, total
+	if p.Page > 0 {
+		size := p.PageSize
+		if size == 0 {
+			size = defaultPageSize
 		}
-		return out, nil
+		paging.MaxPage = max(1, (total+size-1)/size)
+		paging.CurrentPage = min(p.Page, paging.MaxPage)
+		lo, hi = (paging.CurrentPage-1)*size, min(paging.CurrentPage*size, total)
 	}
-	size := p.PageSize
-	if size == 0 {
-		size = defaultPageSize
-	}
-	out.Paging.MaxPage = max(1, (total+size-1)/size)
-	pg := min(p.Page, out.Paging.MaxPage)
-	lo, hi := (pg-1)*size, min(pg*size, total)
-	out.Data = items[lo:hi]
-	if out.Data == nil {
-		out.Data = []T{}
-	}
-	out.Paging.CurrentPage, out.Paging.StartNumber, out.Paging.EndNumber = pg, lo+1, hi
+	paging.StartNumber, paging.EndNumber = lo+1, hi
 	if hi == lo {
-		out.Paging.StartNumber = 0
+		paging.StartNumber = 0
 	}
-	return out, nil
+	return paging, lo, hi
 }
 
 // jsonField finds the scalar field a JSON name denotes.
@@ -124,22 +121,12 @@ func boolInt(b bool) int {
 // list's order, and builds records only for that page; ids whose record
 // is gone by now are left out of it.
 func pageOfIDs[T any](ids []string, p api.PageArgs, rec func(id string) (T, bool)) (api.List[T], error) {
-	total := len(ids)
-	size := p.PageSize
-	if size == 0 {
-		size = defaultPageSize
-	}
-	out := api.List[T]{Data: []T{}, Paging: api.Paging{TotalItems: total, MaxPage: max(1, (total+size-1)/size)}}
-	pg := min(p.Page, out.Paging.MaxPage)
-	lo, hi := (pg-1)*size, min(pg*size, total)
+	paging, lo, hi := cut(len(ids), p)
+	out := api.List[T]{Data: []T{}, Paging: paging}
 	for _, id := range ids[lo:hi] {
 		if r, ok := rec(id); ok {
 			out.Data = append(out.Data, r)
 		}
-	}
-	out.Paging.CurrentPage, out.Paging.StartNumber, out.Paging.EndNumber = pg, lo+1, hi
-	if hi == lo {
-		out.Paging.StartNumber = 0
 	}
 	return out, nil
 }
