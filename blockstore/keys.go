@@ -17,6 +17,7 @@ import (
 //	'g' lineage lo hi                pending garbage collection of generations (lo,hi]
 //	'r' seg(4) slot(4)               the data key a run of slots from here was written for (25 or 29 bytes)
 //	'M' name                         store-wide metadata
+//	'x' key                          a caller's record, committed with volume changes (Change.Records)
 //
 // The generation is stored inverted so that newer versions of a block sort
 // first: SeekGE(d|L|b|^g) lands on the newest version at or below g.
@@ -29,7 +30,10 @@ const (
 	tagGC        = 'g'
 	tagStoreMeta = 'M'
 	tagReverse   = 'r'
+	tagRecord    = 'x'
 )
+
+func recordKey(key string) []byte { return append([]byte{tagRecord}, key...) }
 
 const dataKeyLen = 25
 

@@ -130,76 +130,8 @@ func (s *Store) Snapshot(reqs ...SnapshotRequest) ([]VolumeInfo, error) {
 	if len(reqs) == 0 {
 		return nil, fmt.Errorf("blockstore: snapshot: %w: no volumes", ErrInvalid)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sources := make([]*volume, len(reqs))
-	seen := map[string]bool{}
-	var seal []*lineage
-	for i, r := range reqs {
-		if err := checkID(r.ID); err != nil {
-			return nil, fmt.Errorf("blockstore: snapshot %s: %w", r.Source, err)
-		}
-		src, err := s.lookup("snapshot", r.Source)
-		if err != nil {
-			return nil, err
-		}
-		if src.rec.Kind == KindCBTMetadata {
-			return nil, fmt.Errorf("blockstore: snapshot %s: %w", r.Source, ErrCBTMetadata)
-		}
-		if s.volumes[r.ID] != nil || seen[r.ID] {
-			return nil, fmt.Errorf("blockstore: snapshot %s as %s: %w", r.Source, r.ID, ErrExists)
-		}
-		seen[r.ID] = true
-		sources[i] = src
-		if src.rec.Kind == KindLive && !containsLineage(seal, src.lin) {
-			seal = append(seal, src.lin)
-		}
-	}
-	// A snapshot keeps the versions later writes replace.
-	if err := s.space.check("snapshot", reqs[0].Source); err != nil {
-		return nil, err
-	}
-	// Lock in ID order; writers hold at most one lineage lock at a time.
-	sort.Slice(seal, func(i, j int) bool { return seal[i].rec.ID < seal[j].rec.ID })
-	for _, lin := range seal {
-		lin.mu.Lock()
-		defer lin.mu.Unlock()
-	}
-	b := s.db.NewBatch()
-	frozen := map[*lineage]uint64{}
-	sealed := map[*lineage]*roaring.Bitmap{}
-	for _, lin := range seal {
-		frozen[lin], sealed[lin] = s.sealHead(b, lin)
-	}
-	now := s.opts.Now().UTC()
-	vols := make([]*volume, len(reqs))
-	for i, r := range reqs {
-		src := sources[i]
-		gen := src.rec.Gen
-		if src.rec.Kind == KindLive {
-			gen = frozen[src.lin]
-		}
-		rec := volumeRecord{
-			ID: r.ID, Pool: src.rec.Pool, Kind: KindSnapshot, Lineage: src.lin.rec.ID, Gen: gen,
-			Size: src.rec.Size, ReadOnly: true, SnapshotOf: src.rec.ID, Created: now,
-			CBTEnabled: src.rec.CBTEnabled, CBTEpoch: src.rec.CBTEpoch, Attrs: r.Attrs,
-		}
-		putJSON(b, volumeKey(r.ID), rec)
-		vols[i] = newVolume(rec, src.lin)
-	}
-	if err := s.commitMeta(b); err != nil {
-		return nil, fmt.Errorf("blockstore: snapshot: %w", err)
-	}
-	for _, lin := range seal {
-		s.afterSeal(lin, frozen[lin], sealed[lin])
-	}
-	out := make([]VolumeInfo, len(vols))
-	for i, v := range vols {
-		s.volumes[v.rec.ID] = v
-		addPin(v.lin.dataPins, v.rec.Gen)
-		out[i] = v.info()
-	}
-	return out, nil
+	out, err := s.Apply(Change{Snapshots: reqs})
+	return out.Snapshots, err
 }
 
 func containsLineage(ls []*lineage, l *lineage) bool {
@@ -262,96 +194,18 @@ func (s *Store) afterSeal(lin *lineage, frozen uint64, bm *roaring.Bitmap) {
 // copies none. A clone of a live volume freezes its head first (like a
 // snapshot nobody sees). Clones start with CBT off (XenAPI).
 func (s *Store) Clone(req CloneRequest) (VolumeInfo, error) {
-	if err := checkID(req.ID); err != nil {
-		return VolumeInfo{}, fmt.Errorf("blockstore: clone %s: %w", req.Source, err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	src, err := s.lookup("clone", req.Source)
+	out, err := s.Apply(Change{Clones: []CloneRequest{req}})
 	if err != nil {
 		return VolumeInfo{}, err
 	}
-	if src.rec.Kind == KindCBTMetadata {
-		return VolumeInfo{}, fmt.Errorf("blockstore: clone %s: %w", req.Source, ErrCBTMetadata)
-	}
-	if s.volumes[req.ID] != nil {
-		return VolumeInfo{}, fmt.Errorf("blockstore: clone %s as %s: %w", req.Source, req.ID, ErrExists)
-	}
-	if err := s.space.check("clone", req.Source); err != nil {
-		return VolumeInfo{}, err
-	}
-	parent := src.lin
-	b := s.db.NewBatch()
-	gen := src.rec.Gen
-	var sealed *roaring.Bitmap
-	if src.rec.Kind == KindLive {
-		parent.mu.Lock()
-		defer parent.mu.Unlock()
-		gen, sealed = s.sealHead(b, parent)
-	}
-	pool := req.Pool
-	if pool == "" {
-		pool = src.rec.Pool
-	}
-	lin := newLineage(lineageRecord{
-		ID: s.nextLineage, Parent: parent.rec.ID, ParentGen: gen, Head: 1, NextEpoch: 1,
-	}, parent)
-	vol := newVolume(volumeRecord{
-		ID: req.ID, Pool: pool, Kind: KindLive, Lineage: lin.rec.ID, Size: src.rec.Size,
-		CloneOf: src.rec.ID, Created: s.opts.Now().UTC(), Attrs: req.Attrs,
-	}, lin)
-	putJSON(b, lineageKey(lin.rec.ID), lin.rec)
-	putJSON(b, volumeKey(req.ID), vol.rec)
-	putNextLineage(b, s.nextLineage+1)
-	if err := s.commitMeta(b); err != nil {
-		return VolumeInfo{}, fmt.Errorf("blockstore: clone %s: %w", req.Source, err)
-	}
-	if sealed != nil {
-		s.afterSeal(parent, gen, sealed)
-	}
-	s.nextLineage++
-	addPin(parent.dataPins, gen)
-	lin.live = vol
-	s.lineages[lin.rec.ID] = lin
-	s.volumes[req.ID] = vol
-	return vol.info(), nil
+	return out.Clones[0], nil
 }
 
 // Destroy removes a volume. Blocks nobody else can see are reclaimed by
 // the collector in the background, in O(blocks changed around it).
 func (s *Store) Destroy(id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, err := s.lookup("destroy", id)
-	if err != nil {
-		return err
-	}
-	if n := v.attached.Load(); n > 0 {
-		return fmt.Errorf("blockstore: destroy %s: %w (%d attached)", id, ErrInUse, n)
-	}
-	lin := v.lin
-	b := s.db.NewBatch()
-	_ = b.Delete(volumeKey(id), nil)
-	delete(s.volumes, id)
-	switch v.rec.Kind {
-	case KindLive:
-		lin.live = nil
-		s.unpin(b, lin, cbt.Head, false)
-	case KindSnapshot:
-		s.unpin(b, lin, v.rec.Gen, dropPin(lin.dataPins, v.rec.Gen))
-	case KindCBTMetadata:
-		dropPin(lin.cbtPins, v.rec.Gen)
-		s.unpin(b, lin, v.rec.Gen, false)
-	}
-	err = s.commitMeta(b)
-	// The lineage's data may be gone (no one can read it now, but its IDs
-	// are never reused either way): drop its cached entries.
-	s.newest.forgetLineage(lin)
-	if err != nil {
-		return fmt.Errorf("blockstore: destroy %s: %w", id, err)
-	}
-	s.gc.poke()
-	return nil
+	_, err := s.Apply(Change{Destroys: []string{id}})
+	return err
 }
 
 // unpin records in the batch (and memory) what follows once a pin of lin at
@@ -491,10 +345,11 @@ func (s *Store) putVolume(v *volume, rec volumeRecord) error {
 
 // SetAttrs replaces the caller's opaque record fields.
 func (s *Store) SetAttrs(id string, attrs []byte) (VolumeInfo, error) {
-	return s.update("set attrs", id, func(r *volumeRecord) error {
-		r.Attrs = append([]byte(nil), attrs...)
-		return nil
-	})
+	out, err := s.Apply(Change{Attrs: []AttrsRequest{{ID: id, Attrs: attrs}}})
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	return out.Attrs[0], nil
 }
 
 // SetReadOnly sets the read-only flag of a live volume.
