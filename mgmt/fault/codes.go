@@ -39,3 +39,12 @@ const (
 	CodeTaskCancelled       = "TASK_CANCELLED"
 	CodeServerShutdown      = "SERVER_SHUTTING_DOWN"
 )
+
+// Codes of the group calls, which XenAPI has no case for: Cinder's
+// exception names.
+const (
+	CodeInvalidGroup         = "InvalidConsistencyGroup"
+	CodeInvalidGroupSnapshot = "InvalidCgSnapshot"
+	CodeInvalidVolume        = "InvalidVolume"
+	CodeInvalidVolumeType    = "InvalidVolumeType"
+)

@@ -53,6 +53,11 @@ type Lifecycle struct {
 	// Building names the task filling a fresh VDI; a restart destroys
 	// VDIs still marked so.
 	Building string `json:"building,omitempty"`
+	// Group is the consistency group a live VDI belongs to; GroupSnapshot
+	// the group snapshot a snapshot was taken in. Members are destroyed
+	// with their group, never one by one.
+	Group         string `json:"group,omitempty"`
+	GroupSnapshot string `json:"group_snapshot,omitempty"`
 }
 
 // The namespaces of the encoding. "xen" and "vdiskd" are typed; any other

@@ -2,6 +2,7 @@ package volume
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,7 +19,10 @@ type CreateRequest struct {
 	// Surfaces are namespaced attributes of other surfaces, set in the
 	// same commit.
 	Surfaces map[string][]byte
-	By       string // who asked, for the log
+	// Group, if set, is the consistency group the VDI is made in; the
+	// vPool must be one of the group's.
+	Group string
+	By    string // who asked, for the log
 }
 
 // Create makes an empty thin VDI.
@@ -35,6 +39,18 @@ func (s *Service) Create(req CreateRequest) (VDI, error) {
 	a := Attrs{Xen: req.Xen}
 	for ns, v := range req.Surfaces {
 		a = a.withSurface(ns, v)
+	}
+	if req.Group != "" {
+		ge, release, err := s.holdGroup(req.Group, StatusUpdating)
+		if err != nil {
+			return VDI{}, err
+		}
+		defer release()
+		if !slices.Contains(ge.rec.Pools, pool.GUID) {
+			return VDI{}, fault.BadRequest(fault.CodeInvalidVolume, []string{pool.Name},
+				"volume type %s is not one of consistency group %s's volume types", pool.Name, req.Group)
+		}
+		a.Lifecycle.Group = req.Group
 	}
 	id := uuid.NewString()
 	info, err := s.store.Create(blockstore.CreateRequest{ID: id, Pool: pool.GUID, Size: req.Size,

@@ -1,5 +1,11 @@
 package volume
 
+import (
+	"slices"
+
+	"github.com/vdiskd/vdiskd/mgmt/fault"
+)
+
 // Check finds a visible VDI and checks that op may run on it now ("" checks
 // nothing), answering its state.
 func (s *Service) Check(id, op string) (VDI, error) {
@@ -50,27 +56,30 @@ func (m *Migration) Run() (VDI, error) {
 	if perr != nil {
 		return VDI{}, perr
 	}
-	e, ferr := s.lock(m.id)
-	if ferr != nil {
-		return VDI{}, ferr
-	}
-	defer e.mu.Unlock()
 	// The snapshots (and bases) move too, locked so none is destroyed
-	// half way; family lists parents before their snapshots, the order
-	// locks are taken in.
-	ids, members := []string{m.id}, []*entry{e}
-	for _, id := range s.family(m.id)[1:] {
-		f := s.entry(id)
-		if f == nil {
-			continue
+	// half way, in ID order as every call holding several VDIs; a
+	// snapshot taken before the locks were all held means another round.
+	var members []*entry
+	for {
+		fam := slices.Sorted(slices.Values(s.family(m.id)))
+		locked, unlock := s.lockSet(fam)
+		if slices.Equal(fam, slices.Sorted(slices.Values(s.family(m.id)))) {
+			defer unlock()
+			members = locked
+			break
 		}
-		f.mu.Lock()
-		if f.gone {
-			f.mu.Unlock()
-			continue
+		unlock()
+	}
+	var e *entry
+	ids := make([]string, 0, len(members))
+	for _, f := range members {
+		ids = append(ids, f.id)
+		if f.id == m.id {
+			e = f
 		}
-		defer f.mu.Unlock()
-		ids, members = append(ids, id), append(members, f)
+	}
+	if e == nil || !e.visible() {
+		return VDI{}, fault.Missing("VDI", m.id)
 	}
 	if err := s.store.MovePool(dest.GUID, ids...); err != nil {
 		return VDI{}, StoreError(err, m.id, "pool_migrate")

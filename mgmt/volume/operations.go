@@ -1,6 +1,8 @@
 package volume
 
 import (
+	"fmt"
+
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 )
@@ -16,6 +18,9 @@ type OpState struct {
 	Current      map[string]string // task -> operation
 	CopyTarget   bool              // a copy is writing into it
 	VBDs, RWVBDs int
+	// Group and GroupSnapshot name the consistency group (snapshot) the
+	// VDI belongs to: it goes with the group, not alone.
+	Group, GroupSnapshot string
 }
 
 // opState reads e's state. REQUIRES: e.mu held.
@@ -24,6 +29,7 @@ func (e *entry) opState() OpState {
 		UUID: e.id, Kind: e.info.Kind, Type: e.attrs.Xen.VDIType(e.info.Kind), CBT: e.info.CBTEnabled,
 		Sharable: e.attrs.Xen.Sharable, ResetOnBoot: e.attrs.Xen.OnBootMode() == "reset",
 		Current: e.ops, CopyTarget: e.copyTarget != "",
+		Group: e.attrs.Lifecycle.Group, GroupSnapshot: e.attrs.Lifecycle.GroupSnapshot,
 	}
 	for _, b := range e.vbds {
 		st.VBDs++
@@ -44,6 +50,10 @@ var ImplementedOps = []string{"clone", "copy", "resize", "resize_online", "snaps
 // operation_can_be_performed_live).
 var liveOps = map[string]bool{"snapshot": true, "resize_online": true, "clone": true, "mirror": true,
 	"enable_cbt": true, "disable_cbt": true, "data_destroy": true}
+
+// groupOps are refused on a member of a consistency group or of a group
+// snapshot: the group is deleted (or moved) as a whole (Cinder).
+var groupOps = map[string]bool{"destroy": true, "forget": true, "data_destroy": true, "mirror": true}
 
 // cbtMetadataOps are allowed on a cbt_metadata VDI.
 var cbtMetadataOps = map[string]bool{"data_destroy": true, "destroy": true, "list_changed_blocks": true,
@@ -90,6 +100,15 @@ func checkOperation(st OpState, op string) *fault.Error {
 		blocked = st.RWVBDs > 0
 	default:
 		blocked = st.VBDs > 0
+	}
+	if groupOps[op] && (st.Group != "" || st.GroupSnapshot != "") {
+		what, group := "consistency group", st.Group
+		if group == "" {
+			what, group = "group snapshot", st.GroupSnapshot
+		}
+		return fault.Conflicts(fault.CodeOperationNotAllowed,
+			[]string{fmt.Sprintf("VDI %s belongs to %s %s; it goes with the group, not alone", id, what, group)},
+			"VDI %s belongs to %s %s: %s it with the group, or remove it from the group first", id, what, group, op)
 	}
 	if blocked {
 		return fault.Conflicts(fault.CodeVDIInUse, []string{id, op}, "VDI %s is attached; %s needs it detached", id, op)

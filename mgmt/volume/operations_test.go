@@ -58,6 +58,10 @@ func TestOperations(t *testing.T) {
 				}
 			case "copy-target":
 				st.CopyTarget = true
+			case "group":
+				st.Group = val
+			case "group-snapshot":
+				st.GroupSnapshot = val
 			default:
 				d.Fatalf(t, "unknown argument %q", a.Key)
 			}

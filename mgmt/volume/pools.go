@@ -148,6 +148,10 @@ func (s *Service) DeletePool(ref string) error {
 		return fault.Conflicts(fault.CodeOperationNotAllowed, []string{"the default vPool cannot be deleted"},
 			"vPool %s is the default; VDIs created without SR go there", pl.Name)
 	}
+	if g := s.groupUsingPool(pl.GUID); g != "" {
+		return fault.Conflicts(fault.CodeOperationNotAllowed, []string{"the vPool is a volume type of consistency group " + g},
+			"vPool %s is a volume type of consistency group %s; delete the group first", pl.Name, g)
+	}
 	held, hidden := s.countInPool(pl.GUID)
 	if held > 0 {
 		return fault.Conflicts(fault.CodeSRNotEmpty, []string{pl.GUID},

@@ -52,6 +52,7 @@ type Service struct {
 	children map[string][]string // volume -> volumes frozen from it (snapshots, on_boot bases)
 
 	pools       pools
+	groups      groups
 	detachGrace atomic.Int64 // Options.DetachGrace, changeable by tests
 
 	copyHook atomic.Pointer[func(ctx context.Context)] // tests: runs before each chunk a copy moves
@@ -99,6 +100,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{opts: opts, store: opts.Store, log: opts.Logger,
 		vdis: map[string]*entry{}, children: map[string][]string{}}
+	s.groups.members = map[string]map[string]bool{}
 	if err := s.pools.load(opts.DB, opts.Now); err != nil {
 		return nil, err
 	}
@@ -108,6 +110,9 @@ func New(opts Options) (*Service, error) {
 			return nil, fmt.Errorf("volume %s: %w", info.ID, err)
 		}
 		s.insert(info, a)
+	}
+	if err := s.loadGroups(); err != nil {
+		return nil, err
 	}
 	s.detachGrace.Store(int64(opts.DetachGrace))
 	s.cleanUpInterrupted()
@@ -128,6 +133,7 @@ func (s *Service) insert(info blockstore.VolumeInfo, a Attrs, prepare ...func(*e
 	for _, p := range prepare {
 		p(e)
 	}
+	s.groups.note(info.ID, Lifecycle{}, a.Lifecycle)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.vdis[info.ID] = e
@@ -142,6 +148,7 @@ func (s *Service) remove(e *entry) {
 	e.gone = true
 	e.shown.Store(false)
 	e.signal()
+	s.groups.note(e.id, e.attrs.Lifecycle, Lifecycle{})
 	s.mu.Lock()
 	delete(s.vdis, e.id)
 	if p := e.info.SnapshotOf; e.info.IsSnapshot() && p != "" {
@@ -271,9 +278,7 @@ func (s *Service) setAttrs(e *entry, a Attrs) error {
 	if err != nil {
 		return err
 	}
-	info.Attrs = nil
-	e.info, e.attrs = info, a
-	e.shown.Store(!e.gone && a.Lifecycle.Visible())
+	s.setIndexed(e, info, a)
 	return nil
 }
 
