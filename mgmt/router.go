@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/cinder/cinderapi"
 	"github.com/vdiskd/vdiskd/mgmt/nbdexport"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/nbd"
@@ -12,13 +13,15 @@ import (
 // Handler serves every API surface on one router. The XenAPI-style REST
 // surface is the default: paths no surface claims get its error body.
 //
-// The next surfaces mount here the same way, each with its own prefix,
-// authentication, error body and task convention (see package rpc and
-// docs/architecture.md): Cinder under /v2 and /v3, kvol under /api/kvol,
-// vStats under /api/session and /api/stats, XenAPI's wire at /jsonrpc.
+// Each surface has its own prefixes, authentication, error body and task
+// convention (see package rpc and docs/architecture.md): Cinder answers
+// under /v2 and /v3 (and its version document at GET /). The next mount
+// here the same way: kvol under /api/kvol, vStats under /api/session and
+// /api/stats, XenAPI's wire at /jsonrpc.
 func (s *Server) Handler() http.Handler {
 	rt := rpc.NewRouter(rpc.RouterOptions{Logger: s.log, Observe: s.opts.ObserveCall})
 	rt.Mount(s.rest, api.Table, s.rest.Bindings())
+	rt.Mount(s.cinder, cinderapi.Table, s.cinder.Bindings())
 	return rt.Handler()
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/auth"
+	"github.com/vdiskd/vdiskd/mgmt/cinder"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/kv"
 	"github.com/vdiskd/vdiskd/mgmt/task"
@@ -50,6 +51,8 @@ type Options struct {
 	// Counters are the vDisks' I/O counters (shared with the Prometheus
 	// exposition); nil means a private registry.
 	Counters *metrics.Registry
+	// CinderNoAuth accepts Cinder's noauth tokens on the Cinder surface.
+	CinderNoAuth bool
 	// ObserveCall hears of every answered REST request: the call's name
 	// ("VDI.snapshot", "none" for unknown routes), status and duration.
 	ObserveCall func(call string, status int, took time.Duration)
@@ -65,10 +68,11 @@ type Server struct {
 	db    *kv.DB
 	node  node
 
-	auth  *auth.Service
-	vols  *volume.Service
-	tasks *task.Table
-	rest  *xenrest.Surface
+	auth   *auth.Service
+	vols   *volume.Service
+	tasks  *task.Table
+	rest   *xenrest.Surface
+	cinder *cinder.Surface
 }
 
 // node is this daemon's identity: its StorageRouter.
@@ -147,6 +151,8 @@ func (s *Server) open() error {
 		Logger: s.log, Now: opts.Now, DataDir: opts.DataDir, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone, Address: opts.Address, NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken,
 		Sample: s.sampleOf})
+	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
+		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	return nil
 }
 

@@ -41,6 +41,7 @@ type config struct {
 	dataDir, nbdAddr, httpAddr string
 	tlsCert, tlsKey            string
 	nbdAuth, zone, logLevel    string
+	cinderAuth                 string
 	pprofAddr                  string
 	minFreeSpace               string
 	dataPath                   string
@@ -68,6 +69,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	str(&c.nbdAuth, "nbd-auth", "token", "NBD export auth: token (/<uuid>?session_id=<token>) or none")
 	str(&c.zone, "zone", "local", "this daemon's zone name")
+	str(&c.cinderAuth, "cinder-auth", "token", "Cinder API auth: token (X-Auth-Token carries a vdiskd token) or noauth (also Cinder's \"user:project\" tokens, as administrators: test clouds only)")
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
@@ -107,6 +109,9 @@ func (c *config) check() string {
 	}
 	if c.nbdAuth != "token" && c.nbdAuth != "none" {
 		return fmt.Sprintf("--nbd-auth %q: want token or none", c.nbdAuth)
+	}
+	if c.cinderAuth != "token" && c.cinderAuth != "noauth" {
+		return fmt.Sprintf("--cinder-auth %q: want token or noauth", c.cinderAuth)
 	}
 	if c.zone == "" || strings.ContainsAny(c.zone, " /") {
 		return fmt.Sprintf("--zone %q: want a name without spaces or slashes", c.zone)
@@ -180,6 +185,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			_ = store.Close()
 		}
 	}()
+	if c.cinderAuth == "noauth" {
+		log.Warn("--cinder-auth noauth: any X-Auth-Token of the form user:project is an administrator of that project on the Cinder API; use it for test clouds only")
+	}
 	auth := mgmt.NBDAuthToken
 	if c.nbdAuth == "none" {
 		auth = mgmt.NBDAuthNone
@@ -200,7 +208,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Store: store, DataDir: dir.Path, Logger: log.With("component", "mgmt"),
 		AdminPassword: getenv("VDISKD_ADMIN_PASSWORD"), Zone: c.zone, Address: c.httpAddr,
 		NBDInfo: info, NBDAuth: auth, Counters: counters, TokenTTL: c.limits.tokenTTL,
-		DetachGrace: c.limits.detachGrace,
+		DetachGrace: c.limits.detachGrace, CinderNoAuth: c.cinderAuth == "noauth",
 		ObserveCall: func(call string, status int, took time.Duration) { expo.HTTP.Observe(call, status, took) },
 	})
 	if err != nil {
@@ -264,7 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	log.Info("vdiskd ready", "data_dir", dir.Path, "volumes", len(store.Volumes()),
-		"api", scheme+"://"+ln.Addr().String()+"/api", "nbd", nbdURL, "nbd_auth", c.nbdAuth, "zone", c.zone)
+		"api", scheme+"://"+ln.Addr().String()+"/api", "cinder", scheme+"://"+ln.Addr().String()+"/v3/<project>", "nbd", nbdURL, "nbd_auth", c.nbdAuth, "zone", c.zone)
 
 	exit := 0
 	select {

@@ -35,6 +35,11 @@ func decodeArgs(r *http.Request, rpc *RPC, dst any) *fault.Error {
 	if err != nil {
 		return err
 	}
+	if rpc.Envelope != "" {
+		if body, err = unwrap(body, rpc); err != nil {
+			return err
+		}
+	}
 	vars := mux.Vars(r)
 	query := r.URL.Query()
 	inBody := map[string]bool{}
@@ -93,6 +98,32 @@ func decodeArgs(r *http.Request, rpc *RPC, dst any) *fault.Error {
 		}
 	}
 	return nil
+}
+
+// unwrap returns the arguments inside a body's envelope member, which must
+// be the body's only member and a JSON object. No body at all is no
+// arguments (a delete without options).
+func unwrap(body map[string]json.RawMessage, rpc *RPC) (map[string]json.RawMessage, *fault.Error) {
+	if len(body) == 0 {
+		return body, nil
+	}
+	raw, ok := body[rpc.Envelope]
+	if !ok {
+		return nil, fault.BadRequest(fault.CodeInvalidValue, []string{rpc.Envelope, ""},
+			"Missing required element '%s' in request body.", rpc.Envelope)
+	}
+	for name := range body {
+		if name != rpc.Envelope {
+			return nil, fault.BadRequest(fault.CodeUnknownField, []string{name},
+				"unknown member %q beside %q in the body of %s", name, rpc.Envelope, rpc.Name())
+		}
+	}
+	inner := map[string]json.RawMessage{}
+	if err := json.Unmarshal(raw, &inner); err != nil || inner == nil {
+		return nil, fault.BadRequest(fault.CodeFieldTypeError, []string{rpc.Envelope},
+			"%s: expected a JSON object", rpc.Envelope)
+	}
+	return inner, nil
 }
 
 // readBody reads a JSON object body (empty means {}), refusing more than

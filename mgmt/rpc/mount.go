@@ -15,9 +15,9 @@ import (
 
 // Surface is what one API surface supplies to the mechanism.
 type Surface interface {
-	// Prefix is the path prefix the surface answers under ("" for the
-	// default surface): unknown paths below it get its error body.
-	Prefix() string
+	// Prefixes are the path prefixes the surface answers under ("" for
+	// the default surface): unknown paths below them get its error body.
+	Prefixes() []string
 	// Authenticate says who is calling rpc (rpc.Auth says which
 	// credentials it takes). Errors are faults (Unauthenticated, TooMany).
 	Authenticate(r *http.Request, rpc *RPC) (auth.Principal, error)
@@ -108,12 +108,15 @@ func NewRouter(opts RouterOptions) *Router {
 	return rt
 }
 
-// surfaceFor is the surface whose prefix is the longest match of path.
+// surfaceFor is the surface with the longest prefix path starts with.
 func (rt *Router) surfaceFor(path string) Surface {
 	var best Surface
+	bestLen := -1
 	for _, s := range rt.surfaces {
-		if p := s.Prefix(); strings.HasPrefix(path, p) && (best == nil || len(p) > len(best.Prefix())) {
-			best = s
+		for _, p := range s.Prefixes() {
+			if strings.HasPrefix(path, p) && len(p) > bestLen {
+				best, bestLen = s, len(p)
+			}
 		}
 	}
 	return best

@@ -17,7 +17,7 @@ import (
 // errors travel as {"<kind>": message}, tasks live under /toy/tasks.
 type toySurface struct{ prefix string }
 
-func (s toySurface) Prefix() string { return s.prefix }
+func (s toySurface) Prefixes() []string { return []string{s.prefix} }
 
 func (s toySurface) Authenticate(r *http.Request, _ *RPC) (auth.Principal, error) {
 	role, err := auth.ParseRole(r.Header.Get("X-Role"))

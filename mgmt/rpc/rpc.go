@@ -31,7 +31,10 @@ type RPC struct {
 	Summary string
 	Returns string // what a success carries
 	Status  int    // HTTP status of a success
-	Args    reflect.Type
+	// Envelope, if set, is the one member a body's arguments are wrapped
+	// in (Cinder's {"consistencygroup": {...}}).
+	Envelope string
+	Args     reflect.Type
 }
 
 // AuthKind says which credentials a call takes.

@@ -76,9 +76,25 @@ func derivedAttrs(src XenAttrs, driverParams map[string]string, now time.Time) X
 	}
 }
 
+// Derivation describes a snapshot or clone beyond what it inherits.
+type Derivation struct {
+	DriverParams map[string]string // recorded as sm_config
+	// NameLabel and NameDescription replace the source's when set.
+	NameLabel, NameDescription *string
+	// Surfaces are namespaced attributes of other surfaces, set in the
+	// same commit.
+	Surfaces map[string][]byte
+	By       string // who asked, for the log
+}
+
 // Snapshot takes a read-only snapshot of a VDI, O(1) in its data.
 func (s *Service) Snapshot(id string, driverParams map[string]string, by string) (VDI, error) {
-	snap, err := s.derive(id, "snapshot", driverParams, func(nid string, a []byte) (blockstore.VolumeInfo, error) {
+	return s.SnapshotAs(id, Derivation{DriverParams: driverParams, By: by})
+}
+
+// SnapshotAs is Snapshot with fields of the snapshot's own.
+func (s *Service) SnapshotAs(id string, d Derivation) (VDI, error) {
+	snap, err := s.derive(id, "snapshot", d, func(nid string, a []byte) (blockstore.VolumeInfo, error) {
 		infos, err := s.store.Snapshot(blockstore.SnapshotRequest{Source: id, ID: nid, Attrs: a})
 		if err != nil {
 			return blockstore.VolumeInfo{}, err
@@ -89,13 +105,18 @@ func (s *Service) Snapshot(id string, driverParams map[string]string, by string)
 		return VDI{}, err
 	}
 	defer snap.mu.Unlock()
-	s.log.Info("VDI snapshot", "vdi", id, "snapshot", snap.id, "by", by)
+	s.log.Info("VDI snapshot", "vdi", id, "snapshot", snap.id, "by", d.By)
 	return s.view(snap), nil
 }
 
 // Clone makes a writable VDI sharing every block with this one.
 func (s *Service) Clone(id string, driverParams map[string]string, by string) (VDI, error) {
-	c, err := s.derive(id, "clone", driverParams, func(nid string, a []byte) (blockstore.VolumeInfo, error) {
+	return s.CloneAs(id, Derivation{DriverParams: driverParams, By: by})
+}
+
+// CloneAs is Clone with fields of the clone's own.
+func (s *Service) CloneAs(id string, d Derivation) (VDI, error) {
+	c, err := s.derive(id, "clone", d, func(nid string, a []byte) (blockstore.VolumeInfo, error) {
 		return s.store.Clone(blockstore.CloneRequest{Source: id, ID: nid, Attrs: a})
 	})
 	if err != nil {
@@ -107,20 +128,29 @@ func (s *Service) Clone(id string, driverParams map[string]string, by string) (V
 			return VDI{}, err
 		}
 	}
-	s.log.Info("VDI clone", "vdi", id, "clone", c.id, "by", by)
+	s.log.Info("VDI clone", "vdi", id, "clone", c.id, "by", d.By)
 	return s.view(c), nil
 }
 
 // derive makes a volume from VDI id by op (snapshot or clone): commit
 // asks the store for it under a new id, with the attributes derived from
 // id's. The new volume comes back indexed and locked.
-func (s *Service) derive(id, op string, driverParams map[string]string,
+func (s *Service) derive(id, op string, d Derivation,
 	commit func(newID string, attrs []byte) (blockstore.VolumeInfo, error)) (*entry, error) {
 	e, ferr := s.lockFor(id, op)
 	if ferr != nil {
 		return nil, ferr
 	}
-	a := Attrs{Xen: derivedAttrs(e.attrs.Xen, driverParams, s.opts.Now().UTC())}
+	a := Attrs{Xen: derivedAttrs(e.attrs.Xen, d.DriverParams, s.opts.Now().UTC())}
+	if d.NameLabel != nil {
+		a.Xen.NameLabel = *d.NameLabel
+	}
+	if d.NameDescription != nil {
+		a.Xen.NameDescription = *d.NameDescription
+	}
+	for ns, v := range d.Surfaces {
+		a = a.withSurface(ns, v)
+	}
 	info, err := commit(uuid.NewString(), a.encode())
 	e.mu.Unlock()
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
-// Prefix: this is the default surface; unknown paths get its error body.
-func (s *Surface) Prefix() string { return "" }
+// Prefixes: this is the default surface; unknown paths get its error body.
+func (s *Surface) Prefixes() []string { return []string{""} }
 
 // Decode reads arguments as plain JSON members, path variables and query
 // parameters.
