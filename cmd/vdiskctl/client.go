@@ -124,6 +124,22 @@ func apiError(resp *response) error {
 		}
 		return e
 	}
+	// Cinder's fault body: {"badRequest": {"code": 400, "message": ...}}.
+	var fb map[string]struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(resp.body, &fb) == nil && len(fb) == 1 {
+		for name, f := range fb {
+			if f.Code == resp.status && f.Message != "" {
+				e := &exitError{code: exitAPI, msg: fmt.Sprintf("%s (HTTP %d %s)", f.Message, f.Code, name)}
+				if resp.status == http.StatusUnauthorized {
+					e.hint = "Log in with 'vdiskctl login' (or pass --token)."
+				}
+				return e
+			}
+		}
+	}
 	msg := "HTTP " + resp.line
 	if b := strings.TrimSpace(string(resp.body)); b != "" {
 		if len(b) > 2000 {
@@ -134,9 +150,14 @@ func apiError(resp *response) error {
 	return &exitError{code: exitAPI, msg: msg}
 }
 
-// call sends an authenticated call and returns its answer, or the error an
-// error answer stands for.
+// call sends an authenticated call of the XenAPI REST surface.
 func (a *app) call(method, path string, query url.Values, body []byte) (*response, error) {
+	return a.callAs(&xenREST, method, path, query, body)
+}
+
+// callAs sends an authenticated call of surface sp and returns its answer,
+// or the error an error answer stands for.
+func (a *app) callAs(sp *surfaceSpec, method, path string, query url.Values, body []byte) (*response, error) {
 	base, err := a.baseURL()
 	if err != nil {
 		return nil, err
@@ -145,7 +166,7 @@ func (a *app) call(method, path string, query url.Values, body []byte) (*respons
 	if err != nil {
 		return nil, err
 	}
-	resp, err := a.send(base, method, path, query, body, bearer(tok))
+	resp, err := a.send(base, method, path, query, body, sp.credentials(tok))
 	if err != nil {
 		return nil, err
 	}

@@ -12,25 +12,9 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
-// groups names the command of each class of the table; a class not listed
-// gets its name in lower case.
-var groups = map[string]struct{ name, short string }{
-	"VDI":   {"vdi", "Virtual disk images (XenAPI's VDI class)"},
-	"vPool": {"vpool", "Storage pools (OpenvStorage's vPool)"},
-	"task":  {"task", "Long-running calls: status, result, cancel"},
-	"user":  {"user", "API users and their roles"},
-}
-
 // handWritten are the classes whose calls have hand-written commands
 // (login, logout).
 const handWritten = "session"
-
-func groupName(class string) string {
-	if g, ok := groups[class]; ok {
-		return g.name
-	}
-	return strings.ToLower(class)
-}
 
 // commandName is a call's command: '-' for '_'.
 func commandName(call string) string { return strings.ReplaceAll(call, "_", "-") }
@@ -43,34 +27,37 @@ func commandPath(r *api.RPC) []string {
 	if r.Class == handWritten {
 		return []string{commandName(r.Call)}
 	}
-	return []string{groupName(r.Class), commandName(r.Call)}
+	return []string{surfaceOf(r).groupName(r.Class), commandName(r.Call)}
 }
 
-// addRPCCommands adds a group per class and a command per call of the
-// table.
+// addRPCCommands adds a group per class and a command per call of every
+// surface's table.
 func (a *app) addRPCCommands(root *cobra.Command) {
-	byClass := map[string]*cobra.Command{}
-	for _, r := range api.All() {
-		if r.Class == handWritten {
-			continue
-		}
-		g := byClass[r.Class]
-		if g == nil {
-			short := groups[r.Class].short
-			if short == "" {
-				short = "The " + r.Class + " calls"
+	for _, sp := range surfaces {
+		byClass := map[string]*cobra.Command{}
+		for _, r := range sp.table.All() {
+			if r.Class == handWritten || !sp.commanded(r) {
+				continue
 			}
-			g = &cobra.Command{Use: groupName(r.Class), Short: short, Args: a.groupArgs, RunE: a.groupRun}
-			byClass[r.Class] = g
-			root.AddCommand(g)
+			g := byClass[r.Class]
+			if g == nil {
+				short := sp.groups[r.Class].short
+				if short == "" {
+					short = "The " + r.Class + " calls"
+				}
+				g = &cobra.Command{Use: sp.groupName(r.Class), Short: short, Args: a.groupArgs, RunE: a.groupRun}
+				byClass[r.Class] = g
+				root.AddCommand(g)
+			}
+			g.AddCommand(a.rpcCommand(sp, r))
 		}
-		g.AddCommand(a.rpcCommand(r))
 	}
 }
 
 // rpcCmd is the generated command of one call.
 type rpcCmd struct {
 	app  *app
+	sp   *surfaceSpec
 	rpc  *api.RPC
 	args reflect.Value // *the argument struct, filled by the flags
 	path []api.Arg     // positional, in order
@@ -83,10 +70,16 @@ type flagArg struct {
 	flag string
 }
 
-func (a *app) rpcCommand(r *api.RPC) *cobra.Command {
-	rc := &rpcCmd{app: a, rpc: r, args: reflect.New(r.Args)}
+func (a *app) rpcCommand(sp *surfaceSpec, r *api.RPC) *cobra.Command {
+	rc := &rpcCmd{app: a, sp: sp, rpc: r, args: reflect.New(r.Args)}
 	use := commandName(r.Call)
 	for _, arg := range r.Arguments() {
+		if _, global := sp.pathFlags[arg.Name]; global {
+			continue
+		}
+		if r.Args.FieldByIndex(arg.Index).Tag.Get("cli") == "-" {
+			continue // what the client sends that the server ignores
+		}
 		if arg.Source == api.FromPath {
 			rc.path = append(rc.path, arg)
 			use += " <" + arg.Name + ">"
@@ -97,7 +90,7 @@ func (a *app) rpcCommand(r *api.RPC) *cobra.Command {
 	c := &cobra.Command{
 		Use:   use,
 		Short: r.Summary,
-		Long:  longHelp(r, rc.path),
+		Long:  longHelp(sp, r, rc.path),
 		Args:  rc.checkArgs,
 		RunE:  rc.run,
 	}
@@ -114,7 +107,7 @@ func (a *app) rpcCommand(r *api.RPC) *cobra.Command {
 	return c
 }
 
-func longHelp(r *api.RPC, path []api.Arg) string {
+func longHelp(sp *surfaceSpec, r *api.RPC, path []api.Arg) string {
 	var b strings.Builder
 	b.WriteString(r.Summary)
 	b.WriteString("\n")
@@ -126,7 +119,7 @@ func longHelp(r *api.RPC, path []api.Arg) string {
 	}
 	if r.Returns != "" {
 		fmt.Fprintf(&b, "\nReturns %s.", strings.TrimSuffix(r.Returns, "."))
-		if answersTask(r) {
+		if sp.tasks && answersTask(r) {
 			b.WriteString(" vdiskctl prints the task's UUID; --wait waits for its result.")
 		}
 		b.WriteString("\n")
@@ -174,15 +167,29 @@ func (rc *rpcCmd) run(c *cobra.Command, args []string) error {
 	r := rc.rpc
 	argv := rc.args.Elem()
 
-	// Path arguments, into the struct and the URL.
-	path := r.Path
+	// Path arguments, into the struct and the URL: the positional ones,
+	// those a global flag gives (Cinder's project) and fixed ones.
+	vals := map[string]string{}
+	for name, v := range rc.sp.fixed {
+		vals[name] = v
+	}
+	for name, flag := range rc.sp.pathFlags {
+		if vals[name] = flag(rc.app); vals[name] == "" {
+			return rc.usageErr("%s: no value; see --help", name)
+		}
+	}
 	for i, p := range rc.path {
 		if args[i] == "" {
 			return rc.usageErr("<%s> must not be empty", p.Name)
 		}
-		argv.FieldByIndex(p.Index).SetString(args[i])
-		path = strings.Replace(path, "{"+p.Name+"}", url.PathEscape(args[i]), 1)
+		vals[p.Name] = args[i]
 	}
+	for _, arg := range r.Arguments() {
+		if arg.Source == api.FromPath {
+			argv.FieldByIndex(arg.Index).SetString(vals[arg.Name])
+		}
+	}
+	path := fillPath(r.Path, vals)
 
 	// Required flags: given at all (a zero value counts).
 	var missing []string
@@ -222,12 +229,16 @@ func (rc *rpcCmd) run(c *cobra.Command, args []string) error {
 	var payload []byte
 	if !noBody {
 		var err error
-		if payload, err = json.Marshal(body); err != nil {
+		var wrapped any = body
+		if r.Envelope != "" {
+			wrapped = map[string]any{r.Envelope: body}
+		}
+		if payload, err = json.Marshal(wrapped); err != nil {
 			return rc.usageErr("%v", err)
 		}
 	}
 
-	resp, err := rc.app.call(method, path, query, payload)
+	resp, err := rc.app.callAs(rc.sp, method, path, query, payload)
 	if err != nil {
 		return err
 	}

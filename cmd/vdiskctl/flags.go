@@ -16,6 +16,12 @@ import (
 // bindFlag defines flag name on fs, writing straight into field (an
 // addressable field of the call's argument struct).
 func bindFlag(fs *pflag.FlagSet, name string, field reflect.Value, usage string) error {
+	if field.Kind() == reflect.Bool && field.Type() != reflect.TypeFor[bool]() {
+		// A named boolean with JSON rules of its own (Cinder's StrictBool)
+		// is a plain flag here: true or false is all the CLI sends.
+		fs.BoolVar((*bool)(field.Addr().UnsafePointer()), name, false, usage)
+		return nil
+	}
 	switch p := field.Addr().Interface().(type) {
 	case *string:
 		fs.StringVar(p, name, "", usage)

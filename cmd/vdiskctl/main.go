@@ -54,6 +54,7 @@ type app struct {
 	jsonOut, insecure      bool
 	wait                   bool
 	field                  string
+	project                string // --project: the Cinder project of cg commands
 
 	cfg       *config // loaded on first use
 	cfgLoaded bool
@@ -137,6 +138,7 @@ func (a *app) newRoot() *cobra.Command {
 	pf.BoolVar(&a.insecure, "insecure", false, "skip TLS certificate verification for https URLs")
 	pf.StringVar(&a.configPath, "config", "", "config file (env VDISKCTL_CONFIG; default $XDG_CONFIG_HOME/vdiskctl/config.json)")
 	pf.BoolVar(&a.wait, "wait", false, "when the call answers with a task, wait for it to end and print its result")
+	pf.StringVar(&a.project, "project", "", "the Cinder project (tenant) of the cg and cgsnapshot commands (env VDISKCTL_PROJECT; default \""+defaultProject+"\")")
 	pf.StringVar(&a.field, "field", "", "print only this field of the answer (of each item of a list), one per line: --field uuid")
 
 	root.AddCommand(a.loginCommand(), a.logoutCommand())

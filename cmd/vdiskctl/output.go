@@ -24,7 +24,7 @@ func (a *app) printResponse(r *api.RPC, resp *response) error {
 	switch {
 	case resp.status == http.StatusNoContent || len(bytes.TrimSpace(resp.body)) == 0:
 		return nil
-	case resp.status == http.StatusAccepted:
+	case resp.status == http.StatusAccepted && surfaceOf(r).tasks:
 		return a.handleTask(r, resp.body)
 	case a.jsonOut:
 		return printJSON(a.stdout, resp.body)
@@ -48,6 +48,9 @@ func (a *app) human(r *api.RPC, body []byte) error {
 	var v any
 	if err := d.Decode(&v); err != nil {
 		return &exitError{code: exitAPI, msg: fmt.Sprintf("--field: the answer is not JSON: %v", err)}
+	}
+	if surfaceOf(r) != &xenREST {
+		v = unwrapEnvelope(v)
 	}
 	rows := []any{v}
 	if m, ok := v.(map[string]any); ok {
@@ -92,8 +95,32 @@ func printHuman(w io.Writer, r *api.RPC, body []byte) error {
 		_, err = w.Write(body)
 		return err
 	}
+	if surfaceOf(r) != &xenREST {
+		v = unwrapEnvelope(v)
+	}
 	printValue(w, r, v)
 	return nil
+}
+
+// unwrapEnvelope is the content of Cinder's envelope, {"consistencygroup":
+// {...}} or {"consistencygroups": [...], "consistencygroup_links": [...]}:
+// the one member that is not links.
+func unwrapEnvelope(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	var inner any
+	n := 0
+	for k, x := range m {
+		if !strings.HasSuffix(k, "_links") {
+			inner, n = x, n+1
+		}
+	}
+	if n != 1 {
+		return v
+	}
+	return inner
 }
 
 func printValue(w io.Writer, r *api.RPC, v any) {

@@ -272,7 +272,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 	log.Info("vdiskd ready", "data_dir", dir.Path, "volumes", len(store.Volumes()),
-		"api", scheme+"://"+ln.Addr().String()+"/api", "cinder", scheme+"://"+ln.Addr().String()+"/v3/<project>", "nbd", nbdURL, "nbd_auth", c.nbdAuth, "zone", c.zone)
+		"api", scheme+"://"+ln.Addr().String()+"/api", "nbd", nbdURL, "nbd_auth", c.nbdAuth, "zone", c.zone,
+		"cinder", scheme+"://"+ln.Addr().String()+"/v3/<project>")
 
 	exit := 0
 	select {

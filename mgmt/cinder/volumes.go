@@ -29,12 +29,17 @@ type volumeAttrs struct {
 	SourceVolID      string            `json:"source_volid,omitempty"`
 }
 
-// volumeFields reads a VDI's Cinder fields; a VDI made through another
-// surface has none (no project: only a pool-admin sees it here).
+// volumeFields reads a VDI's Cinder fields. A VDI made through another
+// surface has none: it is in cinderapi.DefaultProject (vdiskd users are
+// not bound to projects, and the XenAPI surface shows every VDI to every
+// user anyway, so this hides nothing it did not show).
 func volumeFields(v volume.Volume) volumeAttrs {
 	var a volumeAttrs
 	if raw := v.Attrs.Surfaces[namespace]; raw != nil {
 		_ = json.Unmarshal(raw, &a) // written by this surface only
+	}
+	if a.ProjectID == "" {
+		a.ProjectID = cinderapi.DefaultProject
 	}
 	return a
 }

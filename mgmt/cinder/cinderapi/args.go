@@ -16,6 +16,10 @@ type VersionArgs struct {
 	API string `path:"api" doc:"v2 or v3"`
 }
 
+// DefaultProject is the project of VDIs made through another surface, and
+// vdiskctl's project unless told otherwise.
+const DefaultProject = "default"
+
 // Tenant is the project every path names.
 type Tenant struct {
 	TenantID string `path:"tenant_id" doc:"the project (tenant) the objects belong to"`
@@ -86,11 +90,11 @@ type TypeListArgs struct {
 }
 
 // Ignored are members python-cinderclient sends that the server sets
-// itself (Cinder ignores them too).
+// itself (Cinder ignores them too); vdiskctl has no flags for them.
 type Ignored struct {
-	UserID    *string `json:"user_id" doc:"ignored: the caller's"`
-	ProjectID *string `json:"project_id" doc:"ignored: the path's"`
-	Status    *string `json:"status" doc:"ignored: set by the server"`
+	UserID    *string `json:"user_id" cli:"-" doc:"ignored: the caller's"`
+	ProjectID *string `json:"project_id" cli:"-" doc:"ignored: the path's"`
+	Status    *string `json:"status" cli:"-" doc:"ignored: set by the server"`
 }
 
 // GroupCreateArgs create a consistency group.
