@@ -1,0 +1,37 @@
+package cinderapi
+
+import (
+	"strings"
+
+	"github.com/vdiskd/vdiskd/mgmt/rpc"
+)
+
+// Reference renders the Cinder part of the API reference (docs/api.md).
+func Reference() string {
+	var b strings.Builder
+	b.WriteString(`
+# The Cinder surface
+
+OpenStack Cinder's v2 consistency-group API (and just enough volumes, snapshots and volume types
+to use it), for Cinder's own clients: ` + "`cinder`" + ` (python-cinderclient), openstackclient.
+A volume is a VDI (the same one the XenAPI surface shows), a volume type a vPool.
+
+- Every call answers under ` + "`/v2/{tenant_id}`" + ` and ` + "`/v3/{tenant_id}`" + ` (today's clients speak v3 to
+  either); ` + "`GET /`" + ` answers Cinder's version document (300), ` + "`GET /v2/`" + ` and ` + "`GET /v3/`" + ` one version.
+- Authentication: ` + "`X-Auth-Token: <vdiskd token>`" + ` (POST /api/token gives one). With
+  ` + "`vdiskd --cinder-auth noauth`" + `, also Cinder's noauth tokens ` + "`user:project`" + ` (an administrator of
+  that project; test clouds only). Reads need read-only, changes vm-admin, ` + "`all_tenants=1`" + ` pool-admin.
+- Tenancy: groups, cgsnapshots, volumes and snapshots belong to the project in the path; another
+  project neither sees nor touches them. VDIs made through another surface are in project ` + "`default`" + `.
+- Bodies are wrapped in the call's envelope (` + "`{\"consistencygroup\": {...}}`" + `); changes answer 202.
+- Errors are Cinder's fault bodies: ` + "`{\"badRequest\": {\"code\": 400, \"message\": \"...\"}}`" + `,
+  ` + "`itemNotFound`" + ` 404, ` + "`forbidden`" + ` 403; 401 is ` + "`{\"error\": {...}}`" + ` as keystonemiddleware's.
+- Lists take ` + "`limit`" + ` (default and maximum 1000), ` + "`marker`" + `, ` + "`offset`" + `, ` + "`sort_key`" + `/` + "`sort_dir`" + ` or
+  ` + "`sort=key:dir,...`" + ` (default created_at desc) and field filters; a full page carries a ` + "`next`" + ` link.
+- Every group call is one durable commit: a cgsnapshot holds every write acknowledged before it, on
+  every member, at one point in time; after a crash each call happened wholly or not at all.
+
+`)
+	rpc.WriteReference(&b, Table)
+	return b.String()
+}
