@@ -271,13 +271,13 @@ func (s *Surface) volumeDelete(c *rpc.Call, a *cinderapi.VolumeRef) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	if len(v.Snapshots) > 0 {
-		return nil, fault.BadRequest(fault.CodeInvalidVolume, []string{a.ID},
-			"Invalid volume: Volume %s still has %d dependent snapshots.", a.ID, len(v.Snapshots))
-	}
 	if g := v.Attrs.Lifecycle.Group; g != "" {
 		return nil, fault.BadRequest(fault.CodeInvalidVolume, []string{a.ID},
 			"Invalid volume: Volume %s is in consistency group %s: delete the group with force, or remove the volume from it first.", a.ID, g)
+	}
+	if len(v.Snapshots) > 0 {
+		return nil, fault.BadRequest(fault.CodeInvalidVolume, []string{a.ID},
+			"Invalid volume: Volume %s still has %d dependent snapshots.", a.ID, len(v.Snapshots))
 	}
 	return nil, s.vols.Destroy(a.ID, c.User)
 }
