@@ -87,20 +87,23 @@ type groups struct {
 	members map[string]map[string]bool // group or group snapshot -> member VDIs
 }
 
-type groupEntry struct {
-	// op serialises the calls that change the group or read it as a
-	// source; it is held across their commit.
+// held is what a group's and a group snapshot's entries share.
+type held struct {
+	// op serialises the calls that change it or read it as a source; it
+	// is held across their commit.
 	op   sync.Mutex
-	rec  Group
-	busy string // a transient status while a call changes it
-	gone bool
+	busy string // a transient status while a call changes it (under groups.mu)
+	gone bool   // deleted (under groups.mu)
+}
+
+type groupEntry struct {
+	held
+	rec Group
 }
 
 type groupSnapEntry struct {
-	op   sync.Mutex
-	rec  GroupSnapshot
-	busy string
-	gone bool
+	held
+	rec GroupSnapshot
 }
 
 // loadGroups reads the groups' records (insert indexed the members).
@@ -260,7 +263,8 @@ func missingGroupSnapshot(id string) *fault.Error {
 }
 
 // holdGroup takes a group's op mutex and marks it busy (if busy is not
-// empty). The caller calls the release function returned.
+// empty), once checkGroupStatus allows. The caller calls the release
+// function returned.
 func (s *Service) holdGroup(id, busy string) (*groupEntry, func(), *fault.Error) {
 	s.groups.mu.Lock()
 	ge := s.groups.byID[id]
@@ -268,24 +272,8 @@ func (s *Service) holdGroup(id, busy string) (*groupEntry, func(), *fault.Error)
 	if ge == nil {
 		return nil, nil, missingGroup(id)
 	}
-	ge.op.Lock()
-	s.groups.mu.Lock()
-	defer s.groups.mu.Unlock()
-	if ge.gone {
-		ge.op.Unlock()
-		return nil, nil, missingGroup(id)
-	}
-	if err := checkGroupStatus(ge.rec.Status, busy); err != nil {
-		ge.op.Unlock()
-		return nil, nil, err
-	}
-	ge.busy = busy
-	return ge, func() {
-		s.groups.mu.Lock()
-		ge.busy = ""
-		s.groups.mu.Unlock()
-		ge.op.Unlock()
-	}, nil
+	release, err := s.hold(&ge.held, func() *fault.Error { return checkGroupStatus(ge.rec.Status, busy) }, busy, missingGroup(id))
+	return ge, release, err
 }
 
 // holdGroupSnapshot is holdGroup for a group snapshot.
@@ -296,23 +284,30 @@ func (s *Service) holdGroupSnapshot(id, busy string) (*groupSnapEntry, func(), *
 	if c == nil {
 		return nil, nil, missingGroupSnapshot(id)
 	}
-	c.op.Lock()
+	release, err := s.hold(&c.held, func() *fault.Error { return checkGroupSnapshotStatus(c.rec.Status, busy) }, busy, missingGroupSnapshot(id))
+	return c, release, err
+}
+
+// hold takes h's op mutex, then, under groups.mu, checks that h is still
+// there and that check allows the call, and marks it busy.
+func (s *Service) hold(h *held, check func() *fault.Error, busy string, missing *fault.Error) (func(), *fault.Error) {
+	h.op.Lock()
 	s.groups.mu.Lock()
 	defer s.groups.mu.Unlock()
-	if c.gone {
-		c.op.Unlock()
-		return nil, nil, missingGroupSnapshot(id)
+	if h.gone {
+		h.op.Unlock()
+		return nil, missing
 	}
-	if err := checkGroupSnapshotStatus(c.rec.Status, busy); err != nil {
-		c.op.Unlock()
-		return nil, nil, err
+	if err := check(); err != nil {
+		h.op.Unlock()
+		return nil, err
 	}
-	c.busy = busy
-	return c, func() {
+	h.busy = busy
+	return func() {
 		s.groups.mu.Lock()
-		c.busy = ""
+		h.busy = ""
 		s.groups.mu.Unlock()
-		c.op.Unlock()
+		h.op.Unlock()
 	}, nil
 }
 
