@@ -74,7 +74,7 @@ type Daemon struct {
 }
 
 // readyLine has the addresses in vdiskd's "vdiskd ready" log line.
-var readyLine = regexp.MustCompile(`msg="vdiskd ready".* api=(\S+) nbd=(\S*)`)
+var readyLine = regexp.MustCompile(`msg="vdiskd ready".* api=(\S+).* nbd=(\S*)`)
 
 // Start starts vdiskd, waits until it is ready and (unless the options say
 // not to) logs in as admin. The test's cleanup stops it with SIGTERM and
