@@ -4,13 +4,16 @@
 # failure; elsewhere too, but with the command to run by hand.
 set -euo pipefail
 
-# command -> Debian package
+# command -> Debian package. cinder is Debian's own /usr/bin/cinder (run
+# under the system python, which has the cinderclient module): a cinder
+# elsewhere on PATH (a pip install in another python) does not count.
 declare -A tools=(
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [qemu-nbd]=qemu-utils
   [nbdinfo]=libnbd-bin [nbdcopy]=libnbd-bin [nbdsh]=python3-libnbd
   [nbdkit]=nbdkit
   [fio]=fio
   [promtool]=prometheus [prometheus]=prometheus
+  [/usr/bin/cinder]=python3-cinderclient
 )
 # python modules nbdsh needs, checked with the system python
 python_pkgs=(python3-libnbd)

@@ -37,10 +37,7 @@ func (s *Surface) groupView(g volume.Group) cinderapi.Group {
 var groupSortKeys = []string{"created_at", "id", "name", "status", "description", "availability_zone"}
 
 func (s *Surface) groupRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) {
-	all, err := listsAll(c, a)
-	if err != nil {
-		return nil, err
-	}
+	all := listsAll(c, a)
 	var rows []row
 	for _, g := range s.vols.Groups() {
 		if !all && g.Owner != a.TenantID {
@@ -226,10 +223,7 @@ func groupSnapshotView(g volume.GroupSnapshot) cinderapi.GroupSnapshot {
 var groupSnapshotSortKeys = []string{"created_at", "id", "name", "status", "consistencygroup_id", "description"}
 
 func (s *Surface) groupSnapshotRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) {
-	all, err := listsAll(c, a)
-	if err != nil {
-		return nil, err
-	}
+	all := listsAll(c, a)
 	var rows []row
 	for _, g := range s.vols.GroupSnapshots() {
 		if !all && g.Owner != a.TenantID {

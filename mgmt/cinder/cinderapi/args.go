@@ -29,7 +29,7 @@ type Tenant struct {
 // strings so that a bad value gets Cinder's own message.
 type ListArgs struct {
 	Tenant
-	AllTenants string `query:"all_tenants" doc:"1: every project's objects (pool-admin)"`
+	AllTenants string `query:"all_tenants" doc:"1: every project's objects (pool-admin; ignored for others, as Cinder)"`
 	Limit      string `query:"limit" doc:"at most this many (default and maximum 1000)"`
 	Marker     string `query:"marker" doc:"the id of the last object of the previous page"`
 	Offset     string `query:"offset" doc:"skip this many"`

@@ -20,7 +20,8 @@ A volume is a VDI (the same one the XenAPI surface shows), a volume type a vPool
   either); ` + "`GET /`" + ` answers Cinder's version document (300), ` + "`GET /v2/`" + ` and ` + "`GET /v3/`" + ` one version.
 - Authentication: ` + "`X-Auth-Token: <vdiskd token>`" + ` (POST /api/token gives one). With
   ` + "`vdiskd --cinder-auth noauth`" + `, also Cinder's noauth tokens ` + "`user:project`" + ` (an administrator of
-  that project; test clouds only). Reads need read-only, changes vm-admin, ` + "`all_tenants=1`" + ` pool-admin.
+  that project; test clouds only). Reads need read-only, changes vm-admin; ` + "`all_tenants=1`" + ` lists every
+  project's for a pool-admin and is ignored for others, as Cinder does.
 - Tenancy: groups, cgsnapshots, volumes and snapshots belong to the project in the path; another
   project neither sees nor touches them. VDIs made through another surface are in project ` + "`default`" + `.
 - Bodies are wrapped in the call's envelope (` + "`{\"consistencygroup\": {...}}`" + `); changes answer 202.
