@@ -119,7 +119,7 @@ func (s *Store) Apply(c Change) (Changed, error) {
 		}, src.lin)
 		next++
 		vol := newVolume(volumeRecord{
-			ID: r.ID, Pool: pool, Kind: KindLive, Lineage: lin.rec.ID, Size: src.rec.Size,
+			ID: r.ID, Pool: pool, Kind: KindLive, Lineage: lin.rec.ID, Size: p.cloneSizes[i],
 			CloneOf: src.rec.ID, Created: now, Attrs: r.Attrs,
 		}, lin)
 		putJSON(b, lineageKey(lin.rec.ID), lin.rec)
@@ -192,6 +192,7 @@ type preparedChange struct {
 	firstSource  string
 	snapSources  []*volume
 	cloneSources []*volume
+	cloneSizes   []uint64
 	attrTargets  []*volume
 	destroys     []*volume
 	seal         []*lineage // live lineages to freeze, by ID
@@ -251,7 +252,19 @@ func (s *Store) prepare(c Change) (*preparedChange, error) {
 		if err != nil {
 			return nil, err
 		}
+		size := src.rec.Size
+		if r.Size != 0 {
+			rounded, ok := roundSize(r.Size)
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("blockstore: clone %s: %w: size %d exceeds %d", r.Source, ErrInvalid, r.Size, uint64(MaxSize))
+			case rounded < size:
+				return nil, fmt.Errorf("blockstore: clone %s to %d: %w below %d", r.Source, r.Size, ErrShrink, size)
+			}
+			size = rounded
+		}
 		p.cloneSources = append(p.cloneSources, src)
+		p.cloneSizes = append(p.cloneSizes, size)
 	}
 	for _, r := range c.Attrs {
 		v, err := s.lookup("set attrs", r.ID)

@@ -232,3 +232,33 @@ func TestChangeIsOnePointInTimeUnderWrites(t *testing.T) {
 		}
 	})
 }
+
+// A clone can grow in the commit that makes it; it never shrinks.
+func TestCloneGrowsInItsCommit(t *testing.T) {
+	e := newEnv(t, modes[0])
+	e.create("a", mib(4))
+	e.write("a", 0, fill(1, 4096))
+	if _, err := e.s.Clone(CloneRequest{Source: "a", ID: "small", Size: mib(2)}); !errors.Is(err, ErrShrink) {
+		t.Fatalf("a smaller clone: %v", err)
+	}
+	if _, err := e.s.Clone(CloneRequest{Source: "a", ID: "huge", Size: MaxSize + 1}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a clone past MaxSize: %v", err)
+	}
+	if got := e.volumeIDs(); got != "[a=]" {
+		t.Fatalf("refused clones left %s", got)
+	}
+	c, err := e.s.Clone(CloneRequest{Source: "a", ID: "big", Size: mib(5) + 1})
+	if err != nil || c.Size != mib(6) {
+		t.Fatalf("grown clone: %+v %v", c, err)
+	}
+	e.reopen()
+	if v, _ := e.s.Volume("big"); v.Size != mib(6) {
+		t.Fatalf("after reopen the clone is %d bytes", v.Size)
+	}
+	if got := e.read("big", 0, 4096); !bytes.Equal(got, fill(1, 4096)) {
+		t.Fatal("the grown clone lost its source's data")
+	}
+	if got := e.read("big", mib(5), 4096); !bytes.Equal(got, make([]byte, 4096)) {
+		t.Fatal("the grown part is not zero")
+	}
+}

@@ -33,7 +33,10 @@ type SnapshotRequest struct {
 type CloneRequest struct {
 	Source, ID string
 	Pool       string // empty: Source's pool
-	Attrs      []byte
+	// Size, if larger than Source's, grows the clone in the same commit
+	// (rounded up to SizeAlign); smaller is refused.
+	Size  uint64
+	Attrs []byte
 }
 
 func checkID(id string) error {

@@ -24,7 +24,7 @@ func FuzzCinderCalls(f *testing.F) {
 	f.Add(uint16(3), []byte(``), "offset=99999999999999999999&all_tenants=1")
 	e := newEnv(f)
 	cg := e.cgCreate("t1", "fuzz", "local")
-	vol := e.volCreate("t1", "fuzz", map[string]any{"consistencygroup_id": cg})
+	vol := e.volCreate("t1", "fuzz", map[string]any{"consistencygroup_id": cg, "volume_type": "local"})
 	cgs := str(e.cinderOK(http.StatusAccepted, "POST", "/v3/t1/cgsnapshots",
 		map[string]any{"cgsnapshot": map[string]any{"consistencygroup_id": cg}}), "cgsnapshot", "id")
 	snap := items(e.cinderOK(200, "GET", "/v3/t1/snapshots", nil), "snapshots")[0]["id"].(string)

@@ -188,7 +188,7 @@ func TestCinderTempestFlows(t *testing.T) {
 	})
 	t.Run("cgsnapshot create and delete", func(t *testing.T) {
 		cg := e.cgCreate("t1", "cg-b", "local")
-		vol := e.volCreate("t1", "vol-b", map[string]any{"consistencygroup_id": cg})
+		vol := e.volCreate("t1", "vol-b", map[string]any{"consistencygroup_id": cg, "volume_type": "local"})
 		out := e.cinderOK(http.StatusAccepted, "POST", "/v2/t1/cgsnapshots",
 			map[string]any{"cgsnapshot": map[string]any{"consistencygroup_id": cg, "name": "snap-b"}})
 		cgs := str(out, "cgsnapshot", "id")
@@ -207,7 +207,7 @@ func TestCinderTempestFlows(t *testing.T) {
 	})
 	t.Run("create from a cgsnapshot and from a group", func(t *testing.T) {
 		cg := e.cgCreate("t1", "cg-c", "local")
-		vol := e.volCreate("t1", "vol-c", map[string]any{"consistencygroup_id": cg})
+		vol := e.volCreate("t1", "vol-c", map[string]any{"consistencygroup_id": cg, "volume_type": "local"})
 		e.write(vol, 0, pattern(1, 4096))
 		cgs := str(e.cinderOK(http.StatusAccepted, "POST", "/v2/t1/cgsnapshots",
 			map[string]any{"cgsnapshot": map[string]any{"consistencygroup_id": cg}}), "cgsnapshot", "id")
@@ -250,10 +250,11 @@ func TestCinderRefusalsChangeNothing(t *testing.T) {
 	cg := e.cgCreate("t1", "cg", "local")
 	other := e.cgCreate("t1", "other", "local,gold")
 	empty := e.cgCreate("t1", "empty", "local")
-	in := e.volCreate("t1", "in", map[string]any{"consistencygroup_id": cg})
-	inOther := e.volCreate("t1", "in-other", map[string]any{"consistencygroup_id": other})
+	in := e.volCreate("t1", "in", map[string]any{"consistencygroup_id": cg, "volume_type": "local"})
+	inOther := e.volCreate("t1", "in-other", map[string]any{"consistencygroup_id": other, "volume_type": "local"})
 	free := e.volCreate("t1", "free", nil)
 	gold := e.volCreate("t1", "gold", map[string]any{"volume_type": "gold"})
+	two := e.volCreate("t1", "two", map[string]any{"size": 2})
 	cgs := str(e.cinderOK(http.StatusAccepted, "POST", "/v3/t1/cgsnapshots",
 		map[string]any{"cgsnapshot": map[string]any{"consistencygroup_id": other}}), "cgsnapshot", "id")
 	member := items(e.cinderOK(200, "GET", "/v3/t1/snapshots?cgsnapshot_id="+cgs, nil), "snapshots")[0]["id"].(string)
@@ -299,6 +300,13 @@ func TestCinderRefusalsChangeNothing(t *testing.T) {
 		{"delete a member snapshot", "DELETE", "/v3/t1/snapshots/" + member, nil, 400},
 		{"volume in a group of another type", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"size": 1, "volume_type": "gold", "consistencygroup_id": cg}}, 400},
 		{"volume without size", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"name": "x"}}, 400},
+		{"volume in a group without a type", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"size": 1, "consistencygroup_id": cg}}, 400},
+		{"volume size overflowing", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"size": 1 << 34}}, 400},
+		{"volume from a volume, too big", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"size": 300000, "source_volid": free}}, 400},
+		{"volume from a volume, smaller", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"size": 1, "source_volid": two}}, 400},
+		{"volume from a volume of another type", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"source_volid": free, "volume_type": "gold"}}, 400},
+		{"volume from a snapshot into a group", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"snapshot_id": member, "consistencygroup_id": cg, "volume_type": "local"}}, 400},
+		{"unknown member beside the envelope", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"size": 1}, "size": 1}, 400},
 		{"volume from an image", "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"size": 1, "imageRef": "x"}}, 400},
 		{"list limit negative", "GET", "/v3/t1/consistencygroups?limit=-1", nil, 400},
 		{"list limit not a number", "GET", "/v3/t1/volumes/detail?limit=ten", nil, 400},
@@ -406,6 +414,8 @@ func TestCinderTenancyAndRoles(t *testing.T) {
 	if code, _ := e.cinder("GET", "/v3/t1/consistencygroups", reader, nil); code != 200 {
 		t.Fatalf("a reader cannot list: %d", code)
 	}
+	e.cinderFails(404, "itemNotFound", "POST", "/v3/t2/volumes", vmAdmin,
+		map[string]any{"volume": map[string]any{"source_volid": vol}})
 	e.cinderFails(403, "forbidden", "POST", "/v3/t1/consistencygroups", reader,
 		map[string]any{"consistencygroup": map[string]any{"volume_types": "local"}})
 	e.cinderFails(403, "forbidden", "POST", "/v3/t1/consistencygroups/"+cg+"/delete", reader, nil)
@@ -440,7 +450,7 @@ func TestCinderGroupsSurviveRestart(t *testing.T) {
 	e := newEnv(t)
 	cg := e.cgCreate("t1", "keep", "local")
 	for i := 0; i < 3; i++ {
-		e.volCreate("t1", fmt.Sprint("v", i), map[string]any{"consistencygroup_id": cg})
+		e.volCreate("t1", fmt.Sprint("v", i), map[string]any{"consistencygroup_id": cg, "volume_type": "local"})
 	}
 	e.cinderOK(http.StatusAccepted, "POST", "/v3/t1/cgsnapshots", map[string]any{"cgsnapshot": map[string]any{"consistencygroup_id": cg}})
 	before := e.cinderState()
@@ -459,4 +469,38 @@ func TestCinderGroupsSurviveRestart(t *testing.T) {
 		}
 		t.FailNow()
 	}
+}
+
+// Volumes from a snapshot or a volume are clones, grown in the same
+// commit; what the XenAPI surface derives from a project's volume stays in
+// that project; extension members beside the envelope are ignored.
+func TestCinderVolumesFromSources(t *testing.T) {
+	e := newEnv(t)
+	src := e.volCreate("t1", "src", nil)
+	e.write(src, 0, pattern(7, 4096))
+	big := e.cinderOK(http.StatusAccepted, "POST", "/v3/t1/volumes", map[string]any{
+		"volume":                     map[string]any{"source_volid": src, "size": 3, "name": "big"},
+		"OS-SCH-HNT:scheduler_hints": map[string]any{"same_host": []string{src}},
+	})
+	id := str(big, "volume", "id")
+	if field(big, "volume", "size") != 3.0 || str(big, "volume", "source_volid") != src {
+		t.Fatalf("grown clone %v", big)
+	}
+	if got := e.read(id, 0, 4096); !bytes.Equal(got, pattern(7, 4096)) {
+		t.Fatal("the clone lost its source's data")
+	}
+	// A XenAPI snapshot of a t1 volume is a t1 snapshot: t1 sees it (and
+	// so learns why its volume cannot be deleted); default does not.
+	snap := e.post(src, "snapshot", nil).UUID
+	if snaps := items(e.cinderOK(200, "GET", "/v3/t1/snapshots", nil), "snapshots"); len(snaps) != 1 || snaps[0]["id"] != snap {
+		t.Fatalf("t1's snapshots %v", snaps)
+	}
+	if snaps := items(e.cinderOK(200, "GET", "/v3/default/snapshots", nil), "snapshots"); len(snaps) != 0 {
+		t.Fatalf("default sees t1's snapshot: %v", snaps)
+	}
+	from := e.cinderOK(http.StatusAccepted, "POST", "/v3/t1/volumes", map[string]any{"volume": map[string]any{"snapshot_id": snap}})
+	if str(from, "volume", "snapshot_id") != snap || field(from, "volume", "size") != 1.0 {
+		t.Fatalf("volume from a snapshot %v", from)
+	}
+	e.cinderFails(400, "badRequest", "DELETE", "/v3/t1/volumes/"+src, e.admin, nil)
 }

@@ -69,7 +69,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	str(&c.nbdAuth, "nbd-auth", "token", "NBD export auth: token (/<uuid>?session_id=<token>) or none")
 	str(&c.zone, "zone", "local", "this daemon's zone name")
-	str(&c.cinderAuth, "cinder-auth", "token", "Cinder API auth: token (X-Auth-Token carries a vdiskd token) or noauth (also Cinder's \"user:project\" tokens, as administrators: test clouds only)")
+	str(&c.cinderAuth, "cinder-auth", "token", "Cinder API auth: token (X-Auth-Token carries a vdiskd token) or noauth (also Cinder's \"user:project\" tokens, as administrators of every project: test clouds only)")
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
@@ -186,7 +186,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}()
 	if c.cinderAuth == "noauth" {
-		log.Warn("--cinder-auth noauth: any X-Auth-Token of the form user:project is an administrator of that project on the Cinder API; use it for test clouds only")
+		log.Warn("--cinder-auth noauth: any X-Auth-Token of the form user:project is accepted on the Cinder API as an administrator of every project, as Cinder's noauth does; use it for test clouds only")
 	}
 	auth := mgmt.NBDAuthToken
 	if c.nbdAuth == "none" {

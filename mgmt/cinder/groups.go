@@ -193,7 +193,7 @@ func (s *Surface) groupUpdate(c *rpc.Call, a *cinderapi.GroupUpdateArgs) (any, e
 		Remove: cinderapi.SplitList(a.RemoveVolumes), By: c.User}
 	for _, id := range append(append([]string{}, u.Add...), u.Remove...) {
 		v, err := s.vols.Lookup(id)
-		if err != nil || !sees(c, a.TenantID, volumeFields(v).ProjectID) {
+		if err != nil || !sees(c, a.TenantID, s.fields(v).ProjectID) {
 			return nil, fault.BadRequest(fault.CodeInvalidVolume, []string{id},
 				"Invalid volume: cannot update consistency group %s: volume %s could not be found", a.ID, id)
 		}

@@ -14,8 +14,8 @@ import (
 // CBT is not shown: it can seed nothing). Its project is its own, or its
 // volume's.
 
-func snapshotView(v volume.Volume) cinderapi.Snapshot {
-	f := volumeFields(v)
+func (s *Surface) snapshotView(v volume.Volume) cinderapi.Snapshot {
+	f := s.fields(v)
 	return cinderapi.Snapshot{ID: v.Info.ID, Name: cinderapi.Text(v.Attrs.Xen.NameLabel),
 		Description: cinderapi.Text(v.Attrs.Xen.NameDescription), Status: "available", Size: sizeGiB(v.Info.Size),
 		CreatedAt: cinderapi.Time(v.Info.Created), VolumeID: v.Info.SnapshotOf, Metadata: orMap(f.Metadata),
@@ -26,7 +26,7 @@ func snapshotView(v volume.Volume) cinderapi.Snapshot {
 // snapshot finds a snapshot the caller may see.
 func (s *Surface) snapshot(c *rpc.Call, tenant, id string) (volume.VDI, error) {
 	v, err := s.vols.Get(id)
-	if err != nil || v.Info.Kind != blockstore.KindSnapshot || !sees(c, tenant, volumeFields(v.Volume).ProjectID) {
+	if err != nil || v.Info.Kind != blockstore.KindSnapshot || !sees(c, tenant, s.fields(v.Volume).ProjectID) {
 		return volume.VDI{}, fault.New(fault.NotFound, fault.CodeUUIDInvalid, []string{"snapshot", id},
 			"Snapshot %s could not be found.", id)
 	}
@@ -38,7 +38,7 @@ func (s *Surface) snapshotShow(c *rpc.Call, a *cinderapi.SnapshotRef) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"snapshot": snapshotView(v.Volume)}, nil
+	return map[string]any{"snapshot": s.snapshotView(v.Volume)}, nil
 }
 
 var snapshotSortKeys = []string{"created_at", "id", "name", "status", "size", "volume_id", "description"}
@@ -47,11 +47,14 @@ func (s *Surface) snapshotRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error
 	all := listsAll(c, a)
 	var rows []row
 	s.vols.Each(func(v *volume.Volume) {
-		f := volumeFields(*v)
+		if v.Info.Kind != blockstore.KindSnapshot {
+			return
+		}
+		f := s.fields(*v)
 		if v.Info.Kind != blockstore.KindSnapshot || (!all && f.ProjectID != a.TenantID) {
 			return
 		}
-		d := snapshotView(*v)
+		d := s.snapshotView(*v)
 		rows = append(rows, row{id: d.ID, summary: d, detail: d,
 			fields: map[string]string{"id": d.ID, "name": v.Attrs.Xen.NameLabel, "status": d.Status,
 				"size": fmt.Sprintf("%020d", d.Size), "volume_id": d.VolumeID, "created_at": d.CreatedAt,
@@ -76,7 +79,7 @@ func (s *Surface) snapshotCreate(c *rpc.Call, a *cinderapi.SnapshotCreateArgs) (
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"snapshot": snapshotView(v.Volume)}, nil
+	return map[string]any{"snapshot": s.snapshotView(v.Volume)}, nil
 }
 
 func (s *Surface) snapshotDelete(c *rpc.Call, a *cinderapi.SnapshotRef) (any, error) {

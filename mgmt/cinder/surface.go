@@ -31,7 +31,8 @@ type Options struct {
 	// Zone is the one availability zone this daemon is.
 	Zone string
 	// NoAuth accepts Cinder's noauth tokens "user:project" (as Cinder's
-	// noauth strategy: the caller is an administrator of that project).
+	// noauth strategy: the caller is an administrator, of every project;
+	// the path must name the token's).
 	// For test clouds only; the daemon warns when it is on.
 	NoAuth bool
 }

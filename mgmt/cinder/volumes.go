@@ -29,19 +29,45 @@ type volumeAttrs struct {
 	SourceVolID      string            `json:"source_volid,omitempty"`
 }
 
-// volumeFields reads a VDI's Cinder fields. A VDI made through another
-// surface has none: it is in cinderapi.DefaultProject (vdiskd users are
-// not bound to projects, and the XenAPI surface shows every VDI to every
-// user anyway, so this hides nothing it did not show).
+// volumeFields reads a VDI's Cinder fields (ProjectID empty if it has
+// none: see Surface.fields).
 func volumeFields(v volume.Volume) volumeAttrs {
 	var a volumeAttrs
 	if raw := v.Attrs.Surfaces[namespace]; raw != nil {
 		_ = json.Unmarshal(raw, &a) // written by this surface only
 	}
-	if a.ProjectID == "" {
-		a.ProjectID = cinderapi.DefaultProject
-	}
 	return a
+}
+
+// maxLineage bounds the walk from a VDI to the one its project comes from.
+const maxLineage = 64
+
+// fields reads a VDI's Cinder fields with its project: its own, else (a
+// snapshot or clone made through another surface) that of the VDI it was
+// made from, else cinderapi.DefaultProject. vdiskd users are not bound to
+// projects, and the XenAPI surface shows every VDI to every user, so the
+// default project hides nothing that was not already shown.
+func (s *Surface) fields(v volume.Volume) volumeAttrs {
+	f := volumeFields(v)
+	for i := 0; f.ProjectID == "" && i < maxLineage; i++ {
+		from := v.Info.SnapshotOf
+		if from == "" {
+			from = v.Info.CloneOf
+		}
+		if from == "" {
+			break
+		}
+		parent, ferr := s.vols.Lookup(from)
+		if ferr != nil {
+			break // gone: the default project
+		}
+		v = parent
+		f.ProjectID = volumeFields(v).ProjectID
+	}
+	if f.ProjectID == "" {
+		f.ProjectID = cinderapi.DefaultProject
+	}
+	return f
 }
 
 // sizeGiB is a size in bytes as Cinder's whole GiB, rounded up.
@@ -70,7 +96,7 @@ func (s *Surface) poolName(guid string) string {
 // volumeView is a volume's detail view; vbds are its attachments, when
 // known.
 func (s *Surface) volumeView(c *rpc.Call, v volume.Volume, vbds []string, migrating bool) cinderapi.Volume {
-	f := volumeFields(v)
+	f := s.fields(v)
 	id := v.Info.ID
 	out := cinderapi.Volume{
 		ID: id, Name: cinderapi.Text(v.Attrs.Xen.NameLabel), Description: cinderapi.Text(v.Attrs.Xen.NameDescription),
@@ -115,7 +141,7 @@ func (s *Surface) links(c *rpc.Call, collection, id string) []cinderapi.Link {
 // volume finds a live VDI the caller may see through tenant.
 func (s *Surface) volume(c *rpc.Call, tenant, id string) (volume.VDI, error) {
 	v, err := s.vols.Get(id)
-	if err != nil || v.Info.Kind != blockstore.KindLive || !sees(c, tenant, volumeFields(v.Volume).ProjectID) {
+	if err != nil || v.Info.Kind != blockstore.KindLive || !sees(c, tenant, s.fields(v.Volume).ProjectID) {
 		return volume.VDI{}, fault.New(fault.NotFound, fault.CodeUUIDInvalid, []string{"volume", id},
 			"Volume %s could not be found.", id)
 	}
@@ -145,7 +171,10 @@ func (s *Surface) volumeRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) 
 	all := listsAll(c, a)
 	var rows []row
 	s.vols.Each(func(v *volume.Volume) {
-		f := volumeFields(*v)
+		if v.Info.Kind != blockstore.KindLive {
+			return
+		}
+		f := s.fields(*v)
 		if v.Info.Kind != blockstore.KindLive || (!all && f.ProjectID != a.TenantID) {
 			return
 		}
@@ -186,6 +215,10 @@ func (s *Surface) volumeCreate(c *rpc.Call, a *cinderapi.VolumeCreateArgs) (any,
 		return nil, fault.BadRequest(fault.CodeInvalidValue, []string{"size", fmt.Sprint(a.Size)},
 			"Invalid input received: Volume size '%d' must be an integer and greater than 0", a.Size)
 	}
+	if a.Size > blockstore.MaxSize/gib {
+		return nil, fault.BadRequest(fault.CodeInvalidValue, []string{"size", fmt.Sprint(a.Size)},
+			"Invalid input received: Volume size '%d' GiB exceeds the largest vdiskd volume, %d GiB", a.Size, blockstore.MaxSize/gib)
+	}
 	fields := volumeAttrs{ProjectID: a.TenantID, UserID: c.User, AvailabilityZone: s.opts.Zone, Metadata: a.Metadata,
 		SnapshotID: a.SnapshotID, SourceVolID: a.SourceVolID}
 	surfaces := map[string][]byte{namespace: mustJSON(fields)}
@@ -194,12 +227,13 @@ func (s *Surface) volumeCreate(c *rpc.Call, a *cinderapi.VolumeCreateArgs) (any,
 	}
 	pool := a.VolumeType
 	if a.ConsistencyGroupID != "" {
-		g, err := s.group(c, a.TenantID, a.ConsistencyGroupID)
-		if err != nil {
+		if _, err := s.group(c, a.TenantID, a.ConsistencyGroupID); err != nil {
 			return nil, err
 		}
-		if pool == "" && len(g.Pools) > 0 {
-			pool = g.Pools[0]
+		if pool == "" {
+			// cinder/volume/api.py refuses it too.
+			return nil, fault.BadRequest(fault.CodeInvalidVolumeType, nil,
+				"Invalid input received: volume_type must be provided when creating a volume in a consistency group.")
 		}
 	}
 	v, err := s.vols.Create(volume.CreateRequest{Pool: pool, Size: uint64(a.Size) * gib,
@@ -232,7 +266,7 @@ func (s *Surface) volumeFromSource(c *rpc.Call, a *cinderapi.VolumeCreateArgs, s
 		src, kind, what = a.SourceVolID, blockstore.KindLive, "Volume"
 	}
 	v, err := s.vols.Get(src)
-	if err != nil || v.Info.Kind != kind || !sees(c, a.TenantID, volumeFields(v.Volume).ProjectID) {
+	if err != nil || v.Info.Kind != kind || !sees(c, a.TenantID, s.fields(v.Volume).ProjectID) {
 		return nil, fault.New(fault.NotFound, fault.CodeUUIDInvalid, []string{what, src}, "%s %s could not be found.", what, src)
 	}
 	if a.VolumeType != "" {
@@ -251,14 +285,11 @@ func (s *Surface) volumeFromSource(c *rpc.Call, a *cinderapi.VolumeCreateArgs, s
 			"Invalid input received: volume size %d GiB is smaller than the source's %d GiB", a.Size, sizeGiB(v.Info.Size))
 	}
 	name, desc := a.Name, a.Description
-	clone, err := s.vols.CloneAs(src, volume.Derivation{NameLabel: &name, NameDescription: &desc, Surfaces: surfaces, By: c.User})
+	// Grown, if asked, in the commit that makes it.
+	clone, err := s.vols.CloneAs(src, volume.Derivation{NameLabel: &name, NameDescription: &desc, Surfaces: surfaces,
+		Size: size, By: c.User})
 	if err != nil {
 		return nil, err
-	}
-	if size > clone.Info.Size {
-		if clone, err = s.vols.Resize(clone.Info.ID, size, "resize", c.User); err != nil {
-			return nil, err
-		}
 	}
 	return map[string]any{"volume": s.volumeView(c, clone.Volume, clone.VBDs, false)}, nil
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/gorilla/mux"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
@@ -100,8 +101,10 @@ func decodeArgs(r *http.Request, rpc *RPC, dst any) *fault.Error {
 	return nil
 }
 
-// unwrap returns the arguments inside a body's envelope member, which must
-// be the body's only member and a JSON object. No body at all is no
+// unwrap returns the arguments inside a body's envelope member, a JSON
+// object. Beside it a body may carry only OpenStack extension members
+// ("OS-SCH-HNT:scheduler_hints": a name with a colon), which are ignored as
+// Cinder ignores what it does not implement. No body at all is no
 // arguments (a delete without options).
 func unwrap(body map[string]json.RawMessage, rpc *RPC) (map[string]json.RawMessage, *fault.Error) {
 	if len(body) == 0 {
@@ -113,7 +116,7 @@ func unwrap(body map[string]json.RawMessage, rpc *RPC) (map[string]json.RawMessa
 			"Missing required element '%s' in request body.", rpc.Envelope)
 	}
 	for name := range body {
-		if name != rpc.Envelope {
+		if name != rpc.Envelope && !strings.Contains(name, ":") {
 			return nil, fault.BadRequest(fault.CodeUnknownField, []string{name},
 				"unknown member %q beside %q in the body of %s", name, rpc.Envelope, rpc.Name())
 		}

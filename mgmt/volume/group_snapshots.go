@@ -148,11 +148,16 @@ func (s *Service) CreateGroupFromSource(req GroupFromSource) (Group, error) {
 		sources []string
 	)
 	if req.FromSnapshot != "" {
-		c, release, err := s.holdGroupSnapshot(req.FromSnapshot, StatusCreating)
+		// A source is held, so it cannot change meanwhile, but not
+		// marked: it looks as it is (Cinder leaves sources alone).
+		c, release, err := s.holdGroupSnapshot(req.FromSnapshot, "")
 		if err != nil {
 			return Group{}, err
 		}
 		defer release()
+		if err := checkGroupSnapshotStatus(c.rec.Status, StatusCreating); err != nil {
+			return Group{}, err
+		}
 		s.groups.mu.Lock()
 		sources = s.groups.membersOf(c.rec.ID)
 		if g := s.groups.byID[c.rec.Group]; g != nil {
@@ -164,11 +169,14 @@ func (s *Service) CreateGroupFromSource(req GroupFromSource) (Group, error) {
 				"cgsnapshot %s is empty; no consistency group can be created from it", c.rec.ID)
 		}
 	} else {
-		ge, release, err := s.holdGroup(req.FromGroup, StatusUpdating)
+		ge, release, err := s.holdGroup(req.FromGroup, "")
 		if err != nil {
 			return Group{}, err
 		}
 		defer release()
+		if err := checkGroupStatus(ge.rec.Status, StatusUpdating); err != nil {
+			return Group{}, err
+		}
 		s.groups.mu.Lock()
 		sources = s.groups.membersOf(ge.rec.ID)
 		pools = slices.Clone(ge.rec.Pools)

@@ -781,6 +781,18 @@ func TestGroupMembersCannotGoAlone(t *testing.T) {
 	if _, err := s.UpdateGroup(g.ID, GroupUpdate{Remove: []string{m}}); err != nil {
 		t.Fatal(err)
 	}
+	// Out of the group, m may move, but not while its snapshot of the
+	// group snapshot would move with it.
+	newPool(t, s, "elsewhere")
+	mig, err := s.StartMigration(m, "elsewhere", "task", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = mig.Run()
+	wantFault(t, "migrate "+m, err, fault.Conflict, fault.CodeOperationNotAllowed)
+	if got := mustGet(t, s, msnap).Info.Pool; got != g.Pools[0] {
+		t.Fatalf("the group snapshot's member moved to %s", got)
+	}
 	if err := s.Destroy(m, ""); err != nil {
 		t.Fatalf("destroy after leaving the group: %v", err)
 	}

@@ -84,7 +84,9 @@ type Derivation struct {
 	// Surfaces are namespaced attributes of other surfaces, set in the
 	// same commit.
 	Surfaces map[string][]byte
-	By       string // who asked, for the log
+	// Size, for a clone, grows it in the same commit (0: the source's).
+	Size uint64
+	By   string // who asked, for the log
 }
 
 // Snapshot takes a read-only snapshot of a VDI, O(1) in its data.
@@ -117,7 +119,7 @@ func (s *Service) Clone(id string, driverParams map[string]string, by string) (V
 // CloneAs is Clone with fields of the clone's own.
 func (s *Service) CloneAs(id string, d Derivation) (VDI, error) {
 	c, err := s.derive(id, "clone", d, func(nid string, a []byte) (blockstore.VolumeInfo, error) {
-		return s.store.Clone(blockstore.CloneRequest{Source: id, ID: nid, Attrs: a})
+		return s.store.Clone(blockstore.CloneRequest{Source: id, ID: nid, Size: d.Size, Attrs: a})
 	})
 	if err != nil {
 		return VDI{}, err
@@ -152,12 +154,15 @@ func (s *Service) derive(id, op string, d Derivation,
 		a = a.withSurface(ns, v)
 	}
 	info, err := commit(uuid.NewString(), a.encode())
-	e.mu.Unlock()
 	if err != nil {
+		e.mu.Unlock()
 		return nil, StoreError(err, id, op)
 	}
-	n := s.insert(info, a)
-	n.mu.Lock()
+	// Indexed (and locked, before anyone can see it) while the source is
+	// still locked: a call that next locks the source sees its new
+	// snapshot.
+	n := s.insert(info, a, func(n *entry) { n.mu.Lock() })
+	e.mu.Unlock()
 	return n, nil
 }
 

@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/vdiskd/vdiskd/mgmt/fault"
@@ -80,6 +81,15 @@ func (m *Migration) Run() (VDI, error) {
 	}
 	if e == nil || !e.visible() {
 		return VDI{}, fault.Missing("VDI", m.id)
+	}
+	for _, f := range members {
+		if c := f.attrs.Lifecycle.GroupSnapshot; c != "" {
+			// Its snapshots would move too, and a group snapshot's
+			// member never moves alone.
+			return VDI{}, fault.Conflicts(fault.CodeOperationNotAllowed,
+				[]string{fmt.Sprintf("snapshot %s of VDI %s belongs to group snapshot %s", f.id, m.id, c)},
+				"VDI %s cannot move: its snapshot %s belongs to group snapshot %s; delete the group snapshot first", m.id, f.id, c)
+		}
 	}
 	if err := s.store.MovePool(dest.GUID, ids...); err != nil {
 		return VDI{}, StoreError(err, m.id, "pool_migrate")

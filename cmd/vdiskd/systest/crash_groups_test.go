@@ -673,7 +673,7 @@ func (d *daemon) cgCreateVolumes(t *testing.T, tenant, group, name string, n int
 	t.Helper()
 	var ids []string
 	for i := range n {
-		args := map[string]any{"size": 1, "name": fmt.Sprintf("%s-%d", name, i)}
+		args := map[string]any{"size": 1, "name": fmt.Sprintf("%s-%d", name, i), "volume_type": "local"}
 		if group != "" {
 			args["consistencygroup_id"] = group
 		}

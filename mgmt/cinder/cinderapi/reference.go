@@ -19,11 +19,16 @@ A volume is a VDI (the same one the XenAPI surface shows), a volume type a vPool
 - Every call answers under ` + "`/v2/{tenant_id}`" + ` and ` + "`/v3/{tenant_id}`" + ` (today's clients speak v3 to
   either); ` + "`GET /`" + ` answers Cinder's version document (300), ` + "`GET /v2/`" + ` and ` + "`GET /v3/`" + ` one version.
 - Authentication: ` + "`X-Auth-Token: <vdiskd token>`" + ` (POST /api/token gives one). With
-  ` + "`vdiskd --cinder-auth noauth`" + `, also Cinder's noauth tokens ` + "`user:project`" + ` (an administrator of
-  that project; test clouds only). Reads need read-only, changes vm-admin; ` + "`all_tenants=1`" + ` lists every
+  ` + "`vdiskd --cinder-auth noauth`" + `, also Cinder's noauth tokens ` + "`user:project`" + `, whose holder is,
+  as in Cinder's noauth, an administrator of every project (the path must name the token's
+  project); for test clouds only. Reads need read-only, changes vm-admin; ` + "`all_tenants=1`" + ` lists every
   project's for a pool-admin and is ignored for others, as Cinder does.
-- Tenancy: groups, cgsnapshots, volumes and snapshots belong to the project in the path; another
-  project neither sees nor touches them. VDIs made through another surface are in project ` + "`default`" + `.
+- Tenancy: groups, cgsnapshots, volumes and snapshots belong to the project in the path they were
+  made through, and calls through another project's path neither see nor touch them. vdiskd users
+  are not bound to projects: the caller names the project, as with Cinder's noauth, so projects
+  keep tenants' objects apart but are not a security boundary between vdiskd users (the XenAPI
+  surface shows every VDI to every user anyway). A VDI made through another surface is in the
+  project of the VDI it was snapshotted or cloned from, else in ` + "`default`" + `.
 - Bodies are wrapped in the call's envelope (` + "`{\"consistencygroup\": {...}}`" + `); changes answer 202.
 - Errors are Cinder's fault bodies: ` + "`{\"badRequest\": {\"code\": 400, \"message\": \"...\"}}`" + `,
   ` + "`itemNotFound`" + ` 404, ` + "`forbidden`" + ` 403; 401 is ` + "`{\"error\": {...}}`" + ` as keystonemiddleware's.
