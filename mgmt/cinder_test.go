@@ -18,19 +18,7 @@ import (
 // cinder sends one request to the Cinder surface with X-Auth-Token.
 func (e *env) cinder(method, path, token string, body any) (int, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	req, err := http.NewRequest(method, e.srv.URL+path, e.body(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}

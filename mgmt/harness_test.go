@@ -112,21 +112,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // Basic credentials. body is JSON-encoded unless it is a string or []byte.
 func (e *env) request(method, path, token string, body any) (int, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	req, err := http.NewRequest(method, e.srv.URL+path, e.body(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -146,6 +132,25 @@ func (e *env) request(method, path, token string, body any) (int, []byte) {
 		e.t.Fatal(err)
 	}
 	return resp.StatusCode, out
+}
+
+// body is a request body: nil for none, a string or []byte as is,
+// anything else JSON-encoded.
+func (e *env) body(body any) io.Reader {
+	e.t.Helper()
+	switch b := body.(type) {
+	case nil:
+		return nil
+	case string:
+		return strings.NewReader(b)
+	case []byte:
+		return bytes.NewReader(b)
+	}
+	buf, err := json.Marshal(body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return bytes.NewReader(buf)
 }
 
 // must sends a request that has to answer want, and decodes the answer
