@@ -36,7 +36,11 @@ func ToolCmd(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), "PATH=/usr/bin:"+os.Getenv("PATH"))
-	cmd.WaitDelay = 5 * time.Second // output pipes a killed program's children hold
+	// Bounds the wait for output pipes a killed program's children hold;
+	// it also bounds reading what an exited program left in its pipe,
+	// which for nbdcopy's 64 MiB under -race on a loaded machine took
+	// over 5 s once.
+	cmd.WaitDelay = 20 * time.Second
 	return cmd
 }
 
