@@ -36,7 +36,7 @@ func (s *Surface) groupView(g volume.Group) cinderapi.Group {
 // groupSortKeys are the group fields lists sort by.
 var groupSortKeys = []string{"created_at", "id", "name", "status", "description", "availability_zone"}
 
-func (s *Surface) groupRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) {
+func (s *Surface) groupRows(c *rpc.Call, a *cinderapi.ListArgs) []row {
 	all := listsAll(c, a)
 	var rows []row
 	for _, g := range s.vols.Groups() {
@@ -48,7 +48,7 @@ func (s *Surface) groupRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) {
 			fields: map[string]string{"id": g.ID, "name": g.Name, "status": v.Status, "created_at": v.CreatedAt,
 				"description": g.Description, "availability_zone": v.AvailabilityZone, "project_id": g.Owner}})
 	}
-	return rows, nil
+	return rows
 }
 
 func (s *Surface) groupList(c *rpc.Call, a *cinderapi.ListArgs) (any, error) {
@@ -63,16 +63,12 @@ func (s *Surface) groupDetail(c *rpc.Call, a *cinderapi.ListArgs) (any, error) {
 // cut, in the summary or detail view, with a next link when the page is
 // full (linksKey "" for lists that have none).
 func (s *Surface) listOf(c *rpc.Call, a *cinderapi.ListArgs, key, linksKey string, sortable []string, detail bool,
-	rowsOf func(*rpc.Call, *cinderapi.ListArgs) ([]row, error)) (any, error) {
+	rowsOf func(*rpc.Call, *cinderapi.ListArgs) []row) (any, error) {
 	l, ferr := parseListing(a, sortable)
 	if ferr != nil {
 		return nil, ferr
 	}
-	rows, err := rowsOf(c, a)
-	if err != nil {
-		return nil, err
-	}
-	page, full, ferr := l.apply(rows)
+	page, full, ferr := l.apply(rowsOf(c, a))
 	if ferr != nil {
 		return nil, ferr
 	}
@@ -222,7 +218,7 @@ func groupSnapshotView(g volume.GroupSnapshot) cinderapi.GroupSnapshot {
 
 var groupSnapshotSortKeys = []string{"created_at", "id", "name", "status", "consistencygroup_id", "description"}
 
-func (s *Surface) groupSnapshotRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) {
+func (s *Surface) groupSnapshotRows(c *rpc.Call, a *cinderapi.ListArgs) []row {
 	all := listsAll(c, a)
 	var rows []row
 	for _, g := range s.vols.GroupSnapshots() {
@@ -234,7 +230,7 @@ func (s *Surface) groupSnapshotRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, 
 			fields: map[string]string{"id": g.ID, "name": g.Name, "status": g.Status, "created_at": v.CreatedAt,
 				"consistencygroup_id": g.Group, "description": g.Description, "project_id": g.Owner}})
 	}
-	return rows, nil
+	return rows
 }
 
 // cgsnapshot lists page with offset and limit only (common.limited): no

@@ -43,7 +43,7 @@ func (s *Surface) snapshotShow(c *rpc.Call, a *cinderapi.SnapshotRef) (any, erro
 
 var snapshotSortKeys = []string{"created_at", "id", "name", "status", "size", "volume_id", "description"}
 
-func (s *Surface) snapshotRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) {
+func (s *Surface) snapshotRows(c *rpc.Call, a *cinderapi.ListArgs) []row {
 	all := listsAll(c, a)
 	var rows []row
 	s.vols.Each(func(v *volume.Volume) {
@@ -61,7 +61,7 @@ func (s *Surface) snapshotRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error
 				"description": v.Attrs.Xen.NameDescription, "cgsnapshot_id": v.Attrs.Lifecycle.GroupSnapshot,
 				"project_id": f.ProjectID}})
 	})
-	return rows, nil
+	return rows
 }
 
 // Cinder's snapshot list and detail views are the same.

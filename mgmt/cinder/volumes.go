@@ -167,7 +167,7 @@ func (s *Surface) volumeShow(c *rpc.Call, a *cinderapi.VolumeRef) (any, error) {
 
 var volumeSortKeys = []string{"created_at", "id", "name", "status", "size", "volume_type", "description", "availability_zone"}
 
-func (s *Surface) volumeRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) {
+func (s *Surface) volumeRows(c *rpc.Call, a *cinderapi.ListArgs) []row {
 	all := listsAll(c, a)
 	var rows []row
 	s.vols.Each(func(v *volume.Volume) {
@@ -187,7 +187,7 @@ func (s *Surface) volumeRows(c *rpc.Call, a *cinderapi.ListArgs) ([]row, error) 
 				"consistencygroup_id": v.Attrs.Lifecycle.Group, "project_id": f.ProjectID, "bootable": "false",
 				"user_id": f.UserID}})
 	})
-	return rows, nil
+	return rows
 }
 
 func (s *Surface) volumeList(c *rpc.Call, a *cinderapi.ListArgs) (any, error) {
