@@ -1,11 +1,14 @@
 package mgmt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,9 +19,11 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/cinder"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/kv"
+	"github.com/vdiskd/vdiskd/mgmt/peer"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/mgmt/xenrest"
+	"github.com/vdiskd/vdiskd/mgmt/zone"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -53,6 +58,9 @@ type Options struct {
 	Counters *metrics.Registry
 	// CinderNoAuth accepts Cinder's noauth tokens on the Cinder surface.
 	CinderNoAuth bool
+	// ZoneProbeInterval is how often every peer zone is asked whether it
+	// answers (default 30 s; negative: only when registered).
+	ZoneProbeInterval time.Duration
 	// ObserveCall hears of every answered REST request: the call's name
 	// ("VDI.snapshot", "none" for unknown routes), status and duration.
 	ObserveCall func(call string, status int, took time.Duration)
@@ -71,8 +79,11 @@ type Server struct {
 	auth   *auth.Service
 	vols   *volume.Service
 	tasks  *task.Table
+	zones  *zone.Service
 	rest   *xenrest.Surface
 	cinder *cinder.Surface
+
+	stopWatching context.CancelFunc // the zone prober
 }
 
 // node is this daemon's identity: its StorageRouter.
@@ -145,23 +156,55 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
+	s.zones, err = zone.New(zone.Options{DB: s.db, SecretsDir: filepath.Join(opts.DataDir, "zones"), Self: opts.Zone,
+		Logger: s.log, Now: opts.Now, Probe: probePeer})
+	if err != nil {
+		return err
+	}
 	s.tasks = task.New(task.Options{Now: opts.Now, Logger: s.log, ResidentOn: s.node.GUID,
 		Failed: func(err error, object, name string) *fault.Error { return volume.StoreError(err, object, name) }})
 	s.rest = xenrest.New(xenrest.Options{Volumes: s.vols, Tasks: s.tasks, Auth: s.auth, Store: s.store,
 		Logger: s.log, Now: opts.Now, DataDir: opts.DataDir, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone, Address: opts.Address, NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken,
-		Sample: s.sampleOf})
+		Sample: s.sampleOf, Zones: s.zones})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWatching = cancel
+	if interval := opts.ZoneProbeInterval; interval >= 0 {
+		if interval == 0 {
+			interval = 30 * time.Second
+		}
+		go s.zones.Watch(ctx, interval)
+	}
 	return nil
 }
 
 // Close cancels running tasks, waits for them to clean up, and closes the
 // management database.
 func (s *Server) Close() error {
+	s.stopWatching()
 	s.tasks.Close()
 	return s.db.Close()
 }
 
 // NodeGUID is this daemon's StorageRouter guid.
 func (s *Server) NodeGUID() string { return s.node.GUID }
+
+// probePeer asks a peer zone who it is, through its REST API.
+func probePeer(ctx context.Context, p zone.Peer, password string) (zone.Facts, error) {
+	c, err := peer.New(p.BaseURL(), p.Username, password, p.CAPEM)
+	if err != nil {
+		return zone.Facts{}, err
+	}
+	n, err := c.Node(ctx)
+	if err != nil {
+		return zone.Facts{}, err
+	}
+	f := zone.Facts{Zone: n.Zone, Node: n.Name, NodeGUID: n.GUID}
+	for _, i := range n.NBD {
+		f.NBD = append(f.NBD, net.JoinHostPort(i.Address, strconv.Itoa(i.Port)))
+		f.NBDTLS = f.NBDTLS || i.Cert != ""
+	}
+	return f, nil
+}

@@ -22,6 +22,21 @@ func commandName(call string) string { return strings.ReplaceAll(call, "_", "-")
 // flagName is an argument's flag: lower case, '-' for '_' ("SR" is --sr).
 func flagName(arg string) string { return strings.ReplaceAll(strings.ToLower(arg), "_", "-") }
 
+// globalFlags are the root's flags; an argument never hides one.
+var globalFlags = map[string]bool{"url": true, "token": true, "json": true, "insecure": true, "config": true,
+	"wait": true, "field": true, "project": true}
+
+// argFlag is an argument's flag: its flagName, or, where that is a global
+// flag's (zone create's url), prefixed with the command group's name
+// (--zone-url).
+func argFlag(sp *surfaceSpec, r *api.RPC, arg api.Arg) string {
+	name := flagName(arg.Name)
+	if globalFlags[name] {
+		return sp.groupName(r.Class) + "-" + name
+	}
+	return name
+}
+
 // commandPath is where a call's command is, below the root.
 func commandPath(r *api.RPC) []string {
 	if r.Class == handWritten {
@@ -85,7 +100,7 @@ func (a *app) rpcCommand(sp *surfaceSpec, r *api.RPC) *cobra.Command {
 			use += " <" + arg.Name + ">"
 			continue
 		}
-		rc.opts = append(rc.opts, flagArg{arg, flagName(arg.Name)})
+		rc.opts = append(rc.opts, flagArg{arg, argFlag(sp, r, arg)})
 	}
 	c := &cobra.Command{
 		Use:   use,

@@ -22,6 +22,9 @@ func TestEveryRPCHasACommand(t *testing.T) {
 	root := testRoot()
 	globals := map[string]bool{}
 	root.PersistentFlags().VisitAll(func(f *pflag.Flag) { globals[f.Name] = true })
+	if len(globals) != len(globalFlags) {
+		t.Fatalf("the root has flags %v; globalFlags must name them all", globals)
+	}
 	f := newFake(t)
 	seen := map[*cobra.Command]bool{}
 	for _, r := range commandedCalls() {
@@ -50,7 +53,7 @@ func TestEveryRPCHasACommand(t *testing.T) {
 				}
 				continue
 			}
-			name := flagName(arg.Name)
+			name := argFlag(sp, r, arg)
 			if cmd.LocalFlags().Lookup(name) == nil {
 				t.Errorf("%s: no flag --%s for argument %s", r.Name(), name, arg.Name)
 			}

@@ -19,6 +19,11 @@ func (s *Surface) Bindings() []rpc.Binding {
 		rpc.Bind(api.TaskList, s.taskList),
 		rpc.Bind(api.TaskGet, s.taskGet),
 		rpc.Bind(api.TaskCancel, s.taskCancel),
+		rpc.Bind(api.NodeGet, s.nodeGet),
+		rpc.Bind(api.ZoneList, s.zoneList),
+		rpc.Bind(api.ZoneGet, s.zoneGet),
+		rpc.Bind(api.ZoneCreate, s.zoneCreate),
+		rpc.Bind(api.ZoneDelete, s.zoneDelete),
 
 		rpc.Bind(api.VPoolList, s.vpoolList),
 		rpc.Bind(api.VPoolGet, s.vpoolGet),

@@ -15,6 +15,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
+	"github.com/vdiskd/vdiskd/mgmt/zone"
 )
 
 // Options are what the surface serves from.
@@ -38,6 +39,8 @@ type Options struct {
 	TokenExports bool
 	// Sample reads a vDisk's counters.
 	Sample func(id string) metrics.Sample
+	// Zones is the registry of peer zones.
+	Zones *zone.Service
 }
 
 // Surface serves the calls of api.Table.
