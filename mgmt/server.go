@@ -20,6 +20,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/kv"
 	"github.com/vdiskd/vdiskd/mgmt/peer"
+	"github.com/vdiskd/vdiskd/mgmt/replication"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/mgmt/xenrest"
@@ -76,12 +77,13 @@ type Server struct {
 	db    *kv.DB
 	node  node
 
-	auth   *auth.Service
-	vols   *volume.Service
-	tasks  *task.Table
-	zones  *zone.Service
-	rest   *xenrest.Surface
-	cinder *cinder.Surface
+	auth         *auth.Service
+	vols         *volume.Service
+	tasks        *task.Table
+	zones        *zone.Service
+	replications *replication.Registry
+	rest         *xenrest.Surface
+	cinder       *cinder.Surface
 
 	stopWatching context.CancelFunc // the zone prober
 }
@@ -161,12 +163,43 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
+	s.replications, err = replication.New(replication.Options{DB: s.db, Logger: s.log, Now: opts.Now,
+		Pool: func(ref string) (string, error) {
+			p, err := s.vols.Pool(ref, "vPool")
+			if err != nil {
+				return "", err
+			}
+			return p.GUID, nil
+		},
+		Zone: func(name string) error {
+			if _, err := s.zones.Get(name); err != nil {
+				return err
+			}
+			return nil
+		}})
+	if err != nil {
+		return err
+	}
+	s.zones.GuardDelete(func(name string) *fault.Error {
+		if seq, ok := s.replications.UsingZone(name); ok {
+			return fault.Conflicts(fault.CodeOperationNotAllowed, []string{fmt.Sprintf("replication %d uses zone %s", seq, name)},
+				"replication %d replicates to zone %s; delete it first", seq, name)
+		}
+		return nil
+	})
+	s.vols.GuardPoolDelete(func(guid string) *fault.Error {
+		if seq, ok := s.replications.UsingPool(guid); ok {
+			return fault.Conflicts(fault.CodeOperationNotAllowed, []string{fmt.Sprintf("replication %d replicates the vPool", seq)},
+				"replication %d replicates this vPool; delete it first", seq)
+		}
+		return nil
+	})
 	s.tasks = task.New(task.Options{Now: opts.Now, Logger: s.log, ResidentOn: s.node.GUID,
 		Failed: func(err error, object, name string) *fault.Error { return volume.StoreError(err, object, name) }})
 	s.rest = xenrest.New(xenrest.Options{Volumes: s.vols, Tasks: s.tasks, Auth: s.auth, Store: s.store,
 		Logger: s.log, Now: opts.Now, DataDir: opts.DataDir, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone, Address: opts.Address, NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken,
-		Sample: s.sampleOf, Zones: s.zones})
+		Sample: s.sampleOf, Zones: s.zones, Replications: s.replications})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())

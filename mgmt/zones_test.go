@@ -132,3 +132,80 @@ func TestZoneRegistry(t *testing.T) {
 		}
 	}
 }
+
+func TestReplicationRelations(t *testing.T) {
+	a := newEnvWith(t, inZone("a", nil))
+	b := newEnvWith(t, inZone("b", nil))
+	a.must(http.StatusCreated, "POST", "/api/zones", a.admin,
+		map[string]any{"name": "b", "url": b.srv.URL, "username": "admin", "password": adminPassword}, nil)
+	a.must(http.StatusCreated, "POST", "/api/zones", a.admin,
+		map[string]any{"name": "down", "url": "http://127.0.0.1:1", "username": "admin", "password": "x"}, nil)
+	a.must(http.StatusCreated, "POST", "/api/vpools", a.admin, map[string]any{"name": "gold"}, nil)
+
+	var r api.Replication
+	a.must(http.StatusCreated, "POST", "/api/replications", a.admin,
+		map[string]any{"vpool": "gold", "dst_zone": "b", "dst_vpool": "local", "interval_s": 60}, &r)
+	if r.Seq != 1 || r.VPoolName != "gold" || r.Status != "initializing" || r.Interval != 60 || r.Retention != 7 {
+		t.Fatalf("created %+v", r)
+	}
+	var broken api.Replication
+	a.must(http.StatusCreated, "POST", "/api/replications", a.admin,
+		map[string]any{"vpool": "local", "dst_zone": "down", "dst_vpool": "local"}, &broken)
+	if broken.Seq != 2 || broken.Status != "broken" || !strings.Contains(broken.Reason, "zone down does not answer") {
+		t.Fatalf("to an unreachable zone: %+v", broken)
+	}
+
+	var before api.List[api.Replication]
+	a.must(http.StatusOK, "GET", "/api/replications", a.admin, nil, &before)
+	for _, c := range []struct {
+		what, method, path string
+		body               any
+		status             int
+		code               string
+	}{
+		{"the same pair again", "POST", "/api/replications", map[string]any{"vpool": "gold", "dst_zone": "b", "dst_vpool": "x"}, 409, "NAME_ALREADY_EXISTS"},
+		{"an unknown zone", "POST", "/api/replications", map[string]any{"vpool": "gold", "dst_zone": "c", "dst_vpool": "x"}, 404, api.CodeUUIDInvalid},
+		{"an unknown vPool", "POST", "/api/replications", map[string]any{"vpool": "tin", "dst_zone": "b", "dst_vpool": "x"}, 404, api.CodeUUIDInvalid},
+		{"an interval too short", "POST", "/api/replications", map[string]any{"vpool": "local", "dst_zone": "b", "dst_vpool": "x", "interval_s": 5}, 400, api.CodeInvalidValue},
+		{"a negative retention", "POST", "/api/replications", map[string]any{"vpool": "local", "dst_zone": "b", "dst_vpool": "x", "retention": -1}, 400, api.CodeInvalidValue},
+		{"no dst_vpool", "POST", "/api/replications", map[string]any{"vpool": "local", "dst_zone": "b"}, 400, api.CodeInvalidValue},
+		{"a bad seq", "GET", "/api/replications/x", nil, 400, api.CodeInvalidValue},
+		{"an unknown seq", "POST", "/api/replications/99/pause", nil, 404, api.CodeUUIDInvalid},
+		{"deleting a zone in use", "DELETE", "/api/zones/b", nil, 409, "OPERATION_NOT_ALLOWED"},
+		{"deleting a vPool in use", "DELETE", "/api/vpools/gold", nil, 409, "OPERATION_NOT_ALLOWED"},
+	} {
+		a.fails(c.status, c.code, c.method, c.path, a.admin, c.body)
+		var after api.List[api.Replication]
+		a.must(http.StatusOK, "GET", "/api/replications", a.admin, nil, &after)
+		if mustJSON(after) != mustJSON(before) {
+			t.Fatalf("%s changed the relations", c.what)
+		}
+	}
+	// Who may: readers read, only pool-admins change.
+	a.must(http.StatusOK, "GET", "/api/replications/1", a.userWithRole(api.ReadOnly), nil, &r)
+	a.fails(http.StatusForbidden, api.CodePermissionDenied, "POST", "/api/replications/1/pause", a.userWithRole(api.VMAdmin), nil)
+
+	a.must(http.StatusOK, "POST", "/api/replications/1/pause", a.admin, nil, &r)
+	if !r.Paused || r.Status != "paused" {
+		t.Fatalf("paused %+v", r)
+	}
+	a.restart()
+	a.admin = a.login("admin", adminPassword)
+	a.s.zones.ProbeAll()
+	a.must(http.StatusOK, "GET", "/api/replications/1", a.admin, nil, &r)
+	if !r.Paused || r.DstVPool != "local" {
+		t.Fatalf("after a restart %+v", r)
+	}
+	a.must(http.StatusOK, "POST", "/api/replications/1/resume", a.admin, nil, &r)
+	if r.Paused || r.Status != "initializing" {
+		t.Fatalf("resumed %+v", r)
+	}
+	a.must(http.StatusNoContent, "DELETE", "/api/replications/1", a.admin, nil, nil)
+	a.must(http.StatusNoContent, "DELETE", "/api/zones/b", a.admin, nil, nil)
+	// A seq is never handed out twice.
+	a.must(http.StatusCreated, "POST", "/api/replications", a.admin,
+		map[string]any{"vpool": "gold", "dst_zone": "down", "dst_vpool": "local"}, &r)
+	if r.Seq != 3 {
+		t.Fatalf("the next seq is %d, want 3", r.Seq)
+	}
+}

@@ -148,6 +148,11 @@ func (s *Service) DeletePool(ref string) error {
 		return fault.Conflicts(fault.CodeOperationNotAllowed, []string{"the default vPool cannot be deleted"},
 			"vPool %s is the default; VDIs created without SR go there", pl.Name)
 	}
+	if guard := s.poolGuard.Load(); guard != nil {
+		if err := (*guard)(pl.GUID); err != nil {
+			return err
+		}
+	}
 	if g := s.groupUsingPool(pl.GUID); g != "" {
 		return fault.Conflicts(fault.CodeOperationNotAllowed, []string{"the vPool is a volume type of consistency group " + g},
 			"vPool %s is a volume type of consistency group %s; delete the group first", pl.Name, g)
@@ -196,3 +201,7 @@ func (s *Service) eachInPool(guid string, fn func(e *entry)) {
 		e.mu.Unlock()
 	}
 }
+
+// GuardPoolDelete makes DeletePool refuse a vPool for which inUse answers
+// an error (a replication relation replicates it).
+func (s *Service) GuardPoolDelete(inUse func(guid string) *fault.Error) { s.poolGuard.Store(&inUse) }

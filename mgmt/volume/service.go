@@ -55,7 +55,8 @@ type Service struct {
 	groups      groups
 	detachGrace atomic.Int64 // Options.DetachGrace, changeable by tests
 
-	copyHook atomic.Pointer[func(ctx context.Context)] // tests: runs before each chunk a copy moves
+	copyHook  atomic.Pointer[func(ctx context.Context)] // tests: runs before each chunk a copy moves
+	poolGuard atomic.Pointer[func(guid string) *fault.Error]
 }
 
 // entry is one volume in the index.

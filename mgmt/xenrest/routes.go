@@ -24,6 +24,12 @@ func (s *Surface) Bindings() []rpc.Binding {
 		rpc.Bind(api.ZoneGet, s.zoneGet),
 		rpc.Bind(api.ZoneCreate, s.zoneCreate),
 		rpc.Bind(api.ZoneDelete, s.zoneDelete),
+		rpc.Bind(api.ReplicationList, s.replicationList),
+		rpc.Bind(api.ReplicationGet, s.replicationGet),
+		rpc.Bind(api.ReplicationCreate, s.replicationCreate),
+		rpc.Bind(api.ReplicationDelete, s.replicationDelete),
+		rpc.Bind(api.ReplicationPause, s.replicationPause),
+		rpc.Bind(api.ReplicationResume, s.replicationResume),
 
 		rpc.Bind(api.VPoolList, s.vpoolList),
 		rpc.Bind(api.VPoolGet, s.vpoolGet),

@@ -13,6 +13,7 @@ import (
 	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/auth"
+	"github.com/vdiskd/vdiskd/mgmt/replication"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/mgmt/zone"
@@ -41,6 +42,10 @@ type Options struct {
 	Sample func(id string) metrics.Sample
 	// Zones is the registry of peer zones.
 	Zones *zone.Service
+	// Replications are the replication relations; Progress, if set, is
+	// what the replicator reports of one.
+	Replications *replication.Registry
+	Progress     func(seq int) replication.Progress
 }
 
 // Surface serves the calls of api.Table.

@@ -82,7 +82,12 @@ type Service struct {
 	// changing serialises creates and deletes (each writes a secret file
 	// and a record), held across their I/O.
 	changing sync.Mutex
+	inUse    func(name string) *fault.Error // set by GuardDelete
 }
+
+// GuardDelete makes Delete refuse a zone for which inUse answers an error
+// (a replication relation needs it).
+func (s *Service) GuardDelete(inUse func(name string) *fault.Error) { s.inUse = inUse }
 
 const keyPrefix = "zone/"
 
@@ -218,6 +223,11 @@ func (s *Service) Delete(name, by string) error {
 	defer s.changing.Unlock()
 	if _, err := s.Get(name); err != nil {
 		return err
+	}
+	if s.inUse != nil {
+		if err := s.inUse(name); err != nil {
+			return err
+		}
 	}
 	if err := s.opts.DB.Delete(keyPrefix + name); err != nil {
 		return fault.Internalf(nil, "zone %s: %v", name, err)
