@@ -140,3 +140,24 @@ func (s *Service) DataDestroy(id, by string) (VDI, error) {
 	s.log.Info("VDI data destroyed (CBT metadata kept)", "vdi", id, "by", by)
 	return s.view(e), nil
 }
+
+// AllocatedBlocks lists the 64 KiB blocks of VDI id that hold data (not
+// holes, not zeros), and its size: what a first copy of it must move.
+func (s *Service) AllocatedBlocks(id string) (*roaring.Bitmap, uint64, error) {
+	e, ferr := s.lock(id)
+	if ferr != nil {
+		return nil, 0, ferr
+	}
+	size := e.info.Size
+	e.mu.Unlock()
+	d, err := s.store.Attach(id)
+	if err != nil {
+		return nil, 0, StoreError(err, id, "allocated_blocks")
+	}
+	defer d.Close()
+	bm, err := dataBlocks(d, size)
+	if err != nil {
+		return nil, 0, StoreError(err, id, "allocated_blocks")
+	}
+	return bm, size, nil
+}

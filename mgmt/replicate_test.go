@@ -1,0 +1,133 @@
+package mgmt
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/replication"
+	"github.com/vdiskd/vdiskd/nbd"
+)
+
+// withNBD gives a daemon a real NBD server on loopback, as vdiskd runs
+// one: get_nbd_info answers its address.
+func withNBD(t *testing.T, zone string) *env {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	e := newEnvWith(t, func(o *Options) {
+		inZone(zone, nil)(o)
+		o.NBDInfo = func(name string) []api.NBDInfo {
+			return []api.NBDInfo{{ExportName: name, Address: "127.0.0.1", Port: port,
+				URI: "nbd://127.0.0.1:" + strconv.Itoa(port) + "/" + name}}
+		}
+	})
+	srv, err := nbd.NewServer(nbd.Options{Exports: e.s.NBDExports(NBDAuthToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return e
+}
+
+// One VDI's cycles from zone a to zone b: the first sync ships only the
+// blocks holding data, each later cycle only the blocks written since, and
+// every replica snapshot holds what its source snapshot held.
+func TestReplicationCycles(t *testing.T) {
+	a := newEnvWith(t, inZone("a", nil))
+	b := withNBD(t, "b")
+	a.must(http.StatusCreated, "POST", "/api/zones", a.admin,
+		map[string]any{"name": "b", "url": b.srv.URL, "username": "admin", "password": adminPassword}, nil)
+	v := a.createVDI(map[string]any{"name_label": "web", "virtual_size": 1 << 30}) // 1 GiB, sparse
+	blk := uint64(replication.BlockSize)
+	a.write(v.UUID, 0, pattern(1, 4096))
+	a.write(v.UUID, 100*blk+512, pattern(2, 8192))
+	a.write(v.UUID, 16383*blk, pattern(3, int(blk))) // the last block
+
+	dst, err := a.s.newPeerTarget("b", "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := localSource{a.s.vols}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st := replication.ReplicaState{Seq: 1, VDI: v.UUID}
+	check := func(what string) {
+		t.Helper()
+		last := st.Snapshots[len(st.Snapshots)-1]
+		for _, off := range []uint64{0, 100 * blk, 200 * blk, 16383 * blk} {
+			want, got := a.read(st.Base, off, int(blk)), b.read(last.Replica, off, int(blk))
+			if !bytes.Equal(want, got) {
+				t.Fatalf("%s: the replica snapshot differs from the source's at %d", what, off)
+			}
+		}
+	}
+
+	st, stats, err := replication.Cycle(ctx, st, "web", src, dst, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stats.Full || stats.Blocks != 3 || stats.Bytes != 3*blk || st.Replica == "" {
+		t.Fatalf("first sync %+v, state %+v", stats, st)
+	}
+	check("first sync")
+
+	a.write(v.UUID, 200*blk, pattern(4, 4096))
+	a.write(v.UUID, 0, pattern(5, 512))
+	first := st
+	st, stats, err = replication.Cycle(ctx, st, "web", src, dst, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stored: the first base is no longer needed on the source.
+	if err := replication.Release(src, first, st); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := a.request("GET", "/api/vdis/"+first.Base, a.admin, nil); code != http.StatusNotFound {
+		t.Fatalf("the released base answers %d", code)
+	}
+	if stats.Full || stats.Blocks != 2 || stats.Bytes != 2*blk || len(st.Snapshots) != 2 || st.Shipped != 5*blk {
+		t.Fatalf("second cycle %+v, state %+v", stats, st)
+	}
+	check("second cycle")
+
+	// Nothing written: nothing shipped, and still a replica snapshot.
+	st, stats, err = replication.Cycle(ctx, st, "web", src, dst, 4)
+	if err != nil || stats.Blocks != 0 || len(st.Snapshots) != 3 {
+		t.Fatalf("an idle cycle: %v %+v", err, stats)
+	}
+	check("idle cycle")
+
+	// A cycle whose state was never stored (a crash) is repeated from the
+	// stored state: the replica converges, without a full resync.
+	stale := st
+	a.write(v.UUID, 300*blk, pattern(6, 4096))
+	if _, _, err = replication.Cycle(ctx, stale, "web", src, dst, 2); err != nil {
+		t.Fatal(err)
+	}
+	a.write(v.UUID, 301*blk, pattern(7, 4096))
+	st, stats, err = replication.Cycle(ctx, stale, "web", src, dst, 2)
+	if err != nil || stats.Full || stats.Blocks != 2 {
+		t.Fatalf("repeated cycle: %v %+v", err, stats)
+	}
+	check("repeated cycle")
+	for _, off := range []uint64{300 * blk, 301 * blk} {
+		last := st.Snapshots[len(st.Snapshots)-1]
+		if !bytes.Equal(a.read(st.Base, off, int(blk)), b.read(last.Replica, off, int(blk))) {
+			t.Fatalf("after the repeated cycle block %d differs", off/blk)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+)
+
+// BlockSize is the unit shipped: CBT's 64 KiB block.
+const BlockSize = 64 << 10
+
+// ReplicaState is one VDI's replica as the last completed cycle left it.
+// The replicator stores it after each cycle; a cycle that did not
+// complete left it unchanged, and the next one starts from it again.
+type ReplicaState struct {
+	Seq     int    `json:"seq"`
+	VDI     string `json:"vdi"`
+	Replica string `json:"replica,omitempty"` // the replica VDI in the backup zone
+	// Base is the last source snapshot whose contents the replica holds
+	// (the base of the next cycle's changed blocks); "" before the first
+	// sync.
+	Base      string         `json:"base,omitempty"`
+	Snapshots []SnapshotPair `json:"snapshots,omitempty"` // oldest first
+	Shipped   uint64         `json:"shipped"`             // bytes shipped in all
+}
+
+// SnapshotPair maps a source snapshot to the replica snapshot holding the
+// same contents.
+type SnapshotPair struct {
+	Source  string    `json:"source"`
+	Replica string    `json:"replica"`
+	At      time.Time `json:"at"`
+}
+
+// Source is this zone's side of a cycle.
+type Source interface {
+	// Freeze takes the snapshot of vdi this cycle ships (CBT on), and its
+	// size.
+	Freeze(seq int, vdi string) (snap string, size uint64, err error)
+	// Blocks lists snap's 64 KiB blocks to ship: those written after base,
+	// or for base "" every block that holds data.
+	Blocks(base, snap string) (*roaring.Bitmap, error)
+	// Open reads snap.
+	Open(snap string) (Reader, error)
+	// Drop removes a snapshot Freeze took that no cycle needs any more.
+	Drop(snap string) error
+}
+
+// Reader reads a source snapshot.
+type Reader interface {
+	ReadAt(p []byte, off int64) (int, error)
+	Close() error
+}
+
+// Target is the backup zone's side of a cycle.
+type Target interface {
+	// Replica makes the replica VDI (id "") or grows it to size, and
+	// answers its id.
+	Replica(ctx context.Context, id, name string, size uint64) (string, error)
+	// Open connects one writer to the replica.
+	Open(ctx context.Context, replica string) (Writer, error)
+	// Snapshot freezes the replica once every write is durable.
+	Snapshot(ctx context.Context, replica string) (string, error)
+}
+
+// Writer writes a replica.
+type Writer interface {
+	WriteAt(ctx context.Context, p []byte, off uint64) error
+	Flush(ctx context.Context) error
+	Close() error
+}
+
+// CycleStats are what one cycle did.
+type CycleStats struct {
+	Blocks int
+	Bytes  uint64
+	Full   bool // a first sync
+}
+
+// Cycle ships vdi once: it freezes the source, ships the blocks written
+// since st.Base (or, the first time, every block holding data) over conns
+// writers, flushes them, freezes the replica, and answers the state to
+// store. Until that state is stored the old one stands, and shipping the
+// same blocks of a later snapshot again is harmless, so a cycle cut at any
+// point is repeated, never resynced in full.
+func Cycle(ctx context.Context, st ReplicaState, name string, src Source, dst Target, conns int) (ReplicaState, CycleStats, error) {
+	var stats CycleStats
+	snap, size, err := src.Freeze(st.Seq, st.VDI)
+	if err != nil {
+		return st, stats, fmt.Errorf("freezing %s: %w", st.VDI, err)
+	}
+	replica, err := dst.Replica(ctx, st.Replica, name, size)
+	if err != nil {
+		return st, stats, fmt.Errorf("the replica of %s: %w", st.VDI, err)
+	}
+	if replica != st.Replica {
+		// A new replica holds nothing: ship everything.
+		st.Base = ""
+	}
+	blocks, err := src.Blocks(st.Base, snap)
+	if err != nil {
+		return st, stats, fmt.Errorf("the blocks of %s to ship: %w", snap, err)
+	}
+	stats.Full, stats.Blocks = st.Base == "", int(blocks.GetCardinality())
+	n, err := ship(ctx, src, snap, size, blocks, dst, replica, conns)
+	stats.Bytes = n
+	if err != nil {
+		return st, stats, fmt.Errorf("shipping %s to %s: %w", snap, replica, err)
+	}
+	rsnap, err := dst.Snapshot(ctx, replica)
+	if err != nil {
+		return st, stats, fmt.Errorf("snapshotting the replica %s: %w", replica, err)
+	}
+	next := st
+	next.Replica, next.Base, next.Shipped = replica, snap, st.Shipped+n
+	next.Snapshots = append(append([]SnapshotPair(nil), st.Snapshots...), SnapshotPair{Source: snap, Replica: rsnap, At: time.Now().UTC()})
+	return next, stats, nil
+}
+
+// ship writes the blocks of snap to the replica over conns writers, each
+// flushed at the end, and answers the bytes shipped.
+func ship(ctx context.Context, src Source, snap string, size uint64, blocks *roaring.Bitmap,
+	dst Target, replica string, conns int) (uint64, error) {
+	r, err := src.Open(snap)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	conns = max(1, min(conns, int(blocks.GetCardinality())))
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan uint32)
+	var shipped atomic.Uint64
+	var firstErr error
+	var once sync.Once
+	failed := func(err error) {
+		once.Do(func() { firstErr = err; cancel() })
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < conns; i++ {
+		w, err := dst.Open(ctx, replica)
+		if err != nil {
+			failed(err)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer w.Close()
+			buf := make([]byte, BlockSize)
+			for b := range work {
+				off := uint64(b) * BlockSize
+				n := min(uint64(BlockSize), size-off)
+				if _, err := r.ReadAt(buf[:n], int64(off)); err != nil {
+					failed(fmt.Errorf("reading block %d: %w", b, err))
+					return
+				}
+				if err := w.WriteAt(ctx, buf[:n], off); err != nil {
+					failed(fmt.Errorf("writing block %d: %w", b, err))
+					return
+				}
+				shipped.Add(n)
+			}
+			// Every write of this connection is durable before the
+			// replica is frozen.
+			if err := w.Flush(ctx); err != nil {
+				failed(fmt.Errorf("flushing: %w", err))
+			}
+		}()
+	}
+	it := blocks.Iterator()
+feed:
+	for it.HasNext() {
+		b := it.Next()
+		if uint64(b)*BlockSize >= size {
+			break
+		}
+		select {
+		case work <- b:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = parent.Err()
+	}
+	return shipped.Load(), firstErr
+}
+
+// Release drops the source snapshot a stored cycle made obsolete: the old
+// base, once the new state (with its new base) is stored. Call it only
+// after storing next: until then a restart needs the old base.
+func Release(src Source, stored, next ReplicaState) error {
+	if stored.Base == "" || stored.Base == next.Base {
+		return nil
+	}
+	return src.Drop(stored.Base)
+}
