@@ -62,6 +62,9 @@ type Options struct {
 	// ZoneProbeInterval is how often every peer zone is asked whether it
 	// answers (default 30 s; negative: only when registered).
 	ZoneProbeInterval time.Duration
+	// ReplicationTick is how often the replicator looks for relations due
+	// a round (default 1 s; negative: never, tests run rounds themselves).
+	ReplicationTick time.Duration
 	// ObserveCall hears of every answered REST request: the call's name
 	// ("VDI.snapshot", "none" for unknown routes), status and duration.
 	ObserveCall func(call string, status int, took time.Duration)
@@ -82,10 +85,12 @@ type Server struct {
 	tasks        *task.Table
 	zones        *zone.Service
 	replications *replication.Registry
+	replicator   *replication.Replicator
 	rest         *xenrest.Surface
 	cinder       *cinder.Surface
 
-	stopWatching context.CancelFunc // the zone prober
+	stopWatching context.CancelFunc // the zone prober and the replicator
+	replicating  chan struct{}      // closed when the replicator stopped
 }
 
 // node is this daemon's identity: its StorageRouter.
@@ -194,12 +199,21 @@ func (s *Server) open() error {
 		}
 		return nil
 	})
+	s.replicator = replication.NewReplicator(replication.ReplicatorOptions{Registry: s.replications, DB: s.db,
+		Logger: s.log, Now: opts.Now, Members: s.poolVDIs,
+		Ends: func(rel replication.Relation) (replication.Source, replication.Target, error) {
+			dst, err := s.newPeerTarget(rel.DstZone, rel.DstVPool)
+			if err != nil {
+				return nil, nil, err
+			}
+			return localSource{s.vols}, dst, nil
+		}})
 	s.tasks = task.New(task.Options{Now: opts.Now, Logger: s.log, ResidentOn: s.node.GUID,
 		Failed: func(err error, object, name string) *fault.Error { return volume.StoreError(err, object, name) }})
 	s.rest = xenrest.New(xenrest.Options{Volumes: s.vols, Tasks: s.tasks, Auth: s.auth, Store: s.store,
 		Logger: s.log, Now: opts.Now, DataDir: opts.DataDir, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone, Address: opts.Address, NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken,
-		Sample: s.sampleOf, Zones: s.zones, Replications: s.replications})
+		Sample: s.sampleOf, Zones: s.zones, Replications: s.replications, Progress: s.replicator.Progress})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -210,6 +224,18 @@ func (s *Server) open() error {
 		}
 		go s.zones.Watch(ctx, interval)
 	}
+	s.replicating = make(chan struct{})
+	if tick := opts.ReplicationTick; tick >= 0 {
+		if tick == 0 {
+			tick = time.Second
+		}
+		go func() {
+			defer close(s.replicating)
+			s.replicator.Run(ctx, tick)
+		}()
+	} else {
+		close(s.replicating)
+	}
 	return nil
 }
 
@@ -217,6 +243,7 @@ func (s *Server) open() error {
 // management database.
 func (s *Server) Close() error {
 	s.stopWatching()
+	<-s.replicating
 	s.tasks.Close()
 	return s.db.Close()
 }
@@ -240,4 +267,16 @@ func probePeer(ctx context.Context, p zone.Peer, password string) (zone.Facts, e
 		f.NBDTLS = f.NBDTLS || i.Cert != ""
 	}
 	return f, nil
+}
+
+// poolVDIs are the live VDIs of a vPool, with their names: what a
+// replication relation replicates.
+func (s *Server) poolVDIs(pool string) map[string]string {
+	out := map[string]string{}
+	s.vols.Each(func(v *volume.Volume) {
+		if v.Info.Pool == pool && !v.Info.IsSnapshot() {
+			out[v.Info.ID] = v.Attrs.Xen.NameLabel
+		}
+	})
+	return out
 }

@@ -36,7 +36,7 @@ func (s *syncBuffer) String() string {
 // registered, logging everything into log.
 func inZone(name string, log *syncBuffer) func(*Options) {
 	return func(o *Options) {
-		o.Zone, o.ZoneProbeInterval = name, -1
+		o.Zone, o.ZoneProbeInterval, o.ReplicationTick = name, -1, -1
 		if log != nil {
 			o.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
