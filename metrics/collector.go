@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // storeCollector reads the vDisks, vPools and pebble at scrape time, so a
 // destroyed vDisk's series vanish with it and nothing is kept per series.
@@ -52,6 +56,11 @@ var (
 	descSegReclaimed = desc("vdiskd_segment_reclaimed_total", "Segment files reclaimed (live blocks moved, file removed).")
 	descSegMoved     = desc("vdiskd_segment_moved_blocks_total", "Live 4 KiB blocks segment reclaim copied forward.")
 	descSegDirect    = desc("vdiskd_segment_direct_bytes_total", "Bytes of segment data written or read past the page cache (O_DIRECT, --direct-io-min).", "op")
+
+	descReplInfo    = desc("vdiskd_replication_info", "A replication relation (always 1): its vPool, backup zone and state.", "seq", "vpool", "dst_zone", "state")
+	descReplLag     = desc("vdiskd_replication_lag_seconds", "Seconds since the relation's last completed round (0 before the first).", "seq")
+	descReplShipped = desc("vdiskd_replication_shipped_bytes_total", "Bytes the relation shipped to its replicas.", "seq")
+	descReplBroken  = desc("vdiskd_replication_broken", "1 while the relation is broken (its backup zone does not answer or a round failed).", "seq")
 )
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -59,7 +68,8 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 		descVirtual, descPhysical, descBackendReads, descBackendReadBytes, descBackendWrites, descBackendWriteBytes,
 		descIndexHits, descIndexMisses, descCacheHits2, descCacheMisses2, descPoolInfo, descPoolSize, descPoolStored, descCompactions, descFlushes,
 		descWriteAmp, descReadAmp, descL0Files, descL0Sublevels, descCacheHits, descCacheMisses, descCacheSize,
-		descWALWritten, descDiskUsage, descMemtableSize, descSegFiles, descSegBytes, descSegReclaimed, descSegMoved, descSegDirect} {
+		descWALWritten, descDiskUsage, descMemtableSize, descSegFiles, descSegBytes, descSegReclaimed, descSegMoved, descSegDirect,
+		descReplInfo, descReplLag, descReplShipped, descReplBroken} {
 		ch <- d
 	}
 }
@@ -106,6 +116,19 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descSegMoved, float64(sg.Moved))
 		counter(descSegDirect, float64(sg.DirectWritten), "write")
 		counter(descSegDirect, float64(sg.DirectRead), "read")
+	}
+	if c.src.Replications != nil {
+		for _, r := range c.src.Replications() {
+			seq := strconv.Itoa(r.Seq)
+			gauge(descReplInfo, 1, seq, r.VPool, r.DstZone, r.State)
+			gauge(descReplLag, r.LagSeconds, seq)
+			counter(descReplShipped, float64(r.ShippedBytes), seq)
+			broken := 0.0
+			if r.State == "broken" {
+				broken = 1
+			}
+			gauge(descReplBroken, broken, seq)
+		}
 	}
 	if c.src.Pebble == nil {
 		return

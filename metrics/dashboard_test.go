@@ -633,6 +633,9 @@ func gatherExposition(t *testing.T) []*dto.MetricFamily {
 		Segments: func() metrics.SegmentSample {
 			return metrics.SegmentSample{Files: 3, Bytes: 5 << 12, Reclaimed: 1, Moved: 2}
 		},
+		Replications: func() []metrics.ReplicationInfo {
+			return []metrics.ReplicationInfo{{Seq: 1, VPool: "p1", DstZone: "b", State: "active", LagSeconds: 12, ShippedBytes: 1 << 20}}
+		},
 	})
 	e.NBD.Connections(1)
 	e.NBD.RequestStarted(nbd.Commands[0])

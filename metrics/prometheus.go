@@ -32,6 +32,17 @@ type Sources struct {
 	Pools    func() []PoolInfo
 	Pebble   func() *pebble.Metrics // nil answer: the store is closed
 	Segments func() SegmentSample
+	// Replications are the replication relations and their progress.
+	Replications func() []ReplicationInfo
+}
+
+// ReplicationInfo is one replication relation at one moment.
+type ReplicationInfo struct {
+	Seq            int
+	VPool, DstZone string
+	State          string // initializing, active, lagging, paused, broken
+	LagSeconds     float64
+	ShippedBytes   uint64
 }
 
 // SegmentSample is the block store's segment files at one moment.

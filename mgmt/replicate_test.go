@@ -164,6 +164,9 @@ func TestReplicatorRounds(t *testing.T) {
 	if r.Status != "active" || r.Bytes != 2*blk || r.LastError != "" {
 		t.Fatalf("after the first round: %+v", r)
 	}
+	if m := a.s.ReplicationMetrics()(); len(m) != 1 || m[0].State != "active" || m[0].ShippedBytes != 2*blk || m[0].DstZone != "b" {
+		t.Fatalf("metrics %+v", m)
+	}
 	// A new VDI follows; only what changed is shipped.
 	v3 := a.createVDI(map[string]any{"name_label": "three", "virtual_size": 64 << 20})
 	a.write(v3.UUID, 0, pattern(3, 4096))

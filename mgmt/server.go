@@ -213,7 +213,7 @@ func (s *Server) open() error {
 	s.rest = xenrest.New(xenrest.Options{Volumes: s.vols, Tasks: s.tasks, Auth: s.auth, Store: s.store,
 		Logger: s.log, Now: opts.Now, DataDir: opts.DataDir, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone, Address: opts.Address, NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken,
-		Sample: s.sampleOf, Zones: s.zones, Replications: s.replications, Progress: s.replicator.Progress})
+		Sample: s.sampleOf, Zones: s.zones, Replications: s.replications, Replicator: s.replicator, PeerState: s.peerState})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -279,4 +279,13 @@ func (s *Server) poolVDIs(pool string) map[string]string {
 		}
 	})
 	return out
+}
+
+// peerState is whether a zone answered its last probe.
+func (s *Server) peerState(name string) (bool, string) {
+	z, err := s.zones.Get(name)
+	if err != nil {
+		return false, "not registered"
+	}
+	return z.Reachable, z.Error
 }

@@ -64,3 +64,17 @@ func (s *Server) MetricSources() (disks func() []metrics.DiskInfo, pools func() 
 	}
 	return disks, pools
 }
+
+// ReplicationMetrics are the replication relations the exposition reads
+// at each scrape.
+func (s *Server) ReplicationMetrics() func() []metrics.ReplicationInfo {
+	return func() []metrics.ReplicationInfo {
+		var out []metrics.ReplicationInfo
+		for _, rel := range s.replications.List() {
+			st, p := s.replicator.Status(rel, s.peerState)
+			out = append(out, metrics.ReplicationInfo{Seq: rel.Seq, VPool: rel.VPool, DstZone: rel.DstZone,
+				State: st.State, LagSeconds: st.Lag.Seconds(), ShippedBytes: p.Bytes})
+		}
+		return out
+	}
+}

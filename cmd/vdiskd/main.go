@@ -224,7 +224,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return metrics.SegmentSample{Files: st.Files, Bytes: st.Bytes, Reclaimed: st.Reclaimed, Moved: st.Moved,
 			DirectWritten: st.DirectWritten, DirectRead: st.DirectRead}
 	}
-	expo = metrics.NewExposition(metrics.Sources{Disks: disks, Pools: pools, Pebble: store.Metrics, Segments: segments})
+	expo = metrics.NewExposition(metrics.Sources{Disks: disks, Pools: pools, Pebble: store.Metrics, Segments: segments,
+		Replications: api.ReplicationMetrics()})
 	var nbdSrv *nbd.Server
 	nbdServed := make(chan error, 1)
 	if nbdLn != nil {

@@ -243,3 +243,14 @@ func (r *Replicator) Run(ctx context.Context, tick time.Duration) {
 		}
 	}
 }
+
+// PeerState says whether a zone answered its last probe, and if not why.
+type PeerState func(zone string) (reachable bool, why string)
+
+// Status is relation rel's status now, and its progress: what every
+// surface and the metrics show.
+func (r *Replicator) Status(rel Relation, peer PeerState) (Status, Progress) {
+	p := r.Progress(rel.Seq)
+	reachable, why := peer(rel.DstZone)
+	return StatusOf(rel, p, reachable, why, r.opts.Now()), p
+}

@@ -11,15 +11,7 @@ import (
 
 // replicationRecord is a relation with its status now.
 func (s *Surface) replicationRecord(r replication.Relation) api.Replication {
-	var p replication.Progress
-	if s.opts.Progress != nil {
-		p = s.opts.Progress(r.Seq)
-	}
-	reachable, peerErr := false, "not registered"
-	if z, err := s.opts.Zones.Get(r.DstZone); err == nil {
-		reachable, peerErr = z.Reachable, z.Error
-	}
-	st := replication.StatusOf(r, p, reachable, peerErr, s.opts.Now())
+	st, p := s.opts.Replicator.Status(r, s.opts.PeerState)
 	name := r.VPool
 	if pl, err := s.vols.Pool(r.VPool, "vPool"); err == nil {
 		name = pl.Name

@@ -42,10 +42,11 @@ type Options struct {
 	Sample func(id string) metrics.Sample
 	// Zones is the registry of peer zones.
 	Zones *zone.Service
-	// Replications are the replication relations; Progress, if set, is
-	// what the replicator reports of one.
+	// Replications are the replication relations, Replicator their
+	// rounds; PeerState says whether a zone answers.
 	Replications *replication.Registry
-	Progress     func(seq int) replication.Progress
+	Replicator   *replication.Replicator
+	PeerState    replication.PeerState
 }
 
 // Surface serves the calls of api.Table.
