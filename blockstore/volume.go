@@ -45,8 +45,11 @@ type VolumeInfo struct {
 	CloneOf    string // for clones: the volume they were cloned from
 	Created    time.Time
 	CBTEnabled bool
-	Attrs      []byte // opaque to the store; the caller's record fields
-	Attached   int    // open Disk handles
+	// Gen orders the snapshots of one volume: a later snapshot has a
+	// higher one (clocks may tie or step back; this does not).
+	Gen      uint64
+	Attrs    []byte // opaque to the store; the caller's record fields
+	Attached int    // open Disk handles
 }
 
 // IsSnapshot reports whether v is frozen (a snapshot or its metadata).
@@ -93,7 +96,7 @@ func (v *volume) info() VolumeInfo {
 		ID: r.ID, Pool: r.Pool, Kind: r.Kind, Size: r.Size,
 		ReadOnly:   r.ReadOnly || r.Kind != KindLive,
 		SnapshotOf: r.SnapshotOf, CloneOf: r.CloneOf, Created: r.Created,
-		CBTEnabled: r.CBTEnabled, Attrs: append([]byte(nil), r.Attrs...),
+		CBTEnabled: r.CBTEnabled, Gen: r.Gen, Attrs: append([]byte(nil), r.Attrs...),
 		Attached: int(v.attached.Load()),
 	}
 }

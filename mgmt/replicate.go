@@ -1,17 +1,22 @@
 package mgmt
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/peer"
 	"github.com/vdiskd/vdiskd/mgmt/replication"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
@@ -53,6 +58,20 @@ func (l localSource) Blocks(base, snap string) (*roaring.Bitmap, error) {
 		return bm, err
 	}
 	bm, _, err := l.vols.ChangedBlocks(base, snap)
+	if f, ok := faultOf(err); ok && f.Code == fault.CodeChangedBlocks {
+		// No changed-block chain between them (a snapshot taken before
+		// CBT was on): every block either holds data in is shipped; one
+		// that holds data only in base reads, and is written, as zeros.
+		was, _, err := l.vols.AllocatedBlocks(base)
+		if err != nil {
+			return nil, err
+		}
+		now, _, err := l.vols.AllocatedBlocks(snap)
+		if err != nil {
+			return nil, err
+		}
+		return roaring.Or(was, now), nil
+	}
 	return bm, err
 }
 
@@ -64,7 +83,72 @@ func (l localSource) Open(snap string) (replication.Reader, error) {
 	return vbdReader{vbd}, nil
 }
 
-func (l localSource) Drop(snap string) error { return l.vols.Destroy(snap, "replication") }
+// baseOf is the relation whose base snapshot v is (0: none, a user's).
+func baseOf(v volume.Volume) int {
+	var mark struct {
+		Seq  int  `json:"seq"`
+		Base bool `json:"base"`
+	}
+	if raw := v.Attrs.Surfaces[replicationNS]; raw != nil && json.Unmarshal(raw, &mark) == nil && mark.Base {
+		return mark.Seq
+	}
+	return 0
+}
+
+func (l localSource) Between(vdi, after, before string) ([]replication.Point, error) {
+	v, err := l.vols.Get(vdi)
+	if err != nil {
+		return nil, err
+	}
+	// Snapshots of one VDI are ordered by the generation they froze.
+	var lo uint64
+	if after != "" {
+		a, ferr := l.vols.Lookup(after)
+		if ferr != nil {
+			return nil, ferr
+		}
+		lo = a.Info.Gen
+	}
+	b, ferr := l.vols.Lookup(before)
+	if ferr != nil {
+		return nil, ferr
+	}
+	hi := b.Info.Gen
+	var out []volume.Volume
+	for _, id := range v.Snapshots {
+		sv, ferr := l.vols.Lookup(id)
+		if ferr != nil || baseOf(sv) != 0 || sv.Info.Kind != blockstore.KindSnapshot {
+			continue // gone, a replicator's, or its data destroyed
+		}
+		if g := sv.Info.Gen; (after == "" || g > lo) && g < hi {
+			out = append(out, sv)
+		}
+	}
+	slices.SortFunc(out, func(x, y volume.Volume) int { return cmp.Compare(x.Info.Gen, y.Info.Gen) })
+	points := make([]replication.Point, len(out))
+	for i, sv := range out {
+		points[i] = replication.Point{Snapshot: sv.Info.ID, Size: sv.Info.Size}
+	}
+	return points, nil
+}
+
+func (l localSource) Sweep(seq int, vdi, keep string) error {
+	v, err := l.vols.Get(vdi)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, id := range v.Snapshots {
+		sv, ferr := l.vols.Lookup(id)
+		if ferr != nil || id == keep || baseOf(sv) != seq {
+			continue
+		}
+		if err := l.vols.Destroy(id, "replication"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
 
 type vbdReader struct{ *volume.VBD }
 
@@ -152,9 +236,12 @@ func (w nbdWriter) WriteAt(ctx context.Context, p []byte, off uint64) error {
 	return w.Client.WriteAt(ctx, p, off, false)
 }
 
-func (t *peerTarget) Snapshot(ctx context.Context, replica string) (string, error) {
+// Snapshot freezes the replica; its origin goes in the snapshot's
+// sm_config (driver_params), where the backup zone looks it up.
+func (t *peerTarget) Snapshot(ctx context.Context, replica string, of replication.Origin) (string, error) {
 	var v api.VDI
-	if err := t.c.Call(ctx, http.MethodPost, "/api/vdis/"+replica+"/snapshot", nil, &v); err != nil {
+	params := map[string]string{"replica_of_zone": of.Zone, "replica_of_vdi": of.VDI, "replica_of_snapshot": of.Snapshot}
+	if err := t.c.Call(ctx, http.MethodPost, "/api/vdis/"+replica+"/snapshot", map[string]any{"driver_params": params}, &v); err != nil {
 		return "", err
 	}
 	return v.UUID, nil

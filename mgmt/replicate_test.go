@@ -76,7 +76,7 @@ func TestReplicationCycles(t *testing.T) {
 		}
 	}
 
-	st, stats, err := replication.Cycle(ctx, st, "web", src, dst, 4)
+	st, stats, err := replication.Cycle(ctx, st, "a", "web", src, dst, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +88,12 @@ func TestReplicationCycles(t *testing.T) {
 	a.write(v.UUID, 200*blk, pattern(4, 4096))
 	a.write(v.UUID, 0, pattern(5, 512))
 	first := st
-	st, stats, err = replication.Cycle(ctx, st, "web", src, dst, 4)
+	st, stats, err = replication.Cycle(ctx, st, "a", "web", src, dst, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Stored: the first base is no longer needed on the source.
-	if err := replication.Release(src, first, st); err != nil {
+	if err := src.Sweep(1, v.UUID, st.Base); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := a.request("GET", "/api/vdis/"+first.Base, a.admin, nil); code != http.StatusNotFound {
@@ -105,7 +105,7 @@ func TestReplicationCycles(t *testing.T) {
 	check("second cycle")
 
 	// Nothing written: nothing shipped, and still a replica snapshot.
-	st, stats, err = replication.Cycle(ctx, st, "web", src, dst, 4)
+	st, stats, err = replication.Cycle(ctx, st, "a", "web", src, dst, 4)
 	if err != nil || stats.Blocks != 0 || len(st.Snapshots) != 3 {
 		t.Fatalf("an idle cycle: %v %+v", err, stats)
 	}
@@ -115,15 +115,21 @@ func TestReplicationCycles(t *testing.T) {
 	// stored state: the replica converges, without a full resync.
 	stale := st
 	a.write(v.UUID, 300*blk, pattern(6, 4096))
-	if _, _, err = replication.Cycle(ctx, stale, "web", src, dst, 2); err != nil {
+	if _, _, err = replication.Cycle(ctx, stale, "a", "web", src, dst, 2); err != nil {
 		t.Fatal(err)
 	}
 	a.write(v.UUID, 301*blk, pattern(7, 4096))
-	st, stats, err = replication.Cycle(ctx, stale, "web", src, dst, 2)
+	st, stats, err = replication.Cycle(ctx, stale, "a", "web", src, dst, 2)
 	if err != nil || stats.Full || stats.Blocks != 2 {
 		t.Fatalf("repeated cycle: %v %+v", err, stats)
 	}
 	check("repeated cycle")
+	if err := src.Sweep(1, v.UUID, st.Base); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(a.vdi(v.UUID).Snapshots); n != 1 {
+		t.Fatalf("after a sweep %d snapshots remain on the source, want the base alone", n)
+	}
 	for _, off := range []uint64{300 * blk, 301 * blk} {
 		last := st.Snapshots[len(st.Snapshots)-1]
 		if !bytes.Equal(a.read(st.Base, off, int(blk)), b.read(last.Replica, off, int(blk))) {
@@ -210,5 +216,69 @@ func TestReplicatorRounds(t *testing.T) {
 	}
 	if snaps != 3 {
 		t.Fatalf("%d replication snapshots kept on the source, want 3", snaps)
+	}
+}
+
+// Snapshots users take are shipped in order, each into a replica
+// snapshot tagged with its origin, holding what it held.
+func TestReplicationShipsUserSnapshots(t *testing.T) {
+	a := newEnvWith(t, inZone("a", nil))
+	b := withNBD(t, "b")
+	a.must(http.StatusCreated, "POST", "/api/zones", a.admin,
+		map[string]any{"name": "b", "url": b.srv.URL, "username": "admin", "password": adminPassword}, nil)
+	v := a.createVDI(map[string]any{"name_label": "db", "virtual_size": 64 << 20})
+	blk := uint64(replication.BlockSize)
+	dst, err := a.s.newPeerTarget("b", "local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := localSource{a.s.vols}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a.write(v.UUID, 0, pattern(1, int(blk)))
+	u1 := a.post(v.UUID, "snapshot", nil).UUID // before the first sync
+	a.write(v.UUID, 0, pattern(2, int(blk)))
+	st, stats, err := replication.Cycle(ctx, replication.ReplicaState{Seq: 1, VDI: v.UUID}, "a", "db", src, dst, 2)
+	if err != nil || len(st.Snapshots) != 2 || st.Snapshots[0].Source != u1 || stats.Blocks != 2 {
+		t.Fatalf("first sync: %v %+v %+v", err, stats, st)
+	}
+	a.write(v.UUID, blk, pattern(3, int(blk)))
+	u2 := a.post(v.UUID, "snapshot", nil).UUID
+	a.write(v.UUID, 2*blk, pattern(4, int(blk)))
+	u3 := a.post(v.UUID, "snapshot", nil).UUID
+	a.write(v.UUID, 0, pattern(5, int(blk)))
+	st, stats, err = replication.Cycle(ctx, st, "a", "db", src, dst, 2)
+	if err != nil || len(st.Snapshots) != 5 || stats.Full {
+		t.Fatalf("second cycle: %v %+v %+v", err, stats, st)
+	}
+	// u2 holds block 1 changed, u3 block 2, the frozen one block 0: each
+	// point ships only what changed since the one before.
+	if stats.Blocks != 3 {
+		t.Fatalf("second cycle shipped %d blocks, want 3", stats.Blocks)
+	}
+	for i, want := range []string{u1, "", u2, u3, ""} {
+		pair := st.Snapshots[i]
+		if want != "" && pair.Source != want {
+			t.Fatalf("point %d is %s, want %s", i, pair.Source, want)
+		}
+		rs := b.vdi(pair.Replica)
+		if rs.SMConfig["replica_of_snapshot"] != pair.Source || rs.SMConfig["replica_of_zone"] != "a" || rs.SMConfig["replica_of_vdi"] != v.UUID {
+			t.Fatalf("replica snapshot %s is tagged %v", pair.Replica, rs.SMConfig)
+		}
+		if want == "" {
+			continue // a replicator's base: swept once stored
+		}
+		for _, off := range []uint64{0, blk, 2 * blk} {
+			if !bytes.Equal(a.read(pair.Source, off, int(blk)), b.read(pair.Replica, off, int(blk))) {
+				t.Fatalf("the replica of %s differs at block %d", pair.Source, off/blk)
+			}
+		}
+	}
+	// Sweeping keeps the users' snapshots.
+	if err := src.Sweep(1, v.UUID, st.Base); err != nil {
+		t.Fatal(err)
+	}
+	if snaps := a.vdi(v.UUID).Snapshots; len(snaps) != 4 {
+		t.Fatalf("after the sweep the source has snapshots %v, want u1, u2, u3 and the base", snaps)
 	}
 }

@@ -200,7 +200,7 @@ func (s *Server) open() error {
 		return nil
 	})
 	s.replicator = replication.NewReplicator(replication.ReplicatorOptions{Registry: s.replications, DB: s.db,
-		Logger: s.log, Now: opts.Now, Members: s.poolVDIs,
+		Logger: s.log, Now: opts.Now, Members: s.poolVDIs, Zone: opts.Zone,
 		Ends: func(rel replication.Relation) (replication.Source, replication.Target, error) {
 			dst, err := s.newPeerTarget(rel.DstZone, rel.DstVPool)
 			if err != nil {

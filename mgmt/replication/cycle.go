@@ -1,8 +1,10 @@
 package replication
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,13 +43,19 @@ type Source interface {
 	// Freeze takes the snapshot of vdi this cycle ships (CBT on), and its
 	// size.
 	Freeze(seq int, vdi string) (snap string, size uint64, err error)
+	// Between lists the snapshots users took of vdi after snapshot after
+	// ("": any) and before snapshot before, oldest first, with their
+	// sizes: each is shipped in order, so each has its replica snapshot.
+	Between(vdi, after, before string) ([]Point, error)
 	// Blocks lists snap's 64 KiB blocks to ship: those written after base,
 	// or for base "" every block that holds data.
 	Blocks(base, snap string) (*roaring.Bitmap, error)
 	// Open reads snap.
 	Open(snap string) (Reader, error)
-	// Drop removes a snapshot Freeze took that no cycle needs any more.
-	Drop(snap string) error
+	// Sweep removes every snapshot Freeze took of vdi for relation seq but
+	// keep: the bases stored states no longer name, and those of cycles
+	// cut short.
+	Sweep(seq int, vdi, keep string) error
 }
 
 // Reader reads a source snapshot.
@@ -63,8 +71,22 @@ type Target interface {
 	Replica(ctx context.Context, id, name string, size uint64) (string, error)
 	// Open connects one writer to the replica.
 	Open(ctx context.Context, replica string) (Writer, error)
-	// Snapshot freezes the replica once every write is durable.
-	Snapshot(ctx context.Context, replica string) (string, error)
+	// Snapshot freezes the replica once every write is durable, tagged
+	// with the source snapshot it holds (the backup zone finds it by
+	// that, without the origin).
+	Snapshot(ctx context.Context, replica string, of Origin) (string, error)
+}
+
+// Point is a source snapshot a cycle ships.
+type Point struct {
+	Snapshot string
+	Size     uint64
+}
+
+// Origin is what a replica snapshot holds: which snapshot of which VDI of
+// which zone.
+type Origin struct {
+	Zone, VDI, Snapshot string
 }
 
 // Writer writes a replica.
@@ -81,44 +103,54 @@ type CycleStats struct {
 	Full   bool // a first sync
 }
 
-// Cycle ships vdi once: it freezes the source, ships the blocks written
-// since st.Base (or, the first time, every block holding data) over conns
-// writers, flushes them, freezes the replica, and answers the state to
-// store. Until that state is stored the old one stands, and shipping the
-// same blocks of a later snapshot again is harmless, so a cycle cut at any
-// point is repeated, never resynced in full.
-func Cycle(ctx context.Context, st ReplicaState, name string, src Source, dst Target, conns int) (ReplicaState, CycleStats, error) {
+// Cycle ships vdi once: it freezes the source, then ships, in order, each
+// snapshot users took since st.Base and the frozen one: for each, the
+// blocks written since the previous (or, the first time, every block
+// holding data) over conns writers, flushed, then a replica snapshot
+// tagged with its origin. It answers the state to store, advanced as far
+// as it got even when it fails part way. Until that state is stored the
+// old one stands, and shipping the same blocks of a later snapshot again
+// is harmless, so a cycle cut at any point is repeated, never resynced in
+// full.
+func Cycle(ctx context.Context, st ReplicaState, zone, name string, src Source, dst Target, conns int) (ReplicaState, CycleStats, error) {
 	var stats CycleStats
 	snap, size, err := src.Freeze(st.Seq, st.VDI)
 	if err != nil {
 		return st, stats, fmt.Errorf("freezing %s: %w", st.VDI, err)
 	}
-	replica, err := dst.Replica(ctx, st.Replica, name, size)
+	points, err := src.Between(st.VDI, st.Base, snap)
+	if err != nil {
+		return st, stats, fmt.Errorf("the snapshots of %s: %w", st.VDI, err)
+	}
+	points = append(points, Point{Snapshot: snap, Size: size})
+	replica, err := dst.Replica(ctx, st.Replica, name, slices.MaxFunc(points, func(a, b Point) int { return cmp.Compare(a.Size, b.Size) }).Size)
 	if err != nil {
 		return st, stats, fmt.Errorf("the replica of %s: %w", st.VDI, err)
 	}
 	if replica != st.Replica {
 		// A new replica holds nothing: ship everything.
-		st.Base = ""
+		st.Base, st.Replica = "", replica
 	}
-	blocks, err := src.Blocks(st.Base, snap)
-	if err != nil {
-		return st, stats, fmt.Errorf("the blocks of %s to ship: %w", snap, err)
+	for _, p := range points {
+		blocks, err := src.Blocks(st.Base, p.Snapshot)
+		if err != nil {
+			return st, stats, fmt.Errorf("the blocks of %s to ship: %w", p.Snapshot, err)
+		}
+		stats.Full = stats.Full || st.Base == ""
+		stats.Blocks += int(blocks.GetCardinality())
+		n, err := ship(ctx, src, p.Snapshot, p.Size, blocks, dst, replica, conns)
+		stats.Bytes += n
+		if err != nil {
+			return st, stats, fmt.Errorf("shipping %s to %s: %w", p.Snapshot, replica, err)
+		}
+		rsnap, err := dst.Snapshot(ctx, replica, Origin{Zone: zone, VDI: st.VDI, Snapshot: p.Snapshot})
+		if err != nil {
+			return st, stats, fmt.Errorf("snapshotting the replica %s: %w", replica, err)
+		}
+		st.Base, st.Shipped = p.Snapshot, st.Shipped+n
+		st.Snapshots = append(slices.Clip(st.Snapshots), SnapshotPair{Source: p.Snapshot, Replica: rsnap, At: time.Now().UTC()})
 	}
-	stats.Full, stats.Blocks = st.Base == "", int(blocks.GetCardinality())
-	n, err := ship(ctx, src, snap, size, blocks, dst, replica, conns)
-	stats.Bytes = n
-	if err != nil {
-		return st, stats, fmt.Errorf("shipping %s to %s: %w", snap, replica, err)
-	}
-	rsnap, err := dst.Snapshot(ctx, replica)
-	if err != nil {
-		return st, stats, fmt.Errorf("snapshotting the replica %s: %w", replica, err)
-	}
-	next := st
-	next.Replica, next.Base, next.Shipped = replica, snap, st.Shipped+n
-	next.Snapshots = append(append([]SnapshotPair(nil), st.Snapshots...), SnapshotPair{Source: snap, Replica: rsnap, At: time.Now().UTC()})
-	return next, stats, nil
+	return st, stats, nil
 }
 
 // ship writes the blocks of snap to the replica over conns writers, each
@@ -192,14 +224,4 @@ feed:
 		firstErr = parent.Err()
 	}
 	return shipped.Load(), firstErr
-}
-
-// Release drops the source snapshot a stored cycle made obsolete: the old
-// base, once the new state (with its new base) is stored. Call it only
-// after storing next: until then a restart needs the old base.
-func Release(src Source, stored, next ReplicaState) error {
-	if stored.Base == "" || stored.Base == next.Base {
-		return nil
-	}
-	return src.Drop(stored.Base)
 }

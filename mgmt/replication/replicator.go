@@ -23,6 +23,7 @@ type ReplicatorOptions struct {
 	// Members lists the live VDIs of a vPool (guid) with their names.
 	Members func(pool string) map[string]string
 	Ends    Ends
+	Zone    string // this daemon's zone, the origin of what it ships
 	Logger  *slog.Logger
 	Now     func() time.Time
 	Conns   int // NBD connections per VDI shipped (default 4)
@@ -195,17 +196,24 @@ func (r *Replicator) round(ctx context.Context, rel Relation) error {
 		if !ok {
 			stored = ReplicaState{Seq: rel.Seq, VDI: id}
 		}
-		next, stats, err := Cycle(ctx, stored, members[id], src, dst, r.opts.Conns)
+		next, stats, err := Cycle(ctx, stored, r.opts.Zone, members[id], src, dst, r.opts.Conns)
 		if err != nil {
 			r.log.Warn("replication cycle failed", "seq", rel.Seq, "vdi", id, "err", err)
 			errs = append(errs, fmt.Sprintf("%s: %v", id, err))
+		}
+		// What the cycle completed stands even if it then failed.
+		if next.Base != stored.Base || next.Replica != stored.Replica {
+			if err := r.opts.DB.Put(stateKey(rel.Seq, id), next); err != nil {
+				return fmt.Errorf("replication %d: storing %s's state: %w", rel.Seq, id, err)
+			}
+		}
+		// Only once the state naming the new base is stored do the older
+		// bases (and any a cut cycle left) go.
+		if err := src.Sweep(rel.Seq, id, next.Base); err != nil {
+			r.log.Warn("dropping old replication bases failed", "seq", rel.Seq, "vdi", id, "err", err)
+		}
+		if err != nil {
 			continue
-		}
-		if err := r.opts.DB.Put(stateKey(rel.Seq, id), next); err != nil {
-			return fmt.Errorf("replication %d: storing %s's state: %w", rel.Seq, id, err)
-		}
-		if err := Release(src, stored, next); err != nil {
-			r.log.Warn("dropping an old replication base failed", "seq", rel.Seq, "vdi", id, "base", stored.Base, "err", err)
 		}
 		r.log.Debug("replication cycle", "seq", rel.Seq, "vdi", id, "blocks", stats.Blocks, "bytes", stats.Bytes, "full", stats.Full)
 	}
