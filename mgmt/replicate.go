@@ -132,6 +132,14 @@ func (l localSource) Between(vdi, after, before string) ([]replication.Point, er
 	return points, nil
 }
 
+func (l localSource) Forget(seq int, snap string) error {
+	sv, ferr := l.vols.Lookup(snap)
+	if ferr != nil || baseOf(sv) != seq {
+		return nil // gone already, or a user's
+	}
+	return l.vols.Destroy(snap, "replication")
+}
+
 func (l localSource) Sweep(seq int, vdi, keep string) error {
 	v, err := l.vols.Get(vdi)
 	if err != nil {
@@ -245,6 +253,14 @@ func (t *peerTarget) Snapshot(ctx context.Context, replica string, of replicatio
 		return "", err
 	}
 	return v.UUID, nil
+}
+
+func (t *peerTarget) Destroy(ctx context.Context, id string) error {
+	err := t.c.Call(ctx, http.MethodDelete, "/api/vdis/"+id, nil, nil)
+	if f, ok := faultOf(err); ok && f.Code == api.CodeUUIDInvalid {
+		return nil // gone already
+	}
+	return err
 }
 
 func faultOf(err error) (*api.Error, bool) {

@@ -153,7 +153,7 @@ func TestReplicatorRounds(t *testing.T) {
 	a.write(v2.UUID, 5*blk, pattern(2, int(blk)))
 	var r api.Replication
 	a.must(http.StatusCreated, "POST", "/api/replications", a.admin,
-		map[string]any{"vpool": "local", "dst_zone": "b", "dst_vpool": "local", "interval_s": 60}, &r)
+		map[string]any{"vpool": "local", "dst_zone": "b", "dst_vpool": "local", "interval_s": 60, "retention": 1}, &r)
 	if r.Status != "initializing" {
 		t.Fatalf("before any round: %+v", r)
 	}
@@ -208,14 +208,45 @@ func TestReplicatorRounds(t *testing.T) {
 	if r.Bytes != 5*blk {
 		t.Fatalf("after a restart %d bytes shipped, want %d", r.Bytes, 5*blk)
 	}
+	// Retention 1: the newest frozen replica snapshot and one before it
+	// stay; older ones are gone from the backup zone.
+	replicas, err = a.s.replicator.Replicas(r.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st1 := replicas[v1.UUID]
+	if len(st1.Snapshots) != 2 {
+		t.Fatalf("%d replica snapshots kept of %s, want 2", len(st1.Snapshots), v1.UUID)
+	}
+	if n := len(b.vdi(st1.Replica).Snapshots); n != 2 {
+		t.Fatalf("the backup zone keeps %d snapshots of the replica, want 2", n)
+	}
+	// A VDI destroyed here: its replica goes there; its last replica
+	// snapshots stay, to recover from.
+	gone := replicas[v3.UUID]
+	a.must(http.StatusNoContent, "DELETE", "/api/vdis/"+v3.UUID, a.admin, nil, nil)
+	round()
+	if code, _ := b.request("GET", "/api/vdis/"+gone.Replica, b.admin, nil); code != http.StatusNotFound {
+		t.Fatalf("the replica of a destroyed VDI answers %d", code)
+	}
+	last := gone.Snapshots[len(gone.Snapshots)-1].Replica
+	if code, _ := b.request("GET", "/api/vdis/"+last, b.admin, nil); code != http.StatusOK {
+		t.Fatalf("its last replica snapshot answers %d", code)
+	}
+	if replicas, _ = a.s.replicator.Replicas(r.Seq); len(replicas) != 2 {
+		t.Fatalf("states after the destroy: %d", len(replicas))
+	}
+	if code, _ := a.request("GET", "/api/vdis/"+gone.Base, a.admin, nil); code != http.StatusNotFound {
+		t.Fatalf("the base of the destroyed VDI stays on the source: %d", code)
+	}
 	// The replicator keeps one base per VDI on the source, not one per
 	// cycle.
 	var snaps int
-	for _, id := range []string{v1.UUID, v2.UUID, v3.UUID} {
+	for _, id := range []string{v1.UUID, v2.UUID} {
 		snaps += len(a.vdi(id).Snapshots)
 	}
-	if snaps != 3 {
-		t.Fatalf("%d replication snapshots kept on the source, want 3", snaps)
+	if snaps != 2 {
+		t.Fatalf("%d replication snapshots kept on the source, want 2", snaps)
 	}
 }
 

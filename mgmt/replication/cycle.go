@@ -3,6 +3,7 @@ package replication
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -36,6 +37,9 @@ type SnapshotPair struct {
 	Source  string    `json:"source"`
 	Replica string    `json:"replica"`
 	At      time.Time `json:"at"`
+	// Frozen: the source was the replicator's own snapshot, not a user's;
+	// such replica snapshots are the ones retention thins.
+	Frozen bool `json:"frozen,omitempty"`
 }
 
 // Source is this zone's side of a cycle.
@@ -56,6 +60,9 @@ type Source interface {
 	// keep: the bases stored states no longer name, and those of cycles
 	// cut short.
 	Sweep(seq int, vdi, keep string) error
+	// Forget removes snap if Freeze took it for relation seq (the base of
+	// a VDI that is gone).
+	Forget(seq int, snap string) error
 }
 
 // Reader reads a source snapshot.
@@ -75,6 +82,8 @@ type Target interface {
 	// with the source snapshot it holds (the backup zone finds it by
 	// that, without the origin).
 	Snapshot(ctx context.Context, replica string, of Origin) (string, error)
+	// Destroy removes a replica or replica snapshot.
+	Destroy(ctx context.Context, id string) error
 }
 
 // Point is a source snapshot a cycle ships.
@@ -148,7 +157,8 @@ func Cycle(ctx context.Context, st ReplicaState, zone, name string, src Source, 
 			return st, stats, fmt.Errorf("snapshotting the replica %s: %w", replica, err)
 		}
 		st.Base, st.Shipped = p.Snapshot, st.Shipped+n
-		st.Snapshots = append(slices.Clip(st.Snapshots), SnapshotPair{Source: p.Snapshot, Replica: rsnap, At: time.Now().UTC()})
+		st.Snapshots = append(slices.Clip(st.Snapshots), SnapshotPair{Source: p.Snapshot, Replica: rsnap,
+			At: time.Now().UTC(), Frozen: p.Snapshot == snap})
 	}
 	return st, stats, nil
 }
@@ -224,4 +234,35 @@ feed:
 		firstErr = parent.Err()
 	}
 	return shipped.Load(), firstErr
+}
+
+// Expired are the replica snapshots of frozen points past the newest keep
+// of them (retention): what Prune removes. Users' snapshots' replicas stay.
+func Expired(st ReplicaState, keep int) []SnapshotPair {
+	var frozen []SnapshotPair
+	for _, p := range st.Snapshots {
+		if p.Frozen {
+			frozen = append(frozen, p)
+		}
+	}
+	if len(frozen) <= keep {
+		return nil
+	}
+	return frozen[:len(frozen)-keep]
+}
+
+// Prune destroys the expired replica snapshots at the backup zone and
+// answers the state without those it destroyed.
+func Prune(ctx context.Context, st ReplicaState, keep int, dst Target) (ReplicaState, error) {
+	gone := map[string]bool{}
+	var errs []error
+	for _, p := range Expired(st, keep) {
+		if err := dst.Destroy(ctx, p.Replica); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		gone[p.Replica] = true
+	}
+	st.Snapshots = slices.DeleteFunc(slices.Clone(st.Snapshots), func(p SnapshotPair) bool { return gone[p.Replica] })
+	return st, errors.Join(errs...)
 }

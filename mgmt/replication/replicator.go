@@ -201,8 +201,16 @@ func (r *Replicator) round(ctx context.Context, rel Relation) error {
 			r.log.Warn("replication cycle failed", "seq", rel.Seq, "vdi", id, "err", err)
 			errs = append(errs, fmt.Sprintf("%s: %v", id, err))
 		}
+		// Replica snapshots past the retention go (the newest frozen one
+		// and the retention before it stay).
+		if err == nil {
+			var perr error
+			if next, perr = Prune(ctx, next, rel.Retention+1, dst); perr != nil {
+				r.log.Warn("pruning replica snapshots failed; the next round retries", "seq", rel.Seq, "vdi", id, "err", perr)
+			}
+		}
 		// What the cycle completed stands even if it then failed.
-		if next.Base != stored.Base || next.Replica != stored.Replica {
+		if next.Base != stored.Base || next.Replica != stored.Replica || len(next.Snapshots) != len(stored.Snapshots) {
 			if err := r.opts.DB.Put(stateKey(rel.Seq, id), next); err != nil {
 				return fmt.Errorf("replication %d: storing %s's state: %w", rel.Seq, id, err)
 			}
@@ -216,6 +224,28 @@ func (r *Replicator) round(ctx context.Context, rel Relation) error {
 			continue
 		}
 		r.log.Debug("replication cycle", "seq", rel.Seq, "vdi", id, "blocks", stats.Blocks, "bytes", stats.Bytes, "full", stats.Full)
+	}
+	// VDIs destroyed (or moved out of the vPool) since: their replicas go
+	// too; the replica snapshots stay in the backup zone, to recover from.
+	for id, st := range states {
+		if _, ok := members[id]; ok {
+			continue
+		}
+		if st.Replica != "" {
+			if err := dst.Destroy(ctx, st.Replica); err != nil {
+				errs = append(errs, fmt.Sprintf("the replica of %s: %v", id, err))
+				continue
+			}
+		}
+		if err := r.opts.DB.Delete(stateKey(rel.Seq, id)); err != nil {
+			return fmt.Errorf("replication %d: %w", rel.Seq, err)
+		}
+		if st.Base != "" {
+			if err := src.Forget(rel.Seq, st.Base); err != nil {
+				r.log.Warn("dropping the base of a VDI gone from the vPool failed", "seq", rel.Seq, "base", st.Base, "err", err)
+			}
+		}
+		r.log.Info("replica of a VDI gone from the vPool destroyed", "seq", rel.Seq, "vdi", id, "replica", st.Replica)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("replication %d: %d of %d VDIs failed: %s", rel.Seq, len(errs), len(ids), strings.Join(errs, "; "))
