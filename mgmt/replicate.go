@@ -189,7 +189,7 @@ func (s *Server) newPeerTarget(zoneName, pool string) (*peerTarget, error) {
 	return t, nil
 }
 
-func (t *peerTarget) Replica(ctx context.Context, id, name string, size uint64) (string, error) {
+func (t *peerTarget) Replica(ctx context.Context, id, name string, size uint64, of replication.Origin) (string, error) {
 	var v api.VDI
 	if id != "" {
 		err := t.c.Call(ctx, http.MethodGet, "/api/vdis/"+id, nil, &v)
@@ -207,7 +207,7 @@ func (t *peerTarget) Replica(ctx context.Context, id, name string, size uint64) 
 		}
 	}
 	if err := t.c.Call(ctx, http.MethodPost, "/api/vdis", map[string]any{"name_label": name, "virtual_size": size,
-		"SR": t.pool}, &v); err != nil {
+		"SR": t.pool, "replica_of": of.Zone + "/" + of.VDI}, &v); err != nil {
 		return "", err
 	}
 	return v.UUID, nil

@@ -85,6 +85,23 @@ func TestReplicationCycles(t *testing.T) {
 	}
 	check("first sync")
 
+	// The replica is read-only to everyone but the replicator (user admin
+	// there): no writable attach, no destroy or resize; reading and
+	// snapshotting it are fine.
+	other := b.userWithRole(api.VMAdmin)
+	if _, err := b.s.vols.Attach(st.Replica, "u-vm-admin", true); err == nil {
+		t.Fatal("another user attached the replica writable")
+	}
+	b.fails(http.StatusConflict, api.CodeVDIReadOnly, "DELETE", "/api/vdis/"+st.Replica, other, nil)
+	b.fails(http.StatusConflict, api.CodeVDIReadOnly, "POST", "/api/vdis/"+st.Replica+"/resize", other, map[string]any{"size": 2 << 30})
+	vbd, err := b.s.vols.Attach(st.Replica, "u-vm-admin", false)
+	if err != nil {
+		t.Fatalf("reading the replica: %v", err)
+	}
+	vbd.Close()
+	b.fails(http.StatusBadRequest, api.CodeInvalidValue, "POST", "/api/vdis", b.admin,
+		map[string]any{"virtual_size": 1 << 20, "replica_of": "no-slash"})
+
 	a.write(v.UUID, 200*blk, pattern(4, 4096))
 	a.write(v.UUID, 0, pattern(5, 512))
 	first := st

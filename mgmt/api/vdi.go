@@ -32,6 +32,7 @@ type VDICreateArgs struct {
 	SMConfig        map[string]string `json:"sm_config" doc:"storage-specific data"`
 	XenstoreData    map[string]string `json:"xenstore_data" doc:"data for the guest's xenstore"`
 	Tags            []string          `json:"tags" doc:"user tags"`
+	ReplicaOf       string            `json:"replica_of" doc:"zone/vdi: make it the replica of that VDI, which only the caller may write, resize or destroy (vdiskd's replicator)"`
 }
 
 // Validate checks the constructor arguments.
@@ -41,6 +42,10 @@ func (a VDICreateArgs) Validate() *Error {
 		checkMap("sm_config", a.SMConfig), checkMap("xenstore_data", a.XenstoreData), checkTags("tags", a.Tags))
 	if e == nil && a.Type != "" {
 		e = checkEnum("type", a.Type, VDITypes)
+	}
+	if zone, vdi, ok := strings.Cut(a.ReplicaOf, "/"); e == nil && a.ReplicaOf != "" &&
+		(!ok || !zoneNameRE.MatchString(zone) || vdi == "" || len(vdi) > 255 || strings.Contains(vdi, "/")) {
+		e = InvalidValue("replica_of", a.ReplicaOf, "must be zone/vdi")
 	}
 	return e
 }

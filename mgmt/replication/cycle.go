@@ -73,9 +73,9 @@ type Reader interface {
 
 // Target is the backup zone's side of a cycle.
 type Target interface {
-	// Replica makes the replica VDI (id "") or grows it to size, and
-	// answers its id.
-	Replica(ctx context.Context, id, name string, size uint64) (string, error)
+	// Replica makes the replica VDI of of.VDI (id "") or grows it to
+	// size, and answers its id.
+	Replica(ctx context.Context, id, name string, size uint64, of Origin) (string, error)
 	// Open connects one writer to the replica.
 	Open(ctx context.Context, replica string) (Writer, error)
 	// Snapshot freezes the replica once every write is durable, tagged
@@ -132,7 +132,8 @@ func Cycle(ctx context.Context, st ReplicaState, zone, name string, src Source, 
 		return st, stats, fmt.Errorf("the snapshots of %s: %w", st.VDI, err)
 	}
 	points = append(points, Point{Snapshot: snap, Size: size})
-	replica, err := dst.Replica(ctx, st.Replica, name, slices.MaxFunc(points, func(a, b Point) int { return cmp.Compare(a.Size, b.Size) }).Size)
+	replica, err := dst.Replica(ctx, st.Replica, name, slices.MaxFunc(points, func(a, b Point) int { return cmp.Compare(a.Size, b.Size) }).Size,
+		Origin{Zone: zone, VDI: st.VDI})
 	if err != nil {
 		return st, stats, fmt.Errorf("the replica of %s: %w", st.VDI, err)
 	}

@@ -58,6 +58,11 @@ type Lifecycle struct {
 	// with their group, never one by one.
 	Group         string `json:"group,omitempty"`
 	GroupSnapshot string `json:"group_snapshot,omitempty"`
+	// ReplicaOf ("zone/vdi") marks a replica another zone's replicator
+	// writes; only ReplicaOwner, its user here, may write, resize or
+	// destroy it.
+	ReplicaOf    string `json:"replica_of,omitempty"`
+	ReplicaOwner string `json:"replica_owner,omitempty"`
 }
 
 // The namespaces of the encoding. "xen" and "vdiskd" are typed; any other

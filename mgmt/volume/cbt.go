@@ -16,6 +16,9 @@ func (s *Service) Resize(id string, size uint64, op, by string) (VDI, error) {
 		return VDI{}, ferr
 	}
 	defer e.mu.Unlock()
+	if err := e.checkReplicaOwner(by, op); err != nil {
+		return VDI{}, err
+	}
 	info, err := s.store.Resize(id, size)
 	if err != nil {
 		return VDI{}, StoreError(err, id, op)

@@ -22,7 +22,10 @@ type CreateRequest struct {
 	// Group, if set, is the consistency group the VDI is made in; the
 	// vPool must be one of the group's.
 	Group string
-	By    string // who asked, for the log
+	// ReplicaOf ("zone/vdi"), if set, makes the VDI a replica only By may
+	// write, resize or destroy.
+	ReplicaOf string
+	By        string // who asked, for the log
 }
 
 // Create makes an empty thin VDI.
@@ -39,6 +42,9 @@ func (s *Service) Create(req CreateRequest) (VDI, error) {
 	a := Attrs{Xen: req.Xen}
 	for ns, v := range req.Surfaces {
 		a = a.withSurface(ns, v)
+	}
+	if req.ReplicaOf != "" {
+		a.Lifecycle.ReplicaOf, a.Lifecycle.ReplicaOwner = req.ReplicaOf, req.By
 	}
 	if req.Group != "" {
 		ge, release, err := s.holdGroup(req.Group, StatusUpdating)
@@ -225,6 +231,9 @@ func (s *Service) Destroy(id, by string) error {
 		return ferr
 	}
 	defer e.mu.Unlock()
+	if err := e.checkReplicaOwner(by, "destroy"); err != nil {
+		return err
+	}
 	if err := s.store.Destroy(id); err != nil {
 		return StoreError(err, id, "destroy")
 	}
@@ -241,6 +250,9 @@ func (s *Service) Forget(id, by string) error {
 		return ferr
 	}
 	defer e.mu.Unlock()
+	if err := e.checkReplicaOwner(by, "forget"); err != nil {
+		return err
+	}
 	a := e.attrs.Clone()
 	a.Lifecycle.Forgotten = true
 	if err := s.setAttrs(e, a); err != nil {
@@ -369,4 +381,15 @@ func (s *Service) cleanUpInterrupted() {
 			}
 		}
 	}
+}
+
+// checkReplicaOwner refuses a change of a replica by anyone but the
+// replicator that writes it. REQUIRES: e.mu held.
+func (e *entry) checkReplicaOwner(by, op string) *fault.Error {
+	l := e.attrs.Lifecycle
+	if l.ReplicaOwner == "" || by == l.ReplicaOwner {
+		return nil
+	}
+	return fault.Conflicts(fault.CodeVDIReadOnly, []string{e.id},
+		"VDI %s is the replica of %s: only its replicator (user %s) may %s it", e.id, l.ReplicaOf, l.ReplicaOwner, op)
 }

@@ -48,6 +48,8 @@ func (s *Service) Attach(id, user string, writable bool) (*VBD, error) {
 	switch {
 	case e.info.Kind == blockstore.KindCBTMetadata:
 		return nil, fault.Conflicts(fault.CodeVDIIncompatible, []string{id, "cbt_metadata"}, "VDI %s holds no data", id)
+	case writable && e.attrs.Lifecycle.ReplicaOwner != "" && user != e.attrs.Lifecycle.ReplicaOwner:
+		return nil, e.checkReplicaOwner(user, "write")
 	case writable && e.info.ReadOnly:
 		return nil, fault.Conflicts(fault.CodeVDIReadOnly, []string{id}, "VDI %s is read-only", id)
 	}
