@@ -257,13 +257,17 @@ func TestReplicatorRounds(t *testing.T) {
 		t.Fatalf("the base of the destroyed VDI stays on the source: %d", code)
 	}
 	// The replicator keeps one base per VDI on the source, not one per
-	// cycle.
+	// cycle (checked below, before the relation goes with its states).
 	var snaps int
 	for _, id := range []string{v1.UUID, v2.UUID} {
 		snaps += len(a.vdi(id).Snapshots)
 	}
 	if snaps != 2 {
 		t.Fatalf("%d replication snapshots kept on the source, want 2", snaps)
+	}
+	a.must(http.StatusNoContent, "DELETE", "/api/replications/1", a.admin, nil, nil)
+	if replicas, err := a.s.replicator.Replicas(r.Seq); err != nil || len(replicas) != 0 {
+		t.Fatalf("a deleted relation's states: %v %v", replicas, err)
 	}
 }
 

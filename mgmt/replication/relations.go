@@ -267,14 +267,27 @@ func (r *Registry) SetPaused(seq int, paused bool, by string) (Relation, error) 
 	return rel, nil
 }
 
-// Delete removes a relation. Its replicas stay in the backup zone.
+// Delete removes a relation and its replicas' states, in one commit. Its
+// replicas stay in the backup zone.
 func (r *Registry) Delete(seq int, by string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.rels[seq]; !ok {
 		return fault.Missing("replication", fmt.Sprint(seq))
 	}
-	if err := r.opts.DB.Delete(key(seq)); err != nil {
+	keys := []string{key(seq)}
+	err := r.opts.DB.Scan(fmt.Sprintf("%s%010d/", stateKeyPrefix, seq), func(k string, _ []byte) error {
+		keys = append(keys, k)
+		return nil
+	})
+	if err == nil {
+		b := r.opts.DB.NewBatch()
+		for _, k := range keys {
+			b.Delete(k)
+		}
+		err = b.Commit()
+	}
+	if err != nil {
 		return fault.Internalf(nil, "replication %d: %v", seq, err)
 	}
 	delete(r.rels, seq)
