@@ -27,6 +27,14 @@ func (s *Service) SetSurface(id, ns string, value json.RawMessage) (VDI, error) 
 	})
 }
 
+// withSurfaces returns a with each namespace of m set to its value.
+func (a Attrs) withSurfaces(m map[string][]byte) Attrs {
+	for ns, v := range m {
+		a = a.withSurface(ns, v)
+	}
+	return a
+}
+
 // withSurface returns a with namespace ns set to value (nil removes it).
 func (a Attrs) withSurface(ns string, value []byte) Attrs {
 	a.Surfaces = maps.Clone(a.Surfaces)

@@ -54,9 +54,7 @@ func (s *Service) SnapshotGroup(req NewGroupSnapshot) (GroupSnapshot, error) {
 		}
 		a := Attrs{Xen: derivedAttrs(e.attrs.Xen, nil, now), Lifecycle: Lifecycle{GroupSnapshot: c.ID}}
 		if req.MemberSurfaces != nil {
-			for ns, v := range req.MemberSurfaces(e.volume()) {
-				a = a.withSurface(ns, v)
-			}
+			a = a.withSurfaces(req.MemberSurfaces(e.volume()))
 		}
 		id := uuid.NewString()
 		attrs[id] = a
@@ -207,9 +205,7 @@ func (s *Service) CreateGroupFromSource(req GroupFromSource) (Group, error) {
 		}
 		a := Attrs{Xen: derivedAttrs(e.attrs.Xen, nil, now), Lifecycle: Lifecycle{Group: g.ID}}
 		if req.MemberSurfaces != nil {
-			for ns, v := range req.MemberSurfaces(e.volume()) {
-				a = a.withSurface(ns, v)
-			}
+			a = a.withSurfaces(req.MemberSurfaces(e.volume()))
 		}
 		id := uuid.NewString()
 		attrs[id] = a

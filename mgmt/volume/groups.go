@@ -315,20 +315,14 @@ func (s *Service) hold(h *held, check func() *fault.Error, busy string, missing 
 // that holds more than one VDI's lock takes them in. The caller calls the
 // unlock function returned.
 func (s *Service) lockAll(ids []string) ([]*entry, func(), *fault.Error) {
-	locked, unlock := s.lockSet(ids)
-	if len(locked) < len(slices.Compact(slices.Sorted(slices.Values(ids)))) {
-		unlock()
-		for _, id := range ids {
-			if e := s.entry(id); e == nil || !e.visible() {
-				return nil, nil, fault.Missing("VDI", id)
-			}
-		}
-		return nil, nil, fault.Missing("VDI", ids[0]) // one went and came back: as good as gone
-	}
-	for _, e := range locked {
-		if !e.shown.Load() {
+	want := slices.Compact(slices.Sorted(slices.Values(ids)))
+	locked, unlock := s.lockSet(want)
+	// locked is want, in order, less the volumes that went: the first
+	// that differs, or is hidden, is missing.
+	for i, id := range want {
+		if i >= len(locked) || locked[i].id != id || !locked[i].shown.Load() {
 			unlock()
-			return nil, nil, fault.Missing("VDI", e.id)
+			return nil, nil, fault.Missing("VDI", id)
 		}
 	}
 	return locked, unlock, nil

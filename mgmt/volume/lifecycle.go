@@ -39,10 +39,7 @@ func (s *Service) Create(req CreateRequest) (VDI, error) {
 	if perr != nil {
 		return VDI{}, perr
 	}
-	a := Attrs{Xen: req.Xen}
-	for ns, v := range req.Surfaces {
-		a = a.withSurface(ns, v)
-	}
+	a := Attrs{Xen: req.Xen}.withSurfaces(req.Surfaces)
 	if req.ReplicaOf != "" {
 		a.Lifecycle.ReplicaOf, a.Lifecycle.ReplicaOwner = req.ReplicaOf, req.By
 	}
@@ -156,9 +153,7 @@ func (s *Service) derive(id, op string, d Derivation,
 	if d.NameDescription != nil {
 		a.Xen.NameDescription = *d.NameDescription
 	}
-	for ns, v := range d.Surfaces {
-		a = a.withSurface(ns, v)
-	}
+	a = a.withSurfaces(d.Surfaces)
 	info, err := commit(uuid.NewString(), a.encode())
 	if err != nil {
 		e.mu.Unlock()
