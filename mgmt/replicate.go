@@ -58,7 +58,7 @@ func (l localSource) Blocks(base, snap string) (*roaring.Bitmap, error) {
 		return bm, err
 	}
 	bm, _, err := l.vols.ChangedBlocks(base, snap)
-	if f, ok := faultOf(err); ok && f.Code == fault.CodeChangedBlocks {
+	if f, ok := fault.As(err); ok && f.Code == fault.CodeChangedBlocks {
 		// No changed-block chain between them (a snapshot taken before
 		// CBT was on): every block either holds data in is shipped; one
 		// that holds data only in base reads, and is written, as zeros.
@@ -193,7 +193,7 @@ func (t *peerTarget) Replica(ctx context.Context, id, name string, size uint64, 
 	var v api.VDI
 	if id != "" {
 		err := t.c.Call(ctx, http.MethodGet, "/api/vdis/"+id, nil, &v)
-		if f, ok := faultOf(err); ok && f.Code == api.CodeUUIDInvalid {
+		if f, ok := fault.As(err); ok && f.Code == api.CodeUUIDInvalid {
 			id = "" // gone there: make it again
 		} else if err != nil {
 			return "", err
@@ -257,16 +257,8 @@ func (t *peerTarget) Snapshot(ctx context.Context, replica string, of replicatio
 
 func (t *peerTarget) Destroy(ctx context.Context, id string) error {
 	err := t.c.Call(ctx, http.MethodDelete, "/api/vdis/"+id, nil, nil)
-	if f, ok := faultOf(err); ok && f.Code == api.CodeUUIDInvalid {
+	if f, ok := fault.As(err); ok && f.Code == api.CodeUUIDInvalid {
 		return nil // gone already
 	}
 	return err
-}
-
-func faultOf(err error) (*api.Error, bool) {
-	var f *api.Error
-	if errors.As(err, &f) && f != nil {
-		return f, true
-	}
-	return nil, false
 }

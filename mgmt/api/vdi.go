@@ -44,7 +44,7 @@ func (a VDICreateArgs) Validate() *Error {
 		e = checkEnum("type", a.Type, VDITypes)
 	}
 	if zone, vdi, ok := strings.Cut(a.ReplicaOf, "/"); e == nil && a.ReplicaOf != "" &&
-		(!ok || !zoneNameRE.MatchString(zone) || vdi == "" || len(vdi) > 255 || strings.Contains(vdi, "/")) {
+		(!ok || !nameRE.MatchString(zone) || vdi == "" || len(vdi) > 255 || strings.Contains(vdi, "/")) {
 		e = InvalidValue("replica_of", a.ReplicaOf, "must be zone/vdi")
 	}
 	return e

@@ -28,6 +28,7 @@ type VPoolCreateArgs struct {
 	RDMAEnabled bool              `json:"rdma_enabled" doc:"must be false: no RDMA"`
 }
 
+// nameRE is a vPool's or a zone's name.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // Validate checks the fields.

@@ -3,7 +3,6 @@ package api
 import (
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 )
 
@@ -54,11 +53,9 @@ type ZoneCreateArgs struct {
 	CAPEM    string `json:"ca_pem" doc:"PEM CA certificate(s) to trust for an https peer and its NBD TLS"`
 }
 
-var zoneNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 // Validate checks the fields the CLI can check before sending.
 func (a ZoneCreateArgs) Validate() *Error {
-	if !zoneNameRE.MatchString(a.Name) {
+	if !nameRE.MatchString(a.Name) {
 		return InvalidValue("name", a.Name, "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
 	}
 	if u, err := url.Parse(a.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||

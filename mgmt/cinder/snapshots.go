@@ -51,7 +51,7 @@ func (s *Surface) snapshotRows(c *rpc.Call, a *cinderapi.ListArgs) []row {
 			return
 		}
 		f := s.fields(*v)
-		if v.Info.Kind != blockstore.KindSnapshot || (!all && f.ProjectID != a.TenantID) {
+		if !all && f.ProjectID != a.TenantID {
 			return
 		}
 		d := s.snapshotView(*v)

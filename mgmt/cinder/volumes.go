@@ -175,7 +175,7 @@ func (s *Surface) volumeRows(c *rpc.Call, a *cinderapi.ListArgs) []row {
 			return
 		}
 		f := s.fields(*v)
-		if v.Info.Kind != blockstore.KindLive || (!all && f.ProjectID != a.TenantID) {
+		if !all && f.ProjectID != a.TenantID {
 			return
 		}
 		d := s.volumeView(c, *v, nil, false)

@@ -173,7 +173,7 @@ func (s *Service) Create(n NewPeer) (State, error) {
 	}
 	p := Peer{Name: n.Name, URL: strings.TrimRight(n.URL, "/"), Username: n.Username, CAPEM: n.CAPEM,
 		Created: s.opts.Now().UTC()}
-	st, err := s.probeErr(p, n.Password)
+	st, err := s.probe(p, n.Password)
 	if f, ok := fault.As(err); ok && (f.Kind == fault.Unauthenticated || f.Kind == fault.Forbidden) {
 		return State{}, fault.InvalidValue("username", n.Username, "the daemon at %s refused these credentials: %s", p.URL, f.Message)
 	}
@@ -264,7 +264,8 @@ func (s *Service) ProbeAll() {
 			s.record(st.Name, State{Peer: st.Peer, CheckedAt: s.opts.Now().UTC(), Error: err.Error()})
 			continue
 		}
-		s.record(p.Name, s.probe(p, pw))
+		st, _ := s.probe(p, pw) // a failure is in the state
+		s.record(p.Name, st)
 	}
 }
 
@@ -294,14 +295,8 @@ func (s *Service) record(name string, st State) {
 	}
 }
 
-// probe asks p for its facts.
-func (s *Service) probe(p Peer, password string) State {
-	st, _ := s.probeErr(p, password)
-	return st
-}
-
-// probeErr is probe with the probe's error.
-func (s *Service) probeErr(p Peer, password string) (State, error) {
+// probe asks p for its facts: the state it learnt, and why it failed.
+func (s *Service) probe(p Peer, password string) (State, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ProbeTimeout)
 	defer cancel()
 	st := State{Peer: p, CheckedAt: s.opts.Now().UTC()}
