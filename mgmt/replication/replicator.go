@@ -96,23 +96,31 @@ func (r *Replicator) Progress(seq int) Progress {
 // progressOf is what stored states say of a relation whose vPool holds
 // members.
 func progressOf(members map[string]string, states map[string]ReplicaState) Progress {
-	p := Progress{Synced: true}
+	var p Progress
 	for id := range members {
-		st, ok := states[id]
-		if !ok || st.Base == "" || len(st.Snapshots) == 0 {
-			p.Synced = false
-			continue
-		}
-		if at := st.Snapshots[len(st.Snapshots)-1].At; p.LastCycle.IsZero() || at.Before(p.LastCycle) {
-			p.LastCycle = at
+		if st := states[id]; len(st.Snapshots) > 0 {
+			if at := st.Snapshots[len(st.Snapshots)-1].At; p.LastCycle.IsZero() || at.Before(p.LastCycle) {
+				p.LastCycle = at
+			}
 		}
 	}
 	for _, st := range states {
 		p.Bytes += st.Shipped
 	}
 	// Nothing stored says a round completed (an empty vPool, or none yet).
-	p.Synced = p.Synced && !p.LastCycle.IsZero()
+	p.Synced = allReplicated(members, states) && !p.LastCycle.IsZero()
 	return p
+}
+
+// allReplicated reports whether every member has a replica holding a
+// shipped snapshot.
+func allReplicated(members map[string]string, states map[string]ReplicaState) bool {
+	for id := range members {
+		if st := states[id]; st.Base == "" || len(st.Snapshots) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Replicas are relation seq's stored replica states, by VDI.
@@ -148,19 +156,14 @@ func (r *Replicator) Round(ctx context.Context, seq int) error {
 	}
 	members := r.opts.Members(rel.VPool)
 	p := progressOf(members, states)
-	p.LastCycle = time.Time{}
 	if firstErr == nil {
-		p.Synced = true // this round gave every VDI of the vPool its replica
-		for id := range members {
-			if st, ok := states[id]; !ok || st.Base == "" {
-				p.Synced = false
-			}
-		}
+		// This round itself completed, for an empty vPool too.
+		p.Synced = allReplicated(members, states)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.progress[seq]
-	if old != nil {
+	p.LastCycle = time.Time{} // this process's own rounds say when
+	if old := r.progress[seq]; old != nil {
 		p.LastCycle = old.LastCycle
 	}
 	if firstErr != nil {
