@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 )
 
@@ -22,16 +23,12 @@ func commandName(call string) string { return strings.ReplaceAll(call, "_", "-")
 // flagName is an argument's flag: lower case, '-' for '_' ("SR" is --sr).
 func flagName(arg string) string { return strings.ReplaceAll(strings.ToLower(arg), "_", "-") }
 
-// globalFlags are the root's flags; an argument never hides one.
-var globalFlags = map[string]bool{"url": true, "token": true, "json": true, "insecure": true, "config": true,
-	"wait": true, "field": true, "project": true}
-
-// argFlag is an argument's flag: its flagName, or, where that is a global
-// flag's (zone create's url), prefixed with the command group's name
-// (--zone-url).
-func argFlag(sp *surfaceSpec, r *api.RPC, arg api.Arg) string {
+// argFlag is an argument's flag: its flagName, or, where that is one of
+// the root's global flags (zone create's url), prefixed with the command
+// group's name (--zone-url).
+func argFlag(sp *surfaceSpec, r *api.RPC, arg api.Arg, globals *pflag.FlagSet) string {
 	name := flagName(arg.Name)
-	if globalFlags[name] {
+	if globals.Lookup(name) != nil {
 		return sp.groupName(r.Class) + "-" + name
 	}
 	return name
@@ -64,7 +61,7 @@ func (a *app) addRPCCommands(root *cobra.Command) {
 				byClass[r.Class] = g
 				root.AddCommand(g)
 			}
-			g.AddCommand(a.rpcCommand(sp, r))
+			g.AddCommand(a.rpcCommand(sp, r, root.PersistentFlags()))
 		}
 	}
 }
@@ -85,7 +82,7 @@ type flagArg struct {
 	flag string
 }
 
-func (a *app) rpcCommand(sp *surfaceSpec, r *api.RPC) *cobra.Command {
+func (a *app) rpcCommand(sp *surfaceSpec, r *api.RPC, globals *pflag.FlagSet) *cobra.Command {
 	rc := &rpcCmd{app: a, sp: sp, rpc: r, args: reflect.New(r.Args)}
 	use := commandName(r.Call)
 	for _, arg := range r.Arguments() {
@@ -100,7 +97,7 @@ func (a *app) rpcCommand(sp *surfaceSpec, r *api.RPC) *cobra.Command {
 			use += " <" + arg.Name + ">"
 			continue
 		}
-		rc.opts = append(rc.opts, flagArg{arg, argFlag(sp, r, arg)})
+		rc.opts = append(rc.opts, flagArg{arg, argFlag(sp, r, arg, globals)})
 	}
 	c := &cobra.Command{
 		Use:   use,
