@@ -7,6 +7,7 @@ import (
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/cinder/cinderapi"
+	"github.com/vdiskd/vdiskd/mgmt/kvol/kvolapi"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/api.md from the tables")
@@ -15,7 +16,7 @@ const referencePath = "../docs/api.md"
 
 // The checked-in reference must be what the table generates.
 func TestReference(t *testing.T) {
-	want := api.Reference() + cinderapi.Reference()
+	want := api.Reference() + cinderapi.Reference() + kvolapi.Reference()
 	if *update {
 		if err := os.MkdirAll("../docs", 0o755); err != nil {
 			t.Fatal(err)

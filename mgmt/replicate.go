@@ -163,30 +163,66 @@ type vbdReader struct{ *volume.VBD }
 func (r vbdReader) ReadAt(p []byte, off int64) (int, error) { return r.Disk.ReadAt(p, off) }
 func (r vbdReader) Close() error                            { return r.VBD.Close() }
 
+// peerLink is this daemon's way to a peer zone: its REST API, with the
+// credentials registered for it, and its NBD exports.
+type peerLink struct {
+	c   *peer.Client
+	tls *tls.Config // for its NBD, when it speaks TLS
+}
+
+// linkTo connects to registered zone name.
+func (s *Server) linkTo(zoneName string) (peerLink, error) {
+	p, pw, err := s.zones.Credentials(zoneName)
+	if err != nil {
+		return peerLink{}, err
+	}
+	c, err := peer.New(p.BaseURL(), p.Username, pw, p.CAPEM)
+	if err != nil {
+		return peerLink{}, err
+	}
+	l := peerLink{c: c}
+	if p.CAPEM != "" {
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM([]byte(p.CAPEM))
+		l.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	return l, nil
+}
+
+// dial connects to VDI id's NBD export at the peer.
+func (l peerLink) dial(ctx context.Context, id string) (*client.Client, error) {
+	var infos []api.NBDInfo
+	if err := l.c.Call(ctx, http.MethodGet, "/api/vdis/"+id+"/nbd_info", nil, &infos); err != nil {
+		return nil, err
+	}
+	if len(infos) == 0 {
+		return nil, errors.New("the peer serves no NBD")
+	}
+	i := infos[0]
+	var conf *tls.Config
+	if i.Cert != "" {
+		if l.tls == nil {
+			return nil, errors.New("the peer's NBD speaks TLS: register its zone with ca_pem")
+		}
+		conf = l.tls.Clone()
+		conf.ServerName = i.Subject
+	}
+	return client.Dial(ctx, net.JoinHostPort(i.Address, strconv.Itoa(i.Port)), i.ExportName, conf)
+}
+
 // peerTarget is the backup zone's side: its REST API and NBD exports.
 type peerTarget struct {
-	c    *peer.Client
-	pool string      // the vPool there
-	tls  *tls.Config // for its NBD, when it speaks TLS
+	peerLink
+	pool string // the vPool there
 }
 
 // newPeerTarget connects to zone name's vPool pool.
 func (s *Server) newPeerTarget(zoneName, pool string) (*peerTarget, error) {
-	p, pw, err := s.zones.Credentials(zoneName)
+	l, err := s.linkTo(zoneName)
 	if err != nil {
 		return nil, err
 	}
-	c, err := peer.New(p.BaseURL(), p.Username, pw, p.CAPEM)
-	if err != nil {
-		return nil, err
-	}
-	t := &peerTarget{c: c, pool: pool}
-	if p.CAPEM != "" {
-		roots := x509.NewCertPool()
-		roots.AppendCertsFromPEM([]byte(p.CAPEM))
-		t.tls = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	}
-	return t, nil
+	return &peerTarget{peerLink: l, pool: pool}, nil
 }
 
 func (t *peerTarget) Replica(ctx context.Context, id, name string, size uint64, of replication.Origin) (string, error) {
@@ -214,23 +250,7 @@ func (t *peerTarget) Replica(ctx context.Context, id, name string, size uint64, 
 }
 
 func (t *peerTarget) Open(ctx context.Context, replica string) (replication.Writer, error) {
-	var infos []api.NBDInfo
-	if err := t.c.Call(ctx, http.MethodGet, "/api/vdis/"+replica+"/nbd_info", nil, &infos); err != nil {
-		return nil, err
-	}
-	if len(infos) == 0 {
-		return nil, errors.New("the peer serves no NBD")
-	}
-	i := infos[0]
-	var conf *tls.Config
-	if i.Cert != "" {
-		if t.tls == nil {
-			return nil, errors.New("the peer's NBD speaks TLS: register its zone with ca_pem")
-		}
-		conf = t.tls.Clone()
-		conf.ServerName = i.Subject
-	}
-	c, err := client.Dial(ctx, net.JoinHostPort(i.Address, strconv.Itoa(i.Port)), i.ExportName, conf)
+	c, err := t.dial(ctx, replica)
 	if err != nil {
 		return nil, err
 	}
@@ -248,8 +268,7 @@ func (w nbdWriter) WriteAt(ctx context.Context, p []byte, off uint64) error {
 // sm_config (driver_params), where the backup zone looks it up.
 func (t *peerTarget) Snapshot(ctx context.Context, replica string, of replication.Origin) (string, error) {
 	var v api.VDI
-	params := map[string]string{"replica_of_zone": of.Zone, "replica_of_vdi": of.VDI, "replica_of_snapshot": of.Snapshot}
-	if err := t.c.Call(ctx, http.MethodPost, "/api/vdis/"+replica+"/snapshot", map[string]any{"driver_params": params}, &v); err != nil {
+	if err := t.c.Call(ctx, http.MethodPost, "/api/vdis/"+replica+"/snapshot", map[string]any{"driver_params": of.Tags()}, &v); err != nil {
 		return "", err
 	}
 	return v.UUID, nil

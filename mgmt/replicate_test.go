@@ -25,6 +25,7 @@ func withNBD(t *testing.T, zone string) *env {
 	port := ln.Addr().(*net.TCPAddr).Port
 	e := newEnvWith(t, func(o *Options) {
 		inZone(zone, nil)(o)
+		o.NodeName = "node-" + zone
 		o.NBDInfo = func(name string) []api.NBDInfo {
 			return []api.NBDInfo{{ExportName: name, Address: "127.0.0.1", Port: port,
 				URI: "nbd://127.0.0.1:" + strconv.Itoa(port) + "/" + name}}
@@ -42,6 +43,10 @@ func withNBD(t *testing.T, zone string) *env {
 	})
 	return e
 }
+
+// fromA is what the cycles of these tests ship from: relation 1 of zone
+// a's default vPool.
+var fromA = replication.Origin{Zone: "a", VPoolName: "local", Seq: 1}
 
 // One VDI's cycles from zone a to zone b: the first sync ships only the
 // blocks holding data, each later cycle only the blocks written since, and
@@ -76,7 +81,7 @@ func TestReplicationCycles(t *testing.T) {
 		}
 	}
 
-	st, stats, err := replication.Cycle(ctx, st, "a", "web", src, dst, 4)
+	st, stats, err := replication.Cycle(ctx, st, fromA, "web", src, dst, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +110,7 @@ func TestReplicationCycles(t *testing.T) {
 	a.write(v.UUID, 200*blk, pattern(4, 4096))
 	a.write(v.UUID, 0, pattern(5, 512))
 	first := st
-	st, stats, err = replication.Cycle(ctx, st, "a", "web", src, dst, 4)
+	st, stats, err = replication.Cycle(ctx, st, fromA, "web", src, dst, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +127,7 @@ func TestReplicationCycles(t *testing.T) {
 	check("second cycle")
 
 	// Nothing written: nothing shipped, and still a replica snapshot.
-	st, stats, err = replication.Cycle(ctx, st, "a", "web", src, dst, 4)
+	st, stats, err = replication.Cycle(ctx, st, fromA, "web", src, dst, 4)
 	if err != nil || stats.Blocks != 0 || len(st.Snapshots) != 3 {
 		t.Fatalf("an idle cycle: %v %+v", err, stats)
 	}
@@ -132,11 +137,11 @@ func TestReplicationCycles(t *testing.T) {
 	// stored state: the replica converges, without a full resync.
 	stale := st
 	a.write(v.UUID, 300*blk, pattern(6, 4096))
-	if _, _, err = replication.Cycle(ctx, stale, "a", "web", src, dst, 2); err != nil {
+	if _, _, err = replication.Cycle(ctx, stale, fromA, "web", src, dst, 2); err != nil {
 		t.Fatal(err)
 	}
 	a.write(v.UUID, 301*blk, pattern(7, 4096))
-	st, stats, err = replication.Cycle(ctx, stale, "a", "web", src, dst, 2)
+	st, stats, err = replication.Cycle(ctx, stale, fromA, "web", src, dst, 2)
 	if err != nil || stats.Full || stats.Blocks != 2 {
 		t.Fatalf("repeated cycle: %v %+v", err, stats)
 	}
@@ -290,7 +295,7 @@ func TestReplicationShipsUserSnapshots(t *testing.T) {
 	a.write(v.UUID, 0, pattern(1, int(blk)))
 	u1 := a.post(v.UUID, "snapshot", nil).UUID // before the first sync
 	a.write(v.UUID, 0, pattern(2, int(blk)))
-	st, stats, err := replication.Cycle(ctx, replication.ReplicaState{Seq: 1, VDI: v.UUID}, "a", "db", src, dst, 2)
+	st, stats, err := replication.Cycle(ctx, replication.ReplicaState{Seq: 1, VDI: v.UUID}, fromA, "db", src, dst, 2)
 	if err != nil || len(st.Snapshots) != 2 || st.Snapshots[0].Source != u1 || stats.Blocks != 2 {
 		t.Fatalf("first sync: %v %+v %+v", err, stats, st)
 	}
@@ -299,7 +304,7 @@ func TestReplicationShipsUserSnapshots(t *testing.T) {
 	a.write(v.UUID, 2*blk, pattern(4, int(blk)))
 	u3 := a.post(v.UUID, "snapshot", nil).UUID
 	a.write(v.UUID, 0, pattern(5, int(blk)))
-	st, stats, err = replication.Cycle(ctx, st, "a", "db", src, dst, 2)
+	st, stats, err = replication.Cycle(ctx, st, fromA, "db", src, dst, 2)
 	if err != nil || len(st.Snapshots) != 5 || stats.Full {
 		t.Fatalf("second cycle: %v %+v %+v", err, stats, st)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/cinder"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/kv"
+	"github.com/vdiskd/vdiskd/mgmt/kvol"
 	"github.com/vdiskd/vdiskd/mgmt/peer"
 	"github.com/vdiskd/vdiskd/mgmt/replication"
 	"github.com/vdiskd/vdiskd/mgmt/task"
@@ -88,6 +89,7 @@ type Server struct {
 	replicator   *replication.Replicator
 	rest         *xenrest.Surface
 	cinder       *cinder.Surface
+	kvol         *kvol.Service
 
 	stopWatching context.CancelFunc // the zone prober and the replicator
 	replicating  chan struct{}      // closed when the replicator stopped
@@ -201,6 +203,10 @@ func (s *Server) open() error {
 	})
 	s.replicator = replication.NewReplicator(replication.ReplicatorOptions{Registry: s.replications, DB: s.db,
 		Logger: s.log, Now: opts.Now, Members: s.poolVDIs, Zone: opts.Zone,
+		PoolName: func(guid string) string {
+			p, _ := s.vols.Pool(guid, "vPool")
+			return p.Name
+		},
 		Ends: func(rel replication.Relation) (replication.Source, replication.Target, error) {
 			dst, err := s.newPeerTarget(rel.DstZone, rel.DstVPool)
 			if err != nil {
@@ -214,6 +220,11 @@ func (s *Server) open() error {
 		Logger: s.log, Now: opts.Now, DataDir: opts.DataDir, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone, Address: opts.Address, NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken,
 		Sample: s.sampleOf, Zones: s.zones, Replications: s.replications, Replicator: s.replicator, PeerState: s.peerState})
+	s.kvol, err = kvol.New(kvol.Options{Volumes: s.vols, Auth: s.auth, DB: s.db, Zone: opts.Zone, Zones: s.kvolZones,
+		Logger: s.log.With("surface", "kvol"), Now: opts.Now})
+	if err != nil {
+		return err
+	}
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -244,6 +255,7 @@ func (s *Server) open() error {
 func (s *Server) Close() error {
 	s.stopWatching()
 	<-s.replicating
+	s.kvol.Close()
 	s.tasks.Close()
 	return s.db.Close()
 }

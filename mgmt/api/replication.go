@@ -80,3 +80,38 @@ var (
 		Path: "/api/replications/{seq}/resume", Role: PoolAdmin, Summary: "Resume a paused relation.",
 		Returns: "the relation"})
 )
+
+// Replica is a replica snapshot this daemon holds: one point of a VDI of
+// another zone, as a relation shipped it there. Zones answer for theirs,
+// so kvol finds a snapshot's replicas while its origin is down.
+type Replica struct {
+	Snapshot        string `json:"snapshot"`   // the replica snapshot here
+	VDI             string `json:"vdi"`        // the replica VDI it froze
+	NameLabel       string `json:"name_label"` // the source VDI's name
+	VPool           string `json:"vpool"`      // here
+	VPoolName       string `json:"vpool_name"` // here
+	VirtualSize     int64  `json:"virtual_size"`
+	Created         string `json:"created"`    // when it was taken here
+	Generation      int64  `json:"generation"` // orders the snapshots taken here, where clocks tie
+	OriginZone      string `json:"origin_zone"`
+	OriginVPool     string `json:"origin_vpool"`
+	OriginVPoolName string `json:"origin_vpool_name"`
+	OriginSeq       int    `json:"origin_seq"`
+	OriginVDI       string `json:"origin_vdi"`
+	OriginSnapshot  string `json:"origin_snapshot"`
+}
+
+// ReplicaListArgs filter the replica snapshots.
+type ReplicaListArgs struct {
+	OriginZone     string `query:"origin_zone" doc:"only those from this zone"`
+	OriginVPool    string `query:"origin_vpool" doc:"only those of this vPool of the origin (guid or name)"`
+	OriginVDI      string `query:"origin_vdi" doc:"only those of this VDI of the origin"`
+	OriginSnapshot string `query:"origin_snapshot" doc:"only the replica of this snapshot of the origin"`
+	PageArgs
+}
+
+// ReplicaList lists the replica snapshots held here.
+var ReplicaList = declare[ReplicaListArgs](RPC{Class: "replica", Call: "list", Methods: []string{http.MethodGet},
+	Path: "/api/replicas", Role: ReadOnly,
+	Summary: "List the replica snapshots this zone holds for other zones, each with its origin (zone, vPool, relation, VDI, snapshot).",
+	Returns: "a list of replica snapshots, oldest first"})

@@ -8,12 +8,9 @@
 package cinder
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/vdiskd/vdiskd/mgmt/auth"
@@ -57,7 +54,7 @@ func New(opts Options) *Surface {
 }
 
 // namespace is the volumes' and groups' attribute namespace of this surface.
-const namespace = "cinder"
+const namespace = cinderapi.Namespace
 
 // Bindings pairs every call of cinderapi.Table with its handler.
 func (s *Surface) Bindings() []rpc.Binding {
@@ -189,12 +186,10 @@ func status(e *fault.Error) int {
 // "message": ...}}; 401 as keystonemiddleware does.
 func (s *Surface) WriteError(w http.ResponseWriter, _ *http.Request, e *fault.Error) {
 	code := status(e)
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-	}
+	rpc.SetRetryAfter(w, e)
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Keystone uri="/api/token"`)
-		writeJSON(w, code, map[string]any{"error": map[string]any{"code": code, "title": "Unauthorized",
+		rpc.WriteJSON(w, code, map[string]any{"error": map[string]any{"code": code, "title": "Unauthorized",
 			"message": e.Message}})
 		return
 	}
@@ -202,7 +197,7 @@ func (s *Surface) WriteError(w http.ResponseWriter, _ *http.Request, e *fault.Er
 	if !ok {
 		name = "computeFault"
 	}
-	writeJSON(w, code, map[string]any{name: map[string]any{"code": code, "message": e.Message}})
+	rpc.WriteJSON(w, code, map[string]any{name: map[string]any{"code": code, "message": e.Message}})
 }
 
 // WriteResult answers the call's status with the body, if any.
@@ -216,15 +211,7 @@ func (s *Surface) WriteResult(w http.ResponseWriter, r *http.Request, call *rpc.
 		w.WriteHeader(call.Status)
 		return
 	}
-	writeJSON(w, call.Status, res)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	rpc.WriteJSON(w, call.Status, res)
 }
 
 // sees reports whether the caller may see an object of project owner

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/gorilla/mux"
 	"github.com/vdiskd/vdiskd/blockstore"
@@ -18,16 +19,8 @@ import (
 const gib = 1 << 30
 
 // volumeAttrs are Cinder's fields of a volume or snapshot that the VDI
-// does not have. The name and description are the VDI's name_label and
-// name_description, so both surfaces show one name.
-type volumeAttrs struct {
-	ProjectID        string            `json:"project_id,omitempty"`
-	UserID           string            `json:"user_id,omitempty"`
-	AvailabilityZone string            `json:"availability_zone,omitempty"`
-	Metadata         map[string]string `json:"metadata,omitempty"`
-	SnapshotID       string            `json:"snapshot_id,omitempty"`
-	SourceVolID      string            `json:"source_volid,omitempty"`
-}
+// does not have (cinderapi.VolumeAttrs).
+type volumeAttrs = cinderapi.VolumeAttrs
 
 // volumeFields reads a VDI's Cinder fields (ProjectID empty if it has
 // none: see Surface.fields).
@@ -104,7 +97,7 @@ func (s *Surface) volumeView(c *rpc.Call, v volume.Volume, vbds []string, migrat
 		CreatedAt: cinderapi.Time(v.Info.Created), VolumeType: s.poolName(v.Info.Pool),
 		SnapshotID: cinderapi.Text(f.SnapshotID), SourceVolID: cinderapi.Text(f.SourceVolID),
 		ConsistencyGroupID: cinderapi.Text(v.Attrs.Lifecycle.Group), Metadata: orMap(f.Metadata),
-		Bootable: "false", Multiattach: true, ReplicationStatus: "disabled", Attachments: []cinderapi.Attachment{},
+		Bootable: strconv.FormatBool(f.Bootable), Multiattach: true, ReplicationStatus: "disabled", Attachments: []cinderapi.Attachment{},
 		UserID: cinderapi.Text(f.UserID), TenantID: cinderapi.Text(f.ProjectID), Host: "vdiskd@" + s.poolName(v.Info.Pool),
 		Links: s.links(c, "volumes", id),
 	}
@@ -184,7 +177,7 @@ func (s *Surface) volumeRows(c *rpc.Call, a *cinderapi.ListArgs) []row {
 			fields: map[string]string{"id": d.ID, "name": v.Attrs.Xen.NameLabel, "status": d.Status,
 				"size": fmt.Sprintf("%020d", d.Size), "volume_type": d.VolumeType, "created_at": d.CreatedAt,
 				"description": v.Attrs.Xen.NameDescription, "availability_zone": d.AvailabilityZone,
-				"consistencygroup_id": v.Attrs.Lifecycle.Group, "project_id": f.ProjectID, "bootable": "false",
+				"consistencygroup_id": v.Attrs.Lifecycle.Group, "project_id": f.ProjectID, "bootable": d.Bootable,
 				"user_id": f.UserID}})
 	})
 	return rows

@@ -92,12 +92,6 @@ type Point struct {
 	Size     uint64
 }
 
-// Origin is what a replica snapshot holds: which snapshot of which VDI of
-// which zone.
-type Origin struct {
-	Zone, VDI, Snapshot string
-}
-
 // Writer writes a replica.
 type Writer interface {
 	WriteAt(ctx context.Context, p []byte, off uint64) error
@@ -112,7 +106,7 @@ type CycleStats struct {
 	Full   bool // a first sync
 }
 
-// Cycle ships vdi once: it freezes the source, then ships, in order, each
+// Cycle ships st.VDI once, from the zone, vPool and relation from names: it freezes the source, then ships, in order, each
 // snapshot users took since st.Base and the frozen one: for each, the
 // blocks written since the previous (or, the first time, every block
 // holding data) over conns writers, flushed, then a replica snapshot
@@ -121,7 +115,9 @@ type CycleStats struct {
 // old one stands, and shipping the same blocks of a later snapshot again
 // is harmless, so a cycle cut at any point is repeated, never resynced in
 // full.
-func Cycle(ctx context.Context, st ReplicaState, zone, name string, src Source, dst Target, conns int) (ReplicaState, CycleStats, error) {
+func Cycle(ctx context.Context, st ReplicaState, from Origin, name string, src Source, dst Target, conns int) (ReplicaState, CycleStats, error) {
+	from.VDI, from.Snapshot = st.VDI, ""
+
 	var stats CycleStats
 	snap, size, err := src.Freeze(st.Seq, st.VDI)
 	if err != nil {
@@ -133,7 +129,7 @@ func Cycle(ctx context.Context, st ReplicaState, zone, name string, src Source, 
 	}
 	points = append(points, Point{Snapshot: snap, Size: size})
 	replica, err := dst.Replica(ctx, st.Replica, name, slices.MaxFunc(points, func(a, b Point) int { return cmp.Compare(a.Size, b.Size) }).Size,
-		Origin{Zone: zone, VDI: st.VDI})
+		from)
 	if err != nil {
 		return st, stats, fmt.Errorf("the replica of %s: %w", st.VDI, err)
 	}
@@ -153,7 +149,9 @@ func Cycle(ctx context.Context, st ReplicaState, zone, name string, src Source, 
 		if err != nil {
 			return st, stats, fmt.Errorf("shipping %s to %s: %w", p.Snapshot, replica, err)
 		}
-		rsnap, err := dst.Snapshot(ctx, replica, Origin{Zone: zone, VDI: st.VDI, Snapshot: p.Snapshot})
+		at := from
+		at.Snapshot = p.Snapshot
+		rsnap, err := dst.Snapshot(ctx, replica, at)
 		if err != nil {
 			return st, stats, fmt.Errorf("snapshotting the replica %s: %w", replica, err)
 		}

@@ -24,9 +24,11 @@ type ReplicatorOptions struct {
 	Members func(pool string) map[string]string
 	Ends    Ends
 	Zone    string // this daemon's zone, the origin of what it ships
-	Logger  *slog.Logger
-	Now     func() time.Time
-	Conns   int // NBD connections per VDI shipped (default 4)
+	// PoolName names a vPool (guid) in the replica snapshots' origin tags.
+	PoolName func(guid string) string
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Conns    int // NBD connections per VDI shipped (default 4)
 }
 
 // Replicator runs every relation's rounds: a cycle of each VDI of its
@@ -199,7 +201,11 @@ func (r *Replicator) round(ctx context.Context, rel Relation) error {
 		if !ok {
 			stored = ReplicaState{Seq: rel.Seq, VDI: id}
 		}
-		next, stats, err := Cycle(ctx, stored, r.opts.Zone, members[id], src, dst, r.opts.Conns)
+		from := Origin{Zone: r.opts.Zone, VPool: rel.VPool, Seq: rel.Seq}
+		if r.opts.PoolName != nil {
+			from.VPoolName = r.opts.PoolName(rel.VPool)
+		}
+		next, stats, err := Cycle(ctx, stored, from, members[id], src, dst, r.opts.Conns)
 		if err != nil {
 			r.log.Warn("replication cycle failed", "seq", rel.Seq, "vdi", id, "err", err)
 			errs = append(errs, fmt.Sprintf("%s: %v", id, err))

@@ -3,8 +3,6 @@ package xenrest
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
@@ -33,9 +31,7 @@ func (s *Surface) WriteError(w http.ResponseWriter, _ *http.Request, e *fault.Er
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Basic realm="vdiskd"`)
 	}
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
-	}
+	rpc.SetRetryAfter(w, e)
 	writeJSON(w, status, api.ErrorBody{Error: e})
 }
 

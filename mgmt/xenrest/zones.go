@@ -8,13 +8,16 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/zone"
 )
 
-func (s *Surface) nodeGet(c *rpc.Call, _ *api.NoArgs) (any, error) {
+func (s *Surface) nodeGet(c *rpc.Call, _ *api.NoArgs) (any, error) { return s.Node(), nil }
+
+// Node is this daemon as GET /api/node answers it.
+func (s *Surface) Node() api.Node {
 	n := api.Node{GUID: s.opts.NodeGUID, Name: s.opts.NodeName, Zone: s.opts.Zone, Address: s.opts.Address,
 		NBD: []api.NBDInfo{}}
 	if s.opts.NBDInfo != nil {
 		n.NBD = append(n.NBD, s.opts.NBDInfo("")...)
 	}
-	return n, nil
+	return n
 }
 
 // zoneRecord is a peer as callers see it: never its password.

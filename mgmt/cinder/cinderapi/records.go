@@ -142,3 +142,22 @@ type VolumeType struct {
 	ExtraSpecs     map[string]string `json:"extra_specs"`
 	AccessIsPublic bool              `json:"os-volume-type-access:is_public"`
 }
+
+// Namespace is the Cinder surface's attribute namespace on a VDI
+// (volume.CreateRequest.Surfaces).
+const Namespace = "cinder"
+
+// VolumeAttrs are Cinder's fields of a volume or snapshot that the VDI
+// does not have, kept in Namespace. The name and description are the
+// VDI's name_label and name_description, so both surfaces show one name.
+// Beside the Cinder surface, only kvol writes them: a volume it makes
+// belongs to a tenant (dst-tenant-id) and may be bootable.
+type VolumeAttrs struct {
+	ProjectID        string            `json:"project_id,omitempty"`
+	UserID           string            `json:"user_id,omitempty"`
+	AvailabilityZone string            `json:"availability_zone,omitempty"`
+	Metadata         map[string]string `json:"metadata,omitempty"`
+	SnapshotID       string            `json:"snapshot_id,omitempty"`
+	SourceVolID      string            `json:"source_volid,omitempty"`
+	Bootable         bool              `json:"bootable,omitempty"`
+}
