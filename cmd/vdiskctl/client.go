@@ -140,6 +140,19 @@ func apiError(resp *response) error {
 			}
 		}
 	}
+	// kvol's: {"code": 400, "error": "INVALID_VALUE", "message": ...}.
+	var kb struct {
+		Code    int    `json:"code"`
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(resp.body, &kb) == nil && kb.Code == resp.status && kb.Message != "" {
+		e := &exitError{code: exitAPI, msg: fmt.Sprintf("%s: %s (HTTP %d)", kb.Error, kb.Message, kb.Code)}
+		if resp.status == http.StatusUnauthorized {
+			e.hint = "Log in with 'vdiskctl login' (or pass --token)."
+		}
+		return e
+	}
 	msg := "HTTP " + resp.line
 	if b := strings.TrimSpace(string(resp.body)); b != "" {
 		if len(b) > 2000 {

@@ -22,6 +22,12 @@ var pollInterval = 200 * time.Millisecond
 // printResponse prints a success answer of call r.
 func (a *app) printResponse(r *api.RPC, resp *response) error {
 	switch {
+	case resp.status == http.StatusNoContent && r.Method() == http.MethodGet:
+		// A read that found nothing (kvol's 204): said on stderr, so
+		// stdout stays empty for scripts; create and recovery queued
+		// nothing.
+		fmt.Fprintln(a.stderr, "no data (HTTP 204): nothing matches")
+		return nil
 	case resp.status == http.StatusNoContent || len(bytes.TrimSpace(resp.body)) == 0:
 		return nil
 	case resp.status == http.StatusAccepted && surfaceOf(r).tasks:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/cinder/cinderapi"
+	"github.com/vdiskd/vdiskd/mgmt/kvol/kvolapi"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
 )
 
@@ -34,10 +35,14 @@ type surfaceSpec struct {
 var xenREST = surfaceSpec{
 	table: api.Table,
 	groups: map[string]struct{ name, short string }{
-		"VDI":   {"vdi", "Virtual disk images (XenAPI's VDI class)"},
-		"vPool": {"vpool", "Storage pools (OpenvStorage's vPool)"},
-		"task":  {"task", "Long-running calls: status, result, cancel"},
-		"user":  {"user", "API users and their roles"},
+		"VDI":         {"vdi", "Virtual disk images (XenAPI's VDI class)"},
+		"vPool":       {"vpool", "Storage pools (OpenvStorage's vPool)"},
+		"task":        {"task", "Long-running calls: status, result, cancel"},
+		"user":        {"user", "API users and their roles"},
+		"node":        {"node", "This daemon: its zone, name and API and NBD addresses"},
+		"zone":        {"zone", "Peer zones: other vdiskd daemons, and the user this one has there"},
+		"replication": {"replication", "Replication relations: a vPool of this zone replicated to a peer zone"},
+		"replica":     {"replica", "The replica snapshots this zone holds for other zones"},
 	},
 	tasks:  true,
 	header: "Authorization",
@@ -56,8 +61,17 @@ var cinder = surfaceSpec{
 	header:    "X-Auth-Token",
 }
 
+var kvol = surfaceSpec{
+	table: kvolapi.Table,
+	groups: map[string]struct{ name, short string }{
+		kvolapi.Class: {"kvol", "Volumes from another zone's snapshots, and recovery of a failed zone's volumes (seed 001's kvol API)"},
+	},
+	only:   true,
+	header: "Authorization",
+}
+
 // surfaces are every surface vdiskctl has commands for.
-var surfaces = []*surfaceSpec{&xenREST, &cinder}
+var surfaces = []*surfaceSpec{&xenREST, &cinder, &kvol}
 
 // surfaceOf finds the surface a call belongs to.
 func surfaceOf(r *api.RPC) *surfaceSpec {
