@@ -114,6 +114,7 @@ func TestZoneRegistry(t *testing.T) {
 	a.fails(http.StatusForbidden, api.CodePermissionDenied, "GET", "/api/zones", a.userWithRole(api.VMAdmin), nil)
 
 	// A restart keeps them; the next probe finds b again.
+	a.fails(http.StatusConflict, api.CodeOperationNotAllowed, "POST", "/api/replications/1/sync", a.admin, nil)
 	a.restart()
 	a.admin = a.login("admin", adminPassword)
 	a.s.zones.ProbeAll()
@@ -189,6 +190,7 @@ func TestReplicationRelations(t *testing.T) {
 	if !r.Paused || r.Status != "paused" {
 		t.Fatalf("paused %+v", r)
 	}
+	a.fails(http.StatusConflict, api.CodeOperationNotAllowed, "POST", "/api/replications/1/sync", a.admin, nil)
 	a.restart()
 	a.admin = a.login("admin", adminPassword)
 	a.s.zones.ProbeAll()
@@ -200,6 +202,7 @@ func TestReplicationRelations(t *testing.T) {
 	if r.Paused || r.Status != "initializing" {
 		t.Fatalf("resumed %+v", r)
 	}
+	a.must(http.StatusOK, "POST", "/api/replications/1/sync", a.admin, nil, &r)
 	a.must(http.StatusNoContent, "DELETE", "/api/replications/1", a.admin, nil, nil)
 	a.must(http.StatusNoContent, "DELETE", "/api/zones/b", a.admin, nil, nil)
 	// A seq is never handed out twice.

@@ -79,6 +79,10 @@ var (
 	ReplicationResume = declare[ReplicationRef](RPC{Class: "replication", Call: "resume",
 		Path: "/api/replications/{seq}/resume", Role: PoolAdmin, Summary: "Resume a paused relation.",
 		Returns: "the relation"})
+	ReplicationSync = declare[ReplicationRef](RPC{Class: "replication", Call: "sync",
+		Path: "/api/replications/{seq}/sync", Role: PoolAdmin,
+		Summary: "Start a round now rather than at the next interval (within a second; one already running goes on). A paused relation refuses.",
+		Returns: "the relation"})
 )
 
 // Replica is a replica snapshot this daemon holds: one point of a VDI of

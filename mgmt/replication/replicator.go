@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/kv"
 )
 
@@ -289,6 +290,19 @@ func (r *Replicator) Run(ctx context.Context, tick time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// SyncSoon makes relation rel due now: Run starts its round at its next
+// tick (unless one is running, or it is paused).
+func (r *Replicator) SyncSoon(rel Relation) error {
+	if rel.Paused {
+		return fault.Conflicts(fault.CodeOperationNotAllowed, []string{"replication", fmt.Sprint(rel.Seq)},
+			"replication %d is paused: resume it first", rel.Seq)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.lastTry, rel.Seq)
+	return nil
 }
 
 // PeerState says whether a zone answered its last probe, and if not why.

@@ -71,6 +71,18 @@ func (s *Surface) replicationResume(c *rpc.Call, a *api.ReplicationRef) (any, er
 	return s.setPaused(c, a, false)
 }
 
+func (s *Surface) replicationSync(c *rpc.Call, a *api.ReplicationRef) (any, error) {
+	seq, _ := a.Number()
+	r, err := s.opts.Replications.Get(seq)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.opts.Replicator.SyncSoon(r); err != nil {
+		return nil, err
+	}
+	return s.replicationRecord(r), nil
+}
+
 func (s *Surface) setPaused(c *rpc.Call, a *api.ReplicationRef, paused bool) (any, error) {
 	seq, _ := a.Number()
 	r, err := s.opts.Replications.SetPaused(seq, paused, c.User)

@@ -30,6 +30,7 @@ func (s *Surface) Bindings() []rpc.Binding {
 		rpc.Bind(api.ReplicationDelete, s.replicationDelete),
 		rpc.Bind(api.ReplicationPause, s.replicationPause),
 		rpc.Bind(api.ReplicationResume, s.replicationResume),
+		rpc.Bind(api.ReplicationSync, s.replicationSync),
 		rpc.Bind(api.ReplicaList, s.replicaList),
 
 		rpc.Bind(api.VPoolList, s.vpoolList),
