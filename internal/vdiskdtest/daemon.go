@@ -177,6 +177,15 @@ func (d *Daemon) Relaunch(t testing.TB) *Daemon {
 	return Start(t, d.opts)
 }
 
+// RelaunchInPlace is Relaunch on the addresses this run had, as a
+// restarted daemon keeps its: its peers registered it by URL.
+func (d *Daemon) RelaunchInPlace(t testing.TB) *Daemon {
+	t.Helper()
+	o := d.opts
+	o.HTTPAddr, o.NBDAddr = d.HTTPAddr, d.NBDHost
+	return Start(t, o)
+}
+
 // Stop sends SIGTERM and waits for the exit, which must be 0; a daemon
 // that does not stop within StopTimeout is killed. A daemon already gone
 // is left as it is.
