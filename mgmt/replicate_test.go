@@ -99,6 +99,7 @@ func TestReplicationCycles(t *testing.T) {
 	}
 	b.fails(http.StatusConflict, api.CodeVDIReadOnly, "DELETE", "/api/vdis/"+st.Replica, other, nil)
 	b.fails(http.StatusConflict, api.CodeVDIReadOnly, "POST", "/api/vdis/"+st.Replica+"/resize", other, map[string]any{"size": 2 << 30})
+	b.fails(http.StatusConflict, api.CodeVDIReadOnly, "POST", "/api/vdis/"+st.Replica+"/set_on_boot", other, map[string]any{"value": "reset"})
 	vbd, err := b.s.vols.Attach(st.Replica, "u-vm-admin", false)
 	if err != nil {
 		t.Fatalf("reading the replica: %v", err)

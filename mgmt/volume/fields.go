@@ -110,6 +110,10 @@ func (s *Service) SetOnBoot(id, mode, by string) (VDI, error) {
 		return VDI{}, ferr
 	}
 	defer e.mu.Unlock()
+	// reset would roll the replica back at its replicator's next attach.
+	if err := e.checkReplicaOwner(by, "set_on_boot"); err != nil {
+		return VDI{}, err
+	}
 	if mode == "reset" && e.info.Kind == blockstore.KindLive {
 		if err := s.takeBase(e); err != nil {
 			return VDI{}, err
