@@ -14,6 +14,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/kvol/kvolapi"
 	"github.com/vdiskd/vdiskd/mgmt/replication"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
 // kvolGet sends one kvol call with Basic admin:token, as the seed's
@@ -310,4 +311,103 @@ func TestKvolRefusals(t *testing.T) {
 	if code, _ := e.request("GET", "/api/kvol/nothing", "", nil); code != http.StatusNotFound {
 		t.Errorf("an unknown kvol path: %d", code)
 	}
+}
+
+// A job a stop cut runs again at the next start: a copy fills the volume
+// it had begun (found by its kvol attributes), and a job whose replica is
+// gone fails, saying why, without leaving a volume behind. Here the copy
+// is local: the replica is in b, the volume is made in another vPool.
+func TestKvolJobsResume(t *testing.T) {
+	a, b := withNBD(t, "a"), withNBD(t, "b")
+	a.must(http.StatusCreated, "POST", "/api/zones", a.admin,
+		map[string]any{"name": "b", "url": b.srv.URL, "username": "admin", "password": adminPassword}, nil)
+	b.must(http.StatusCreated, "POST", "/api/vpools", b.admin, map[string]any{"name": "other"}, nil)
+	other, ferr := b.s.vols.Pool("other", "vPool")
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	blk := uint64(replication.BlockSize)
+	v := a.createVDI(map[string]any{"name_label": "db", "virtual_size": 16 << 20})
+	a.write(v.UUID, 0, pattern(1, int(3*blk)))
+	a.write(v.UUID, 200*blk, pattern(2, 4096))
+	s1 := a.post(v.UUID, "snapshot", nil).UUID
+	var r api.Replication
+	a.must(http.StatusCreated, "POST", "/api/replications", a.admin,
+		map[string]any{"vpool": "local", "dst_zone": "b", "dst_vpool": "local"}, &r)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.s.replicator.Round(ctx, r.Seq); err != nil {
+		t.Fatal(err)
+	}
+	var reps api.List[api.Replica]
+	b.must(http.StatusOK, "GET", "/api/replicas?origin_snapshot="+s1, b.admin, nil, &reps)
+	if len(reps.Data) != 1 {
+		t.Fatalf("b's replicas of %s: %+v", s1, reps.Data)
+	}
+	rep := reps.Data[0]
+
+	// Two rows as a stop leaves them: one copy under way into a volume
+	// that holds its first block so far, one whose replica is gone.
+	half, err := b.s.vols.Create(volume.CreateRequest{Pool: other.GUID, Size: 16 << 20, Xen: volume.XenAttrs{NameLabel: "db"},
+		Surfaces: map[string][]byte{"kvol": []byte(`{"rowkey":7,"kind":"create","org_zone":"a","filling":true}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.write(half.Info.ID, 0, pattern(1, int(blk)))
+	doomed, err := b.s.vols.Create(volume.CreateRequest{Pool: other.GUID, Size: 16 << 20,
+		Surfaces: map[string][]byte{"kvol": []byte(`{"rowkey":8,"kind":"create","org_zone":"a","filling":true}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(rowkey int, snapshot string) map[string]any {
+		return map[string]any{"rowkey": rowkey, "kind": "create", "status": "RUNNING", "queued": b.clock(), "start": b.clock(),
+			"by": "admin", "org_zone": "a", "org_vpool": "local", "org_snapshot": s1, "dst_zone": "b", "dst_pool": other.GUID,
+			"tenant": "t1", "src_zone": "b", "src_snapshot": snapshot, "src_vpool": rep.VPool, "name": "db"}
+	}
+	batch := b.s.db.NewBatch()
+	batch.Put(fmt.Sprintf("kvol/job/%016d", 7), row(7, rep.Snapshot))
+	batch.Put(fmt.Sprintf("kvol/job/%016d", 8), row(8, "0b0b0b0b-0000-4000-8000-000000000000"))
+	batch.Put("kvol-next-rowkey", 9)
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	before := b.volumes()
+	b.restart()
+	b.admin = b.login("admin", adminPassword)
+
+	j := b.waitJob("createlist", 7)
+	if j.NewVolumeID != half.Info.ID {
+		t.Fatalf("the resumed job made %s, not the volume it had begun (%s)", j.NewVolumeID, half.Info.ID)
+	}
+	sameBytes(t, a, s1, b, j.NewVolumeID, 16<<20)
+	var failed kvolapi.Jobs
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b.kvolGet(http.StatusOK, "createlist", url.Values{"rowkey": {"8"}}, &failed)
+		if failed.Clist[0].Status == kvolapi.StatusFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job 8 is %s after 30 s", failed.Clist[0].Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f := failed.Clist[0]; !strings.Contains(f.ResultMsg, "0b0b0b0b") || f.NewVolumeID != "" || f.CreateEnd == "" {
+		t.Fatalf("the failed job %+v", f)
+	}
+	if got := b.volumes(); got != before-1 {
+		t.Fatalf("%d volumes after the jobs, %d before: the failed job left its volume behind", got, before)
+	}
+	if code, _ := b.request("GET", "/api/vdis/"+doomed.Info.ID, b.admin, nil); code != http.StatusNotFound {
+		t.Fatalf("the failed job's volume answers %d", code)
+	}
+	// The next job gets the next rowkey.
+	var q kvolapi.Queued
+	b.kvolGet(http.StatusOK, "create", url.Values{"src-zone": {"a"}, "src-volume-type-id": {"local"},
+		"src-snapshot-id": {s1}, "dst-zone": {"b"}, "dst-tenant-id": {"t1"}, "dst-volume-type-id": {"other"}}, &q)
+	if q.Rowkey != 9 {
+		t.Fatalf("the next job's rowkey %d", q.Rowkey)
+	}
+	j = b.waitJob("createlist", 9)
+	sameBytes(t, a, s1, b, j.NewVolumeID, 16<<20)
 }

@@ -66,6 +66,7 @@ func (s *Service) build(ctx context.Context, j *job) (string, error) {
 	if id != "" && !filling {
 		return id, nil
 	}
+	j.NewVolume = id // a failure from here removes it
 	if id == "" && j.SrcZone == s.opts.Zone && j.SrcVPool == j.DstPool {
 		v, err := s.vols.CloneAs(j.SrcSnapshot, volume.Derivation{NameLabel: &j.Name, Surfaces: s.surfaces(j, false), By: j.By})
 		if err != nil {
