@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 // withNBD gives a daemon a real NBD server on loopback, as vdiskd runs
 // one: get_nbd_info answers its address.
-func withNBD(t *testing.T, zone string) *env {
+func withNBD(t testing.TB, zone string) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,8 +28,9 @@ func withNBD(t *testing.T, zone string) *env {
 		inZone(zone, nil)(o)
 		o.NodeName = "node-" + zone
 		o.NBDInfo = func(name string) []api.NBDInfo {
+			// The URI as vdiskd's: the export name escaped as one path.
 			return []api.NBDInfo{{ExportName: name, Address: "127.0.0.1", Port: port,
-				URI: "nbd://127.0.0.1:" + strconv.Itoa(port) + "/" + name}}
+				URI: "nbd://127.0.0.1:" + strconv.Itoa(port) + "/" + url.PathEscape(name)}}
 		}
 	})
 	srv, err := nbd.NewServer(nbd.Options{Exports: e.s.NBDExports(NBDAuthToken)})
