@@ -254,9 +254,14 @@ func TestReplicatorRounds(t *testing.T) {
 	if code, _ := b.request("GET", "/api/vdis/"+gone.Replica, b.admin, nil); code != http.StatusNotFound {
 		t.Fatalf("the replica of a destroyed VDI answers %d", code)
 	}
-	last := gone.Snapshots[len(gone.Snapshots)-1].Replica
-	if code, _ := b.request("GET", "/api/vdis/"+last, b.admin, nil); code != http.StatusOK {
-		t.Fatalf("its last replica snapshot answers %d", code)
+	// ... and retention never thins them, however many rounds follow.
+	a.write(v1.UUID, 0, pattern(6, 512))
+	round()
+	round()
+	for _, p := range gone.Snapshots {
+		if code, _ := b.request("GET", "/api/vdis/"+p.Replica, b.admin, nil); code != http.StatusOK {
+			t.Fatalf("a replica snapshot of the destroyed VDI answers %d", code)
+		}
 	}
 	if replicas, _ = a.s.replicator.Replicas(r.Seq); len(replicas) != 2 {
 		t.Fatalf("states after the destroy: %d", len(replicas))
@@ -276,6 +281,10 @@ func TestReplicatorRounds(t *testing.T) {
 	a.must(http.StatusNoContent, "DELETE", "/api/replications/1", a.admin, nil, nil)
 	if replicas, err := a.s.replicator.Replicas(r.Seq); err != nil || len(replicas) != 0 {
 		t.Fatalf("a deleted relation's states: %v %v", replicas, err)
+	}
+	// The replicas stay in the backup zone, with their snapshots.
+	if code, _ := b.request("GET", "/api/vdis/"+st1.Replica, b.admin, nil); code != http.StatusOK {
+		t.Fatalf("a replica after its relation was deleted answers %d", code)
 	}
 }
 
