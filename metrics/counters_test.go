@@ -42,3 +42,16 @@ func BenchmarkCountersRead(b *testing.B) {
 		}
 	})
 }
+
+// Keys documents exactly the keys Sample.OVS answers.
+func TestKeysAreTheOVSKeys(t *testing.T) {
+	ovs := Sample{}.OVS()
+	if len(Keys) != len(ovs) {
+		t.Fatalf("%d documented keys, %d OVS keys", len(Keys), len(ovs))
+	}
+	for _, k := range Keys {
+		if _, ok := ovs[k.Name]; !ok || k.Doc == "" || (k.Unit != "NUMBER" && k.Unit != "BYTE") {
+			t.Errorf("key %+v: not an OVS key, or undocumented", k)
+		}
+	}
+}

@@ -42,7 +42,8 @@ var rules = []rule{
 	{
 		name: "the management services",
 		roots: []string{module + "/mgmt/volume", module + "/mgmt/auth", module + "/mgmt/task",
-			module + "/mgmt/kv", module + "/mgmt/fault", module + "/mgmt/zone", module + "/mgmt/replication"},
+			module + "/mgmt/kv", module + "/mgmt/fault", module + "/mgmt/zone", module + "/mgmt/replication",
+			module + "/mgmt/stats"},
 		forbidden: map[string]string{
 			"net/http":            "services are transport-free: every surface calls them",
 			"github.com/gorilla/": "routing belongs to package rpc and the surfaces",

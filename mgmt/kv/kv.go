@@ -132,6 +132,30 @@ func (d *DB) Scan(prefix string, fn func(key string, val []byte) error) error {
 	return nil
 }
 
+// ScanRange calls fn for every record with lo <= key < hi, in key order,
+// until fn answers false.
+func (d *DB) ScanRange(lo, hi string, fn func(key string, val []byte) (bool, error)) error {
+	if err := d.use(); err != nil {
+		return err
+	}
+	defer d.done()
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte(lo), UpperBound: []byte(hi)})
+	if err != nil {
+		return fmt.Errorf("kv: scan [%s, %s): %w", lo, hi, err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		more, err := fn(string(it.Key()), it.Value())
+		if err != nil || !more {
+			it.Close()
+			return err
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("kv: scan [%s, %s): %w", lo, hi, err)
+	}
+	return nil
+}
+
 // ScanJSON decodes every record under prefix into a new T and calls fn.
 func ScanJSON[T any](d *DB, prefix string, fn func(key string, v *T) error) error {
 	return d.Scan(prefix, func(key string, val []byte) error {
@@ -187,6 +211,13 @@ func (b *Batch) Put(key string, v any) {
 func (b *Batch) Delete(key string) {
 	if b.b != nil {
 		_ = b.b.Delete([]byte(key), nil)
+	}
+}
+
+// DeleteRange adds the removal of every key in [lo, hi) to the batch.
+func (b *Batch) DeleteRange(lo, hi string) {
+	if b.b != nil {
+		_ = b.b.DeleteRange([]byte(lo), []byte(hi), nil)
 	}
 }
 
