@@ -202,18 +202,6 @@ func TestCacheSyncModel(t *testing.T) {
 	}
 }
 
-func isMissing(err error) bool {
-	f, ok := err.(interface{ Error() string })
-	return ok && f != nil && (fmt.Sprint(err) != "" && contains(fmt.Sprint(err), "no acq_spec"))
-}
+func isMissing(err error) bool { return strings.Contains(err.Error(), "no acq_spec") }
 
-func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || slices.Contains([]string{s}, s) && indexOf(s, sub) >= 0) }
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
-}
+func indexOf(s, sub string) int { return strings.Index(s, sub) }
