@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/vdiskd/vdiskd/metrics"
 )
 
 // Resource types.
@@ -57,17 +55,23 @@ func NBDQuantiles() (cmds []string, qs []float64) {
 	return cmds, qs
 }
 
-// catalogue is every counter, built once: for vDisks and vPools each key
-// of the OVS statistics object (metrics.Keys) and its *_ps rate, for the
-// node the NBD latency quantiles.
-var catalogue = func() []Counter {
+// Metric is a counter of the OVS statistics object the catalogue offers
+// on vDisks and vPools (the composition root passes metrics.Keys).
+type Metric struct {
+	Name, Unit, Doc string
+}
+
+// buildCatalogue is every counter: for vDisks and vPools each metric of
+// the OVS statistics object and its *_ps rate, for the node the NBD
+// latency quantiles.
+func buildCatalogue(keys []Metric) []Counter {
 	var out []Counter
 	for _, t := range []string{TypeVDisk, TypeVPool} {
 		of := "the vDisk"
 		if t == TypeVPool {
 			of = "the vPool's vDisks together"
 		}
-		for _, k := range metrics.Keys {
+		for _, k := range keys {
 			out = append(out, Counter{Cid: strings.ToLower(t) + "." + k.Name, Metric: k.Name, Type: t,
 				Units: k.Unit, Sample: "ABSOLUTE", Label: k.Name,
 				Doc: "Of " + of + " since the daemon started: " + k.Doc + "."})
@@ -90,18 +94,18 @@ var catalogue = func() []Counter {
 				"(estimated within vdiskd_nbd_request_duration_seconds' buckets; 0 when there were none)."})
 	}
 	return out
-}()
+}
 
 // Counters lists the catalogue, by cid.
-func Counters() []Counter {
-	out := slices.Clone(catalogue)
+func (s *Service) Counters() []Counter {
+	out := slices.Clone(s.catalogue)
 	slices.SortFunc(out, func(a, b Counter) int { return strings.Compare(a.Cid, b.Cid) })
 	return out
 }
 
 // CounterByCid finds a counter.
-func CounterByCid(cid string) (Counter, bool) {
-	for _, c := range catalogue {
+func (s *Service) CounterByCid(cid string) (Counter, bool) {
+	for _, c := range s.catalogue {
 		if c.Cid == cid {
 			return c, true
 		}
@@ -118,13 +122,13 @@ type CounterSet struct {
 
 // CounterSets are the sets: per resource type, the client's I/O, its
 // rates, and everything.
-func CounterSets() []CounterSet {
+func (s *Service) CounterSets() []CounterSet {
 	var out []CounterSet
 	for _, t := range []string{TypeVDisk, TypeVPool} {
 		lt := strings.ToLower(t)
 		io := []string{lt + ".read_operations", lt + ".write_operations", lt + ".data_read", lt + ".data_written"}
 		var rates, all []string
-		for _, c := range catalogue {
+		for _, c := range s.catalogue {
 			if c.Type != t {
 				continue
 			}
@@ -139,7 +143,7 @@ func CounterSets() []CounterSet {
 			CounterSet{ID: lt + "-all", Counters: all, Label: "Every counter of each " + t})
 	}
 	var node []string
-	for _, c := range catalogue {
+	for _, c := range s.catalogue {
 		if c.Type == TypeNode {
 			node = append(node, c.Cid)
 		}
@@ -148,19 +152,19 @@ func CounterSets() []CounterSet {
 }
 
 // CounterSetByID finds a set.
-func CounterSetByID(id string) (CounterSet, bool) {
-	for _, s := range CounterSets() {
-		if s.ID == id {
-			return s, true
+func (s *Service) CounterSetByID(id string) (CounterSet, bool) {
+	for _, set := range s.CounterSets() {
+		if set.ID == id {
+			return set, true
 		}
 	}
 	return CounterSet{}, false
 }
 
 // Metrics are the distinct metric names.
-func Metrics() []string {
+func (s *Service) Metrics() []string {
 	var out []string
-	for _, c := range catalogue {
+	for _, c := range s.catalogue {
 		if !slices.Contains(out, c.Metric) {
 			out = append(out, c.Metric)
 		}

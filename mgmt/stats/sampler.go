@@ -86,7 +86,7 @@ func (s *Service) Tick() error {
 		case ts >= st.Spec.Expiration:
 			expired = append(expired, id)
 		case ts-s.sampler.last[id] >= st.Spec.Interval:
-			cids, _ := countersOf(st.Spec.Counters) // checked when stored
+			cids, _ := s.countersOf(st.Spec.Counters) // checked when stored
 			todo = append(todo, due{id: id, cids: cids, names: slices.Clone(st.Spec.Resources)})
 		}
 	}
@@ -118,7 +118,7 @@ func (s *Service) Tick() error {
 			}
 			found = true
 			for _, cid := range d.cids {
-				c, _ := CounterByCid(cid)
+				c, _ := s.CounterByCid(cid)
 				if c.Type != rt.rtype {
 					continue
 				}
@@ -272,10 +272,10 @@ func (s *Service) Points(q Query) ([]DataPoint, string, error) {
 	case q.Order != "" && q.Order != "DEFAULT":
 		return nil, "", invalid("order", q.Order, "must be DEFAULT")
 	case q.Cid != "":
-		if _, ok := CounterByCid(q.Cid); !ok {
+		if _, ok := s.CounterByCid(q.Cid); !ok {
 			return nil, "", invalid("cid", q.Cid, "no such counter")
 		}
-	case q.Metric != "" && !slices.Contains(Metrics(), q.Metric):
+	case q.Metric != "" && !slices.Contains(s.Metrics(), q.Metric):
 		return nil, "", invalid("metric", q.Metric, "no such metric")
 	}
 	for _, t := range q.Types {
@@ -309,7 +309,7 @@ func (s *Service) Points(q Query) ([]DataPoint, string, error) {
 		if err != nil {
 			return false, fmt.Errorf("stats: a data point's key %q: %w", k, err)
 		}
-		c, ok := CounterByCid(cid)
+		c, ok := s.CounterByCid(cid)
 		switch {
 		case !ok, q.Cid != "" && cid != q.Cid, q.Metric != "" && c.Metric != q.Metric,
 			len(q.Types) > 0 && !slices.Contains(q.Types, c.Type), len(rsrcs) > 0 && !rsrcs[r]:

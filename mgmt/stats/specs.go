@@ -41,6 +41,9 @@ type Options struct {
 	Retention, TombstoneRetention time.Duration
 	// PageSize bounds every page (default 100 specs, 1000 data points).
 	PageSize int
+	// Metrics are the OVS statistics object's counters offered on vDisks
+	// and vPools (metrics.Keys).
+	Metrics []Metric
 }
 
 // Service holds the specs and their data points.
@@ -57,7 +60,8 @@ type Service struct {
 	// purged: tombstones of deletions up to here are gone.
 	purged int64
 
-	sampler sampler
+	sampler   sampler
+	catalogue []Counter
 }
 
 // stored is a spec with its change stamps (Unix seconds).
@@ -84,8 +88,8 @@ const (
 
 // New loads the specs.
 func New(opts Options) (*Service, error) {
-	if opts.DB == nil || opts.Resources == nil || opts.Read == nil {
-		return nil, errors.New("stats: DB, Resources and Read are required")
+	if opts.DB == nil || opts.Resources == nil || opts.Read == nil || len(opts.Metrics) == 0 {
+		return nil, errors.New("stats: DB, Resources, Read and Metrics are required")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -102,7 +106,7 @@ func New(opts Options) (*Service, error) {
 	if opts.PageSize <= 0 {
 		opts.PageSize = 100
 	}
-	s := &Service{opts: opts, log: opts.Logger, specs: map[string]*stored{}, next: 1}
+	s := &Service{opts: opts, log: opts.Logger, specs: map[string]*stored{}, next: 1, catalogue: buildCatalogue(opts.Metrics)}
 	s.sampler = newSampler()
 	for k, v := range map[string]any{keyNextSpec: &s.next, keyHorizon: &s.horizon, keyPurged: &s.purged} {
 		if _, err := opts.DB.Get(k, v); err != nil {
@@ -302,7 +306,7 @@ func (s *Service) Delete(id, by string) error {
 // uses exists, every counter applies to some resource it names, the
 // interval and expiration are in range.
 func (s *Service) check(sp Spec, now time.Time) *fault.Error {
-	cids, ferr := countersOf(sp.Counters)
+	cids, ferr := s.countersOf(sp.Counters)
 	if ferr != nil {
 		return ferr
 	}
@@ -335,7 +339,7 @@ func (s *Service) check(sp Spec, now time.Time) *fault.Error {
 		types[t] = true
 	}
 	for _, cid := range cids {
-		c, _ := CounterByCid(cid)
+		c, _ := s.CounterByCid(cid)
 		if !types[c.Type] {
 			return fault.InvalidValue("counters", cid, "applies to %s resources, and the spec names none", c.Type)
 		}
@@ -350,10 +354,10 @@ func (s *Service) exists(rtype, id string) bool {
 }
 
 // countersOf resolves a counter spec to cids.
-func countersOf(cs CounterSpec) ([]string, *fault.Error) {
+func (s *Service) countersOf(cs CounterSpec) ([]string, *fault.Error) {
 	switch {
 	case cs.CidMid != nil:
-		c, ok := CounterByCid(cs.CidMid.Cid)
+		c, ok := s.CounterByCid(cs.CidMid.Cid)
 		if !ok {
 			return nil, fault.InvalidValue("counters.cid_mid.cid", cs.CidMid.Cid, "no such counter (GET /api/stats/counters lists them)")
 		}
@@ -362,7 +366,7 @@ func countersOf(cs CounterSpec) ([]string, *fault.Error) {
 		}
 		return []string{c.Cid}, nil
 	case cs.SetID != nil:
-		set, ok := CounterSetByID(*cs.SetID)
+		set, ok := s.CounterSetByID(*cs.SetID)
 		if !ok {
 			return nil, fault.InvalidValue("counters.set_id", *cs.SetID, "no such counter set (GET /api/stats/counter-sets lists them)")
 		}

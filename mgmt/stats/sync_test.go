@@ -57,7 +57,7 @@ func newTestService(t *testing.T, now *time.Time, pageSize int) (*Service, *fake
 	f := &fakeDaemon{disks: map[string]float64{"d1": 0, "d2": 0}, pools: []string{"p1"}}
 	open := func() *Service {
 		s, err := New(Options{DB: db, Now: func() time.Time { return *now }, Resources: f.resources, Read: f.read,
-			PageSize: pageSize, TombstoneRetention: time.Hour})
+			PageSize: pageSize, TombstoneRetention: time.Hour, Metrics: testMetrics})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,6 +65,10 @@ func newTestService(t *testing.T, now *time.Time, pageSize int) (*Service, *fake
 	}
 	return open(), f, open
 }
+
+// testMetrics are two of the OVS counters.
+var testMetrics = []Metric{{"read_operations", "NUMBER", "reads"}, {"write_operations", "NUMBER", "writes"},
+	{"data_read", "BYTE", "bytes read"}, {"data_written", "BYTE", "bytes written"}}
 
 func ptr[T any](v T) *T { return &v }
 
