@@ -112,6 +112,23 @@ func waitReplicas(t *testing.T, src, dst *daemon, vdi string, n int) []api.Repli
 	}
 }
 
+// waitShipped waits for relation 1 to end a round that shipped bytes
+// (its total moves from since only when a round ends) and answers how
+// many.
+func waitShipped(t *testing.T, a *daemon, since uint64) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if r := a.relation(t, 1); r.Bytes != since {
+			return r.Bytes - since
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("relation 1 shipped nothing more in 60 s: %+v", a.relation(t, 1))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // freezes counts the snapshots the replicator took, from the log.
 var freezeLine = regexp.MustCompile(`msg="VDI snapshot" .* by=replication`)
 
@@ -232,10 +249,10 @@ func TestZonesReplicateAndRecover(t *testing.T) {
 	b.Kill(t)
 	b = &daemon{b.RelaunchInPlace(t)}
 	a.MustCall(t, "POST", "/replications/1/sync", nil, nil)
-	reps = waitReplicas(t, a, b, v, len(reps))
-	if got := a.relation(t, 1).Bytes - shipped; got != w3.n {
+	if got := waitShipped(t, a, shipped); got != w3.n {
 		t.Fatalf("after b's crash the relation shipped %d bytes more; what changed is %d (a full resync: %d)", got, w3.n, 352*mib)
 	}
+	reps = waitReplicas(t, a, b, v, len(reps))
 	b.checkZone(t, "the replica after b's crash", reps[len(reps)-1].Snapshot, size, writes)
 
 	// A 10 GiB sparse VDI: only its three written blocks are shipped.
@@ -246,8 +263,7 @@ func TestZonesReplicateAndRecover(t *testing.T) {
 	}
 	shipped = a.relation(t, 1).Bytes
 	a.MustCall(t, "POST", "/replications/1/sync", nil, nil)
-	waitReplicas(t, a, b, sparse, 0)
-	if got := a.relation(t, 1).Bytes - shipped; got != 3*blk {
+	if got := waitShipped(t, a, shipped); got != 3*blk {
 		t.Fatalf("the 10 GiB sparse VDI shipped %d bytes; it holds %d", got, 3*blk)
 	}
 }
