@@ -30,6 +30,7 @@ type env struct {
 	s       *Server
 	srv     *httptest.Server
 	admin   string // a pool-admin token
+	nbdAddr string // where withNBD serves its exports
 
 	clockMu sync.Mutex
 	now     time.Time
@@ -69,7 +70,7 @@ func (e *env) start() {
 	}
 	// A short DetachGrace: the refusals tests expect come quickly.
 	opts := Options{Store: st, DataDir: e.dataDir, AdminPassword: adminPassword, Now: e.clock,
-		DetachGrace: 100 * time.Millisecond, BcryptCost: bcrypt.MinCost, Address: "127.0.0.1:8080", NodeName: "test-node",
+		DetachGrace: 100 * time.Millisecond, BcryptCost: bcrypt.MinCost, StatsTick: -1, Address: "127.0.0.1:8080", NodeName: "test-node",
 		Logger: slog.New(slog.NewTextHandler(testWriter{e.t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if e.tweak != nil {
 		e.tweak(&opts)

@@ -33,6 +33,7 @@ func withNBD(t testing.TB, zone string) *env {
 				URI: "nbd://127.0.0.1:" + strconv.Itoa(port) + "/" + url.PathEscape(name)}}
 		}
 	})
+	e.nbdAddr = ln.Addr().String()
 	srv, err := nbd.NewServer(nbd.Options{Exports: e.s.NBDExports(NBDAuthToken)})
 	if err != nil {
 		t.Fatal(err)

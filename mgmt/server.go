@@ -22,8 +22,10 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/kvol"
 	"github.com/vdiskd/vdiskd/mgmt/peer"
 	"github.com/vdiskd/vdiskd/mgmt/replication"
+	"github.com/vdiskd/vdiskd/mgmt/stats"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
+	"github.com/vdiskd/vdiskd/mgmt/vstats"
 	"github.com/vdiskd/vdiskd/mgmt/xenrest"
 	"github.com/vdiskd/vdiskd/mgmt/zone"
 	"golang.org/x/crypto/bcrypt"
@@ -66,6 +68,16 @@ type Options struct {
 	// ReplicationTick is how often the replicator looks for relations due
 	// a round (default 1 s; negative: never, tests run rounds themselves).
 	ReplicationTick time.Duration
+	// StatsTick is how often the statistics sampler looks for specs due
+	// a sample (default 1 s; negative: never, tests tick it themselves).
+	StatsTick time.Duration
+	// StatsRetention is how long sampled data points are kept (default
+	// 24 h); StatsTombstones how long deleted specs are remembered for
+	// cache syncs (default 7 days).
+	StatsRetention, StatsTombstones time.Duration
+	// NodeCounters answers the daemon's own counters for vStats (its NBD
+	// latency quantiles since the previous call); nil: zeros.
+	NodeCounters func() map[string]float64
 	// ObserveCall hears of every answered REST request: the call's name
 	// ("VDI.snapshot", "none" for unknown routes), status and duration.
 	ObserveCall func(call string, status int, took time.Duration)
@@ -90,9 +102,12 @@ type Server struct {
 	rest         *xenrest.Surface
 	cinder       *cinder.Surface
 	kvol         *kvol.Service
+	stats        *stats.Service
+	vstats       *vstats.Surface
 
 	stopWatching context.CancelFunc // the zone prober and the replicator
 	replicating  chan struct{}      // closed when the replicator stopped
+	sampling     chan struct{}      // closed when the statistics sampler stopped
 }
 
 // node is this daemon's identity: its StorageRouter.
@@ -225,6 +240,14 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
+	s.stats, err = stats.New(stats.Options{DB: s.db, Logger: s.log.With("service", "stats"), Now: opts.Now,
+		Resources: s.statsResources, Read: s.statsRead, Metrics: statsMetrics(),
+		Retention: opts.StatsRetention, TombstoneRetention: opts.StatsTombstones})
+	if err != nil {
+		return err
+	}
+	s.vstats = vstats.New(vstats.Options{Stats: s.stats, Auth: s.auth, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
+		Zone: opts.Zone})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -247,6 +270,18 @@ func (s *Server) open() error {
 	} else {
 		close(s.replicating)
 	}
+	s.sampling = make(chan struct{})
+	if tick := opts.StatsTick; tick >= 0 {
+		if tick == 0 {
+			tick = time.Second
+		}
+		go func() {
+			defer close(s.sampling)
+			s.stats.Run(ctx, tick)
+		}()
+	} else {
+		close(s.sampling)
+	}
 	return nil
 }
 
@@ -255,6 +290,7 @@ func (s *Server) open() error {
 func (s *Server) Close() error {
 	s.stopWatching()
 	<-s.replicating
+	<-s.sampling
 	s.kvol.Close()
 	s.tasks.Close()
 	return s.db.Close()

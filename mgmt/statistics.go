@@ -1,9 +1,12 @@
 package mgmt
 
 import (
+	"maps"
+
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/internal/datadir"
 	"github.com/vdiskd/vdiskd/metrics"
+	"github.com/vdiskd/vdiskd/mgmt/stats"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 )
 
@@ -77,4 +80,76 @@ func (s *Server) ReplicationMetrics() func() []metrics.ReplicationInfo {
 		}
 		return out
 	}
+}
+
+// statsMetrics are the OVS counters vStats offers on vDisks and vPools.
+func statsMetrics() []stats.Metric {
+	out := make([]stats.Metric, len(metrics.Keys))
+	for i, k := range metrics.Keys {
+		out[i] = stats.Metric{Name: k.Name, Unit: k.Unit, Doc: k.Doc}
+	}
+	return out
+}
+
+// statsResources lists vStats' resources of a type: the vDisks (not the
+// CBT-metadata-only ones, as the exposition), the vPools, this daemon.
+func (s *Server) statsResources(rtype string) []string {
+	var out []string
+	switch rtype {
+	case stats.TypeVDisk:
+		s.vols.Each(func(v *volume.Volume) {
+			if v.Info.Kind != blockstore.KindCBTMetadata {
+				out = append(out, v.Info.ID)
+			}
+		})
+	case stats.TypeVPool:
+		for _, p := range s.vols.Pools() {
+			out = append(out, p.GUID)
+		}
+	case stats.TypeNode:
+		out = []string{s.node.GUID}
+	}
+	return out
+}
+
+// statsRead is a resource's counters for vStats: the very statistics
+// objects the REST surface answers (counters and their *_ps rates, one
+// rate history), or the node's NBD latencies.
+func (s *Server) statsRead(rtype, id string) (map[string]float64, bool) {
+	switch rtype {
+	case stats.TypeVDisk:
+		v, err := s.vols.Lookup(id)
+		if err != nil || v.Info.Kind == blockstore.KindCBTMetadata {
+			return nil, false
+		}
+		return s.rest.VDiskStatistics(id), true
+	case stats.TypeVPool:
+		p, err := s.vols.Pool(id, "vPool")
+		if err != nil || p.GUID != id {
+			return nil, false
+		}
+		return s.rest.VPoolStatistics(id), true
+	case stats.TypeNode:
+		if id != s.node.GUID {
+			return nil, false
+		}
+		out := map[string]float64{}
+		if s.opts.NodeCounters != nil {
+			maps.Copy(out, s.opts.NodeCounters())
+		}
+		// Every counter answers: 0 when nothing was measured.
+		cmds, qs := stats.NBDQuantiles()
+		for i := range cmds {
+			if m := stats.NBDQuantileMetric(cmds[i], qs[i]); !hasKey(out, m) {
+				out[m] = 0
+			}
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func hasKey(m map[string]float64, k string) bool {
+	_, ok := m[k]
+	return ok
 }

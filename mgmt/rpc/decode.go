@@ -67,6 +67,19 @@ func decodeArgs(r *http.Request, rpc *RPC, dst any) *fault.Error {
 			continue
 		case FromQuery:
 			vals, ok := query[a.Name]
+			if ok && f.Kind() == reflect.Slice {
+				// A list: the parameter repeated, or comma-separated.
+				for _, v := range vals {
+					for _, item := range strings.Split(v, ",") {
+						e := reflect.New(f.Type().Elem()).Elem()
+						if err := setFromString(e, a.Name, item); err != nil {
+							return err
+						}
+						f.Set(reflect.Append(f, e))
+					}
+				}
+				continue
+			}
 			if ok {
 				if len(vals) != 1 {
 					return fault.InvalidValue(a.Name, "", "given %d times", len(vals))
@@ -162,6 +175,12 @@ func readBody(r *http.Request) (map[string]json.RawMessage, *fault.Error) {
 
 func setFromString(f reflect.Value, name, s string) *fault.Error {
 	switch f.Kind() {
+	case reflect.Pointer: // optional: absent is nil
+		v := reflect.New(f.Type().Elem())
+		if err := setFromString(v.Elem(), name, s); err != nil {
+			return err
+		}
+		f.Set(v)
 	case reflect.String:
 		f.SetString(s)
 	case reflect.Int, reflect.Int64:

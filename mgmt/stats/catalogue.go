@@ -172,3 +172,6 @@ func (s *Service) Metrics() []string {
 	slices.Sort(out)
 	return out
 }
+
+// Resources lists the ids of every resource of a type now.
+func (s *Service) Resources(rtype string) []string { return s.opts.Resources(rtype) }

@@ -75,17 +75,18 @@ func New(opts Options) *Surface {
 // Forget drops a destroyed vDisk's rate history.
 func (s *Surface) Forget(id string) { s.rates.Forget("vdisk:" + id) }
 
-// vdiskStatistics is a vDisk's OVS statistics object.
-func (s *Surface) vdiskStatistics(id string) api.Statistics {
+// VDiskStatistics is a vDisk's OVS statistics object, as GET
+// /api/vdis/{uuid}/statistics answers it (vStats reads the same).
+func (s *Surface) VDiskStatistics(id string) api.Statistics {
 	return s.rates.Statistics("vdisk:"+id, func() map[string]float64 {
 		return s.opts.Sample(id).OVS()
 	})
 }
 
-// vpoolStatistics sums the raw counters of every volume in the pool and
+// VPoolStatistics sums the raw counters of every volume in the pool and
 // keeps the vPool's own rate history, as OVS does since 2016 (summing the
 // vDisks' rates would mix samples taken at different times).
-func (s *Surface) vpoolStatistics(pool string) api.Statistics {
+func (s *Surface) VPoolStatistics(pool string) api.Statistics {
 	// The members are read first: the rates' lock is a leaf, taken with
 	// no VDI's lock inside it.
 	members := s.vols.PoolMembers(pool)

@@ -163,7 +163,7 @@ func (s *Surface) vdiStatistics(c *rpc.Call, a *api.VDIRef) (any, error) {
 	if _, err := s.vols.Lookup(a.UUID); err != nil {
 		return nil, err
 	}
-	return s.vdiskStatistics(a.UUID), nil
+	return s.VDiskStatistics(a.UUID), nil
 }
 
 func (s *Surface) vdiOpenDatabase(c *rpc.Call, a *api.VDIRef) (any, error) {

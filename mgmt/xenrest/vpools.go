@@ -32,7 +32,7 @@ func (s *Surface) vpoolRecord(p volume.Pool) api.VPool {
 	}
 	return api.VPool{
 		GUID: p.GUID, Name: p.Name, Description: p.Description, Size: size, Metadata: meta,
-		BackendType: api.BackendLocal, Type: api.BackendLocal, Statistics: s.vpoolStatistics(p.GUID),
+		BackendType: api.BackendLocal, Type: api.BackendLocal, Statistics: s.VPoolStatistics(p.GUID),
 		Status: api.VPoolRunning, StoredData: int64(stored), VMachinesGUIDs: []string{},
 		VDisksGUIDs: vdisks, StorageDriversGUIDs: []string{p.StorageDriver},
 	}
