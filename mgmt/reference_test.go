@@ -8,6 +8,8 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/cinder/cinderapi"
 	"github.com/vdiskd/vdiskd/mgmt/kvol/kvolapi"
+	"github.com/vdiskd/vdiskd/mgmt/stats"
+	"github.com/vdiskd/vdiskd/mgmt/vstats/vstatsapi"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/api.md from the tables")
@@ -16,7 +18,7 @@ const referencePath = "../docs/api.md"
 
 // The checked-in reference must be what the table generates.
 func TestReference(t *testing.T) {
-	want := api.Reference() + cinderapi.Reference() + kvolapi.Reference()
+	want := api.Reference() + cinderapi.Reference() + kvolapi.Reference() + vstatsapi.Reference(stats.CatalogueOf(statsMetrics()))
 	if *update {
 		if err := os.MkdirAll("../docs", 0o755); err != nil {
 			t.Fatal(err)

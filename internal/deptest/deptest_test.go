@@ -14,7 +14,8 @@ const module = "github.com/vdiskd/vdiskd"
 // surfaces are the API frontends: each may import the services and
 // package rpc, never another surface but its own contract (contracts).
 var surfaces = []string{module + "/mgmt/xenrest", module + "/mgmt/nbdexport", module + "/mgmt/api",
-	module + "/mgmt/cinder", module + "/mgmt/cinder/cinderapi", module + "/mgmt/kvol", module + "/mgmt/kvol/kvolapi"}
+	module + "/mgmt/cinder", module + "/mgmt/cinder/cinderapi", module + "/mgmt/kvol", module + "/mgmt/kvol/kvolapi",
+	module + "/mgmt/vstats", module + "/mgmt/vstats/vstatsapi"}
 
 // rule is a set of packages (with everything of this module they reach)
 // and the imports none of them may have.
@@ -61,6 +62,7 @@ var contracts = map[string][]string{
 	module + "/mgmt/xenrest": {module + "/mgmt/api"},
 	module + "/mgmt/cinder":  {module + "/mgmt/cinder/cinderapi"},
 	module + "/mgmt/kvol":    {module + "/mgmt/kvol/kvolapi", module + "/mgmt/api", module + "/mgmt/cinder/cinderapi"},
+	module + "/mgmt/vstats":  {module + "/mgmt/vstats/vstatsapi"},
 }
 
 func init() {

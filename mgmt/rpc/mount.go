@@ -203,8 +203,31 @@ func (rt *Router) Handler() http.Handler {
 				rt.opts.Observe(sw.call, sw.status, took)
 			}
 		}()
-		rt.mux.ServeHTTP(sw, r)
+		rt.mux.ServeHTTP(sw, withoutTrailingSlash(rt.mux, r))
 	})
+}
+
+// withoutTrailingSlash answers r with its path's trailing slash dropped
+// when only that way a route matches it (vSphere clients POST to
+// /api/stats/acq-specs/): a redirect would turn their POST into a GET.
+func withoutTrailingSlash(m *mux.Router, r *http.Request) *http.Request {
+	p := r.URL.Path
+	if len(p) < 2 || !strings.HasSuffix(p, "/") || routed(m, r) {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = strings.TrimSuffix(p, "/")
+	r2.URL.RawPath = ""
+	if !routed(m, r2) {
+		return r
+	}
+	return r2
+}
+
+// routed reports whether a route (not the not-found handler) takes r.
+func routed(m *mux.Router, r *http.Request) bool {
+	var rm mux.RouteMatch
+	return m.Match(r, &rm) && rm.MatchErr == nil
 }
 
 // statusWriter remembers the status for the request log.

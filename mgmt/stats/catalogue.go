@@ -97,10 +97,15 @@ func buildCatalogue(keys []Metric) []Counter {
 }
 
 // Counters lists the catalogue, by cid.
-func (s *Service) Counters() []Counter {
-	out := slices.Clone(s.catalogue)
-	slices.SortFunc(out, func(a, b Counter) int { return strings.Compare(a.Cid, b.Cid) })
-	return out
+func (s *Service) Counters() []Counter { return sortByCid(slices.Clone(s.catalogue)) }
+
+// CatalogueOf is the catalogue a service with these metrics has, by cid
+// (for the reference).
+func CatalogueOf(metrics []Metric) []Counter { return sortByCid(buildCatalogue(metrics)) }
+
+func sortByCid(cs []Counter) []Counter {
+	slices.SortFunc(cs, func(a, b Counter) int { return strings.Compare(a.Cid, b.Cid) })
+	return cs
 }
 
 // CounterByCid finds a counter.

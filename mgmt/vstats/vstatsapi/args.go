@@ -65,7 +65,6 @@ type AcqSpecListArgs struct {
 
 // AcqSpecCreateArgs are vStats' CreateSpec.
 type AcqSpecCreateArgs struct {
-	Slash      string             `path:"slash" cli:"-"`
 	Counters   *stats.CounterSpec `json:"counters" required:"true" doc:"{\"cid_mid\": {\"cid\": ...}} or {\"set_id\": ...}"`
 	Resources  []stats.RsrcID     `json:"resources" required:"true" doc:"[{\"type\": \"VDISK\", \"id_value\": <uuid>, \"predicate\": \"EQUAL\"}] (ALL: every one of the type)"`
 	Interval   *int64             `json:"interval" doc:"seconds between samples (1 to 3600; default 10)"`

@@ -69,8 +69,8 @@ var (
 		`{id, resource_ids:[{type, id_value, predicate}]}`)
 
 	AcqSpecCreate = rpc.Declare[AcqSpecCreateArgs](Table, rpc.RPC{Class: ClassStats, Call: "acq_spec_create",
-		Methods: []string{http.MethodPost}, Path: "/api/stats/acq-specs{slash:/?}", Role: auth.VMAdmin, Status: http.StatusCreated,
-		Summary: "Start sampling counters on resources at an interval until an expiration (vStats' acquisition specification).",
+		Methods: []string{http.MethodPost}, Path: "/api/stats/acq-specs", Role: auth.VMAdmin, Status: http.StatusCreated,
+		Summary: "Start sampling counters on resources at an interval until an expiration (vStats' acquisition specification). A trailing slash is taken, as vSphere clients send it.",
 		Returns: `the new spec's id, a JSON string (201)`})
 	AcqSpecList = get[AcqSpecListArgs]("acq_spec_list", "/acq-specs", "List the specs, a page at a time (next).",
 		`{acq_specs:[{id, counters, resources, interval, expiration, memo_, endpoints, status, status_reason?}], next?}`)
