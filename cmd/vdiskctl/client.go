@@ -153,6 +153,20 @@ func apiError(resp *response) error {
 		}
 		return e
 	}
+	// vSphere's (vStats): {"error_type": ..., "messages": [{"default_message": ...}]}.
+	var vb struct {
+		ErrorType string `json:"error_type"`
+		Messages  []struct {
+			DefaultMessage string `json:"default_message"`
+		} `json:"messages"`
+	}
+	if json.Unmarshal(resp.body, &vb) == nil && vb.ErrorType != "" && len(vb.Messages) > 0 {
+		e := &exitError{code: exitAPI, msg: fmt.Sprintf("%s: %s (HTTP %d)", vb.ErrorType, vb.Messages[0].DefaultMessage, resp.status)}
+		if resp.status == http.StatusUnauthorized {
+			e.hint = "Log in with 'vdiskctl login' (or pass --token)."
+		}
+		return e
+	}
 	msg := "HTTP " + resp.line
 	if b := strings.TrimSpace(string(resp.body)); b != "" {
 		if len(b) > 2000 {

@@ -21,7 +21,10 @@ const handWritten = "session"
 func commandName(call string) string { return strings.ReplaceAll(call, "_", "-") }
 
 // flagName is an argument's flag: lower case, '-' for '_' ("SR" is --sr).
-func flagName(arg string) string { return strings.ReplaceAll(strings.ToLower(arg), "_", "-") }
+// (A trailing underscore, vStats' memo_, is dropped.)
+func flagName(arg string) string {
+	return strings.ReplaceAll(strings.TrimRight(strings.ToLower(arg), "_"), "_", "-")
+}
 
 // argFlag is an argument's flag: its flagName, or, where that is one of
 // the root's global flags (zone create's url), prefixed with the command

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"reflect"
@@ -41,9 +42,66 @@ func bindFlag(fs *pflag.FlagSet, name string, field reflect.Value, usage string)
 		fs.Var(&mapValue{p}, name, usage)
 	case *[]string:
 		fs.Var(&listValue{p}, name, usage)
+	case **int64:
+		fs.Var(&optInt{p}, name, usage)
 	default:
-		return fmt.Errorf("flag --%s: vdiskctl cannot take an argument of type %s", name, field.Type())
+		if !takesJSON(field.Type()) {
+			return fmt.Errorf("flag --%s: vdiskctl cannot take an argument of type %s", name, field.Type())
+		}
+		fs.Var(&jsonValue{field}, name, usage)
 	}
+	return nil
+}
+
+// takesJSON reports whether an argument is a structure (or a list of
+// them) that a flag takes as JSON text.
+func takesJSON(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct
+}
+
+// optInt is a *int64 argument: nil until the flag is given, a plain
+// integer (not a size).
+type optInt struct{ p **int64 }
+
+func (v *optInt) Type() string { return "int" }
+func (v *optInt) String() string {
+	if *v.p == nil {
+		return ""
+	}
+	return strconv.FormatInt(**v.p, 10)
+}
+func (v *optInt) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", s)
+	}
+	*v.p = &n
+	return nil
+}
+
+// jsonValue is a structured argument given as JSON text:
+// --counters '{"cid_mid": {"cid": "vdisk.data_read"}}'.
+type jsonValue struct{ v reflect.Value }
+
+func (j *jsonValue) Type() string { return "json" }
+func (j *jsonValue) String() string {
+	if !j.v.IsValid() || j.v.IsZero() {
+		return ""
+	}
+	b, _ := json.Marshal(j.v.Interface())
+	return string(b)
+}
+func (j *jsonValue) Set(s string) error {
+	p := reflect.New(j.v.Type())
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(p.Interface()); err != nil {
+		return fmt.Errorf("not the JSON this argument takes: %v", err)
+	}
+	j.v.Set(p.Elem())
 	return nil
 }
 
@@ -63,7 +121,15 @@ func flagUsage(name, doc string, t reflect.Type, required bool) string {
 	case reflect.Map:
 		add("(key=value, repeatable; --" + name + "= for an empty map)")
 	case reflect.Slice:
-		add("(repeatable; --" + name + "= for an empty set)")
+		if takesJSON(t) {
+			add("(JSON)")
+		} else {
+			add("(repeatable; --" + name + "= for an empty set)")
+		}
+	case reflect.Pointer, reflect.Struct:
+		if takesJSON(t) {
+			add("(JSON)")
+		}
 	}
 	if required {
 		add("(required)")

@@ -10,6 +10,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/cinder/cinderapi"
 	"github.com/vdiskd/vdiskd/mgmt/kvol/kvolapi"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
+	"github.com/vdiskd/vdiskd/mgmt/vstats/vstatsapi"
 )
 
 // surfaceSpec is how vdiskctl speaks one of the daemon's API surfaces:
@@ -70,8 +71,17 @@ var kvol = surfaceSpec{
 	header: "Authorization",
 }
 
+var vstats = surfaceSpec{
+	table: vstatsapi.Table,
+	groups: map[string]struct{ name, short string }{
+		vstatsapi.ClassStats: {"stats", "Statistics subscriptions (vStats): counters, acquisition specs, data points, cache sync"},
+	},
+	only:   true,
+	header: "Authorization",
+}
+
 // surfaces are every surface vdiskctl has commands for.
-var surfaces = []*surfaceSpec{&xenREST, &cinder, &kvol}
+var surfaces = []*surfaceSpec{&xenREST, &cinder, &kvol, &vstats}
 
 // surfaceOf finds the surface a call belongs to.
 func surfaceOf(r *api.RPC) *surfaceSpec {
