@@ -88,6 +88,7 @@ type NBDMetrics struct {
 	accepted    prometheus.Counter
 	rejected    map[nbd.Reason]prometheus.Counter // read-only after construction
 	latency     [16]prometheus.Observer
+	latencyVec  *prometheus.HistogramVec
 	inFlight    [16]prometheus.Gauge
 	errors      *prometheus.CounterVec
 	budgetWaits prometheus.Counter
@@ -121,6 +122,7 @@ func newNBDMetrics(reg *prometheus.Registry) *NBDMetrics {
 		[]string{"command"})
 	inFlight := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "vdiskd_nbd_requests_in_flight",
 		Help: "NBD requests read and not yet answered, by command."}, []string{"command"})
+	m.latencyVec = latency
 	for _, c := range nbd.Commands {
 		m.latency[c] = latency.WithLabelValues(c.String())
 		m.inFlight[c] = inFlight.WithLabelValues(c.String())

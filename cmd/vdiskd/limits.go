@@ -14,10 +14,13 @@ import (
 // string flag (with its VDISKD_* twin) parsed by check.
 type limitFlags struct {
 	maxConns, maxHandshakes, handshakeTimeout, idleTimeout, maxInflight, ttl, grace string
+	statsRetention, statsTombstones                                                 string
 
 	nbd         nbd.Options // the parsed NBD limits
 	tokenTTL    time.Duration
 	detachGrace time.Duration // mgmt.Options.DetachGrace: negative is none
+	// vStats: how long data points, and deleted specs' ids, are kept.
+	pointRetention, tombstoneRetention time.Duration
 }
 
 func (l *limitFlags) register(str func(p *string, name, def, usage string)) {
@@ -27,6 +30,8 @@ func (l *limitFlags) register(str func(p *string, name, def, usage string)) {
 	str(&l.idleTimeout, "nbd-idle-timeout", "0", "disconnect NBD clients silent this long with nothing in flight (0: never, as qemu expects)")
 	str(&l.maxInflight, "nbd-max-inflight-bytes", "256M", "request and reply data all NBD connections together hold in memory; past it they wait")
 	str(&l.ttl, "token-ttl", "24h", "lifetime of a token from POST /api/token; NBD connections opened with it end when it does")
+	str(&l.statsRetention, "stats-retention", "24h", "how long vStats data points are kept")
+	str(&l.statsTombstones, "stats-tombstones", "168h", "how long vStats remembers deleted acquisition specs for cache syncs; an older start_epoch is refused (a full sync is needed)")
 	str(&l.grace, "detach-grace", "2s", "how long a call that needs a VDI detached (destroy, resize, set_on_boot, list_changed_blocks...) and an on_boot=reset attach wait for NBD clients that have just hung up (0: not at all)")
 }
 
@@ -58,6 +63,8 @@ func (l *limitFlags) check() string {
 		duration("nbd-idle-timeout", l.idleTimeout, &l.nbd.IdleTimeout, true),
 		duration("token-ttl", l.ttl, &l.tokenTTL, false),
 		duration("detach-grace", l.grace, &l.detachGrace, true),
+		duration("stats-retention", l.statsRetention, &l.pointRetention, false),
+		duration("stats-tombstones", l.statsTombstones, &l.tombstoneRetention, false),
 	} {
 		if msg != "" {
 			return msg

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/vdiskd/vdiskd/metrics"
 	"github.com/vdiskd/vdiskd/mgmt"
 	apipkg "github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/stats"
 	"github.com/vdiskd/vdiskd/nbd"
 )
 
@@ -204,11 +206,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	counters := metrics.NewRegistry()
 	var expo *metrics.Exposition
+	// The NBD latencies vStats samples come from the exposition, made
+	// once the management plane (which its collectors read) is.
+	var latencies atomic.Pointer[func() map[string]float64]
 	api, err := mgmt.New(mgmt.Options{
 		Store: store, DataDir: dir.Path, Logger: log.With("component", "mgmt"),
 		AdminPassword: getenv("VDISKD_ADMIN_PASSWORD"), Zone: c.zone, Address: c.httpAddr,
 		NBDInfo: info, NBDAuth: auth, Counters: counters, TokenTTL: c.limits.tokenTTL,
 		DetachGrace: c.limits.detachGrace, CinderNoAuth: c.cinderAuth == "noauth",
+		StatsRetention: c.limits.pointRetention, StatsTombstones: c.limits.tombstoneRetention,
+		NodeCounters: func() map[string]float64 {
+			if f := latencies.Load(); f != nil {
+				return (*f)()
+			}
+			return nil
+		},
 		ObserveCall: func(call string, status int, took time.Duration) { expo.HTTP.Observe(call, status, took) },
 	})
 	if err != nil {
@@ -226,6 +238,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	expo = metrics.NewExposition(metrics.Sources{Disks: disks, Pools: pools, Pebble: store.Metrics, Segments: segments,
 		Replications: api.ReplicationMetrics()})
+	cmds, qs := stats.NBDQuantiles()
+	quantiles := expo.NBD.LatencyQuantiles(cmds, qs, stats.NBDQuantileMetric)
+	latencies.Store(&quantiles)
 	var nbdSrv *nbd.Server
 	nbdServed := make(chan error, 1)
 	if nbdLn != nil {
