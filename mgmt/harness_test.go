@@ -110,7 +110,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // request sends one request; token "" sends none, "basic:user:pw" sends
-// Basic credentials. body is JSON-encoded unless it is a string or []byte.
+// Basic credentials, "vsphere:<id>" a vSphere session id. body is JSON-encoded unless it is a string or []byte.
 func (e *env) request(method, path, token string, body any) (int, []byte) {
 	e.t.Helper()
 	req, err := http.NewRequest(method, e.srv.URL+path, e.body(body))
@@ -120,6 +120,8 @@ func (e *env) request(method, path, token string, body any) (int, []byte) {
 	if user, ok := strings.CutPrefix(token, "basic:"); ok {
 		u, p, _ := strings.Cut(user, ":")
 		req.SetBasicAuth(u, p)
+	} else if sid, ok := strings.CutPrefix(token, "vsphere:"); ok {
+		req.Header.Set("vmware-api-session-id", sid)
 	} else if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -3,7 +3,6 @@ package mgmt
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,32 +15,13 @@ import (
 )
 
 // vsphere sends one request as vSphere's clients do: the session id in
-// vmware-api-session-id.
+// vmware-api-session-id ("basic:user:pw" to open one).
 func (e *env) vsphere(method, path, session string, body any) (int, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, e.body(body))
-	if err != nil {
-		e.t.Fatal(err)
+	if session != "" && !strings.HasPrefix(session, "basic:") {
+		session = "vsphere:" + session
 	}
-	if user, ok := strings.CutPrefix(session, "basic:"); ok {
-		u, p, _ := strings.Cut(user, ":")
-		req.SetBasicAuth(u, p)
-	} else if session != "" {
-		req.Header.Set("vmware-api-session-id", session)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, out
+	return e.request(method, path, session, body)
 }
 
 // vsphereOK sends a request that must answer want, decoding into out.

@@ -5,20 +5,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 )
 
 // TestE2EConsistencyGroups drives the cg and cgsnapshot commands against a
 // real daemon, on VDIs made with 'vdiskctl vdi create' (project default).
 func TestE2EConsistencyGroups(t *testing.T) {
 	t.Parallel()
-	ctlBin := vdiskdtest.Binary(t, "vdiskctl")
-	d := startDaemon(t, filepath.Join(t.TempDir(), "data"), "", adminPassword)
-	c := &ctl{bin: ctlBin, config: filepath.Join(t.TempDir(), "vdiskctl", "config.json")}
-	if r := c.run(t, adminPassword+"\n", "--url", d.URL, "login", "--user", "admin", "--password-stdin"); r.code != 0 {
-		t.Fatalf("login: %d %s", r.code, r.stderr)
-	}
+	c := loggedIn(t, startDaemon(t, filepath.Join(t.TempDir(), "data"), "", adminPassword))
 	a := c.vdi(t, "create", "--name-label", "db-data", "--virtual-size", "4M").UUID
 	b := c.vdi(t, "create", "--name-label", "db-log", "--virtual-size", "4M").UUID
 

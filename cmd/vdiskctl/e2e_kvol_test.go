@@ -17,7 +17,6 @@ import (
 // from a's snapshot, then recovers a's volume.
 func TestE2EKvol(t *testing.T) {
 	t.Parallel()
-	ctlBin := vdiskdtest.Binary(t, "vdiskctl")
 	start := func(zone string) *daemon {
 		opts := daemonOptions(filepath.Join(t.TempDir(), zone), "", adminPassword)
 		opts.Args = []string{"--zone", zone}
@@ -29,14 +28,7 @@ func TestE2EKvol(t *testing.T) {
 	}
 	a, b := start("a"), start("b")
 	// One vdiskctl configuration per daemon: each logged in to its own.
-	login := func(d *daemon) *ctl {
-		c := &ctl{bin: ctlBin, config: filepath.Join(t.TempDir(), "vdiskctl", "config.json")}
-		if r := c.run(t, adminPassword+"\n", "--url", d.URL, "login", "--user", "admin", "--password-stdin"); r.code != 0 {
-			t.Fatalf("login: %d %s", r.code, r.stderr)
-		}
-		return c
-	}
-	c, cb := login(a), login(b)
+	c, cb := loggedIn(t, a), loggedIn(t, b)
 
 	c.ok(t, "zone", "create", "--name", "b", "--zone-url", b.URL, "--username", "admin", "--password", adminPassword)
 	if out := c.ok(t, "zone", "list"); !strings.Contains(out, "true") {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vdiskd/vdiskd/internal/vdiskdtest"
 	"github.com/vdiskd/vdiskd/mgmt/stats"
 	"github.com/vdiskd/vdiskd/mgmt/vstats/vstatsapi"
 )
@@ -17,12 +16,7 @@ import (
 // cache sync, refusals.
 func TestE2EStats(t *testing.T) {
 	t.Parallel()
-	ctlBin := vdiskdtest.Binary(t, "vdiskctl")
-	d := startDaemon(t, filepath.Join(t.TempDir(), "data"), "", adminPassword)
-	c := &ctl{bin: ctlBin, config: filepath.Join(t.TempDir(), "vdiskctl", "config.json")}
-	if r := c.run(t, adminPassword+"\n", "--url", d.URL, "login", "--user", "admin", "--password-stdin"); r.code != 0 {
-		t.Fatalf("login: %d %s", r.code, r.stderr)
-	}
+	c := loggedIn(t, startDaemon(t, filepath.Join(t.TempDir(), "data"), "", adminPassword))
 	v := c.vdi(t, "create", "--name-label", "db", "--virtual-size", "4M").UUID
 
 	id := strings.TrimSpace(c.ok(t, "stats", "acq-spec-create", "--counters", `{"cid_mid":{"cid":"vdisk.read_operations"}}`,

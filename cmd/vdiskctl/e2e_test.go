@@ -108,6 +108,17 @@ func (d *daemon) syncLog(t *testing.T, c *ctl, vdi string) {
 	}
 }
 
+// loggedIn is a vdiskctl with a config of its own, logged in to d as
+// admin.
+func loggedIn(t *testing.T, d *daemon) *ctl {
+	t.Helper()
+	c := &ctl{bin: vdiskdtest.Binary(t, "vdiskctl"), config: filepath.Join(t.TempDir(), "vdiskctl", "config.json")}
+	if r := c.run(t, adminPassword+"\n", "--url", d.URL, "login", "--user", "admin", "--password-stdin"); r.code != 0 {
+		t.Fatalf("login: %d %s", r.code, r.stderr)
+	}
+	return c
+}
+
 // ctl runs the vdiskctl binary with its own config file.
 type ctl struct {
 	bin    string
