@@ -112,9 +112,10 @@ func (s *Server) statsResources(rtype string) []string {
 	return out
 }
 
-// statsRead is a resource's counters for vStats: the very statistics
-// objects the REST surface answers (counters and their *_ps rates, one
-// rate history), or the node's NBD latencies.
+// statsRead is a resource's counters for vStats: the statistics objects
+// the REST surface answers (their *_ps rates, one rate history), with the
+// counters read now rather than from the object's 4 s cache, so a sample
+// holds what was counted at its second; or the node's NBD latencies.
 func (s *Server) statsRead(rtype, id string) (map[string]float64, bool) {
 	switch rtype {
 	case stats.TypeVDisk:
@@ -122,13 +123,17 @@ func (s *Server) statsRead(rtype, id string) (map[string]float64, bool) {
 		if err != nil || v.Info.Kind == blockstore.KindCBTMetadata {
 			return nil, false
 		}
-		return s.rest.VDiskStatistics(id), true
+		return fresh(s.rest.VDiskStatistics(id), s.sampleOf(id)), true
 	case stats.TypeVPool:
 		p, err := s.vols.Pool(id, "vPool")
 		if err != nil || p.GUID != id {
 			return nil, false
 		}
-		return s.rest.VPoolStatistics(id), true
+		var sum metrics.Sample
+		for _, m := range s.vols.PoolMembers(id) {
+			sum = sum.Add(s.sampleOf(m))
+		}
+		return fresh(s.rest.VPoolStatistics(id), sum), true
 	case stats.TypeNode:
 		if id != s.node.GUID {
 			return nil, false
@@ -152,4 +157,11 @@ func (s *Server) statsRead(rtype, id string) (map[string]float64, bool) {
 func hasKey(m map[string]float64, k string) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// fresh is a statistics object with its counters replaced by sample's.
+func fresh(obj map[string]float64, sample metrics.Sample) map[string]float64 {
+	out := maps.Clone(obj)
+	maps.Copy(out, sample.OVS())
+	return out
 }
