@@ -116,12 +116,15 @@ func (s *Server) statsResources(rtype string) []string {
 // the REST surface answers (their *_ps rates, one rate history), with the
 // counters read now rather than from the object's 4 s cache, so a sample
 // holds what was counted at its second; or the node's NBD latencies.
-func (s *Server) statsRead(rtype, id string) (map[string]float64, bool) {
+func (s *Server) statsRead(rtype, id string, rates bool) (map[string]float64, bool) {
 	switch rtype {
 	case stats.TypeVDisk:
 		v, err := s.vols.Lookup(id)
 		if err != nil || v.Info.Kind == blockstore.KindCBTMetadata {
 			return nil, false
+		}
+		if !rates {
+			return s.sampleOf(id).OVS(), true
 		}
 		return fresh(s.rest.VDiskStatistics(id), s.sampleOf(id)), true
 	case stats.TypeVPool:
@@ -132,6 +135,9 @@ func (s *Server) statsRead(rtype, id string) (map[string]float64, bool) {
 		var sum metrics.Sample
 		for _, m := range s.vols.PoolMembers(id) {
 			sum = sum.Add(s.sampleOf(m))
+		}
+		if !rates {
+			return sum.OVS(), true
 		}
 		return fresh(s.rest.VPoolStatistics(id), sum), true
 	case stats.TypeNode:

@@ -92,6 +92,15 @@ func (s *Service) Tick() error {
 	}
 	s.mu.Unlock()
 
+	// Rates are computed only for the types some due spec wants one of.
+	rates := map[string]bool{}
+	for _, d := range todo {
+		for _, cid := range d.cids {
+			if c, _ := s.CounterByCid(cid); c.Sample == "RATE" {
+				rates[c.Type] = true
+			}
+		}
+	}
 	// Read outside the specs' lock: reading takes the volumes' locks.
 	read := map[string]map[string]float64{}
 	value := func(rtype, id string) (map[string]float64, bool) {
@@ -99,7 +108,7 @@ func (s *Service) Tick() error {
 		if v, ok := read[k]; ok {
 			return v, v != nil
 		}
-		v, ok := s.opts.Read(rtype, id)
+		v, ok := s.opts.Read(rtype, id, rates[rtype])
 		if !ok {
 			v = nil
 		}

@@ -32,9 +32,9 @@ type Options struct {
 	// Resources lists the ids of every resource of a type now.
 	Resources func(rtype string) []string
 	// Read answers a resource's counters by metric (the OVS statistics
-	// object, rates included, or the node's latencies); ok is false when
-	// the resource is gone.
-	Read func(rtype, id string) (values map[string]float64, ok bool)
+	// object, with its *_ps rates if rates is set, or the node's
+	// latencies); ok is false when the resource is gone.
+	Read func(rtype, id string, rates bool) (values map[string]float64, ok bool)
 	// Retention is how long data points are kept (default 24 h);
 	// TombstoneRetention how long a deleted spec's id is kept for cache
 	// syncs (default 7 days; older start_epochs are refused).
@@ -349,7 +349,7 @@ func (s *Service) check(sp Spec, now time.Time) *fault.Error {
 
 // exists reports whether a resource is there now.
 func (s *Service) exists(rtype, id string) bool {
-	_, ok := s.opts.Read(rtype, id)
+	_, ok := s.opts.Read(rtype, id, false)
 	return ok
 }
 

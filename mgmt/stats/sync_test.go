@@ -34,7 +34,7 @@ func (f *fakeDaemon) resources(t string) []string {
 	return []string{"node-1"}
 }
 
-func (f *fakeDaemon) read(t, id string) (map[string]float64, bool) {
+func (f *fakeDaemon) read(t, id string, _ bool) (map[string]float64, bool) {
 	switch t {
 	case TypeVDisk:
 		v, ok := f.disks[id]
