@@ -14,7 +14,8 @@ import (
 )
 
 // sampler remembers when each spec was last sampled (in memory: after a
-// restart every spec is due at once).
+// restart every spec is due at once). Lock order: sampler.mu, then the
+// service's mu.
 type sampler struct {
 	mu          sync.Mutex // held across a whole Tick
 	last        map[string]int64
@@ -25,12 +26,6 @@ type sampler struct {
 
 func newSampler() sampler {
 	return sampler{last: map[string]int64{}, purgeEvery: time.Minute, maxResource: 100000}
-}
-
-func (sm *sampler) forget(id string) {
-	sm.mu.Lock()
-	defer sm.mu.Unlock()
-	delete(sm.last, id)
 }
 
 // rid is a resource's id in data points and queries: type.VDISK=<uuid>.
@@ -79,6 +74,11 @@ func (s *Service) Tick() error {
 	var todo []due
 	var expired []string
 	s.mu.Lock()
+	for id := range s.sampler.last {
+		if _, ok := s.specs[id]; !ok {
+			delete(s.sampler.last, id) // deleted since
+		}
+	}
 	for _, id := range s.sortedIDs() {
 		st := s.specs[id]
 		switch {

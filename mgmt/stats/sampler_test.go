@@ -209,3 +209,75 @@ func TestPointsPaging(t *testing.T) {
 		}
 	}
 }
+
+// A patch of an expired spec that gives no new expiration changes what it
+// gives and leaves it EXPIRED; one with a new expiration enables it.
+func TestPatchExpired(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s, _, _ := newTestService(t, &now, 100)
+	id, err := s.Create(CreateSpec{Counters: CounterSpec{CidMid: &CidMid{Cid: "vdisk.read_operations"}},
+		Resources: []RsrcID{{Type: ptr(TypeVDisk), IDValue: "d1"}}, Expiration: ptr(now.Add(time.Minute).Unix())}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	if err := s.Update(id, UpdateSpec{Memo: ptr("later")}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if sp, _ := s.Get(id); sp.Status != StatusExpired || sp.Memo != "later" {
+		t.Fatalf("%+v", sp)
+	}
+	if err := s.Update(id, UpdateSpec{Expiration: ptr(int64(0))}, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if sp, _ := s.Get(id); sp.Status != StatusEnabled || sp.Expiration != now.Add(DefaultExpiration).Unix() {
+		t.Fatalf("%+v", sp)
+	}
+}
+
+// Ticks and spec changes at once neither deadlock nor race: a call that
+// blocks for 5 s fails the test.
+func TestTickBesideChanges(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s, _, _ := newTestService(t, &now, 100)
+	within := func(what string, f func()) {
+		t.Helper()
+		ended := make(chan struct{})
+		go func() { defer close(ended); f() }()
+		select {
+		case <-ended:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s blocked 5 s: a deadlock", what)
+		}
+	}
+	changes := make(chan struct{})
+	go func() {
+		defer close(changes)
+		for range 200 {
+			id, err := s.Create(CreateSpec{Counters: CounterSpec{SetID: ptr("vdisk-io")},
+				Resources: []RsrcID{{Type: ptr(TypeVDisk), Predicate: ptr(PredicateAll), IDValue: "*"}}, Interval: ptr(int64(1))}, "t")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = s.Update(id, UpdateSpec{Memo: ptr("m")}, "t")
+			_ = s.Delete(id, "t")
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		within("a tick", func() {
+			if err := s.Tick(); err != nil {
+				t.Error(err)
+			}
+		})
+		select {
+		case <-changes:
+			return
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the changes did not end in 30 s beside the ticks: a deadlock")
+		}
+	}
+}

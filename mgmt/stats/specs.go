@@ -269,10 +269,20 @@ func (s *Service) Update(id string, u UpdateSpec, by string) error {
 	if u.Endpoints != nil {
 		sp.Endpoints = u.Endpoints
 	}
+	// A spec past its expiration that a patch leaves so stays EXPIRED
+	// (its memo may still change); any other is enabled again.
+	stillExpired := u.Expiration == nil && sp.Expiration <= now.Unix()
+	if stillExpired {
+		sp.Expiration = now.Unix() + 1 // for the other checks only
+	}
 	if err := s.check(sp, now); err != nil {
 		return err
 	}
 	sp.Status, sp.StatusReason = StatusEnabled, ""
+	if stillExpired {
+		sp.Expiration = st.Spec.Expiration
+		sp.Status, sp.StatusReason = StatusExpired, "its expiration passed"
+	}
 	next := &stored{Spec: sp, Created: st.Created, Updated: s.stamp()}
 	if err := s.opts.DB.Put(specKey(id), next); err != nil {
 		return fault.Internalf(nil, "stats: storing spec %s: %v", id, err)
@@ -297,7 +307,6 @@ func (s *Service) Delete(id, by string) error {
 		return fault.Internalf(nil, "stats: deleting spec %s: %v", id, err)
 	}
 	delete(s.specs, id)
-	s.sampler.forget(id)
 	s.log.Info("acq_spec deleted", "id", id, "by", by)
 	return nil
 }
