@@ -112,7 +112,7 @@ func (nothing) Empty() bool { return true }
 func (s *Service) target(q *asked, t *kvolapi.Target) (string, error) {
 	if t.DstZone != s.opts.Zone {
 		hint := ""
-		if z := q.zone(t.DstZone); z != nil {
+		if q.zone(t.DstZone) != nil {
 			if n := q.node(t.DstZone); n.apiHost != "" {
 				hint = " (at " + n.apiHost + ")"
 			}
