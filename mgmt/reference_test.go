@@ -10,6 +10,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/kvol/kvolapi"
 	"github.com/vdiskd/vdiskd/mgmt/stats"
 	"github.com/vdiskd/vdiskd/mgmt/vstats/vstatsapi"
+	"github.com/vdiskd/vdiskd/mgmt/xenapi"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/api.md from the tables")
@@ -18,7 +19,8 @@ const referencePath = "../docs/api.md"
 
 // The checked-in reference must be what the table generates.
 func TestReference(t *testing.T) {
-	want := api.Reference() + cinderapi.Reference() + kvolapi.Reference() + vstatsapi.Reference(stats.CatalogueOf(statsMetrics()))
+	want := api.Reference() + cinderapi.Reference() + kvolapi.Reference() + vstatsapi.Reference(stats.CatalogueOf(statsMetrics())) +
+		xenapi.Reference()
 	if *update {
 		if err := os.MkdirAll("../docs", 0o755); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/nbdexport"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/mgmt/vstats/vstatsapi"
+	"github.com/vdiskd/vdiskd/mgmt/xenapi"
 	"github.com/vdiskd/vdiskd/nbd"
 )
 
@@ -18,14 +19,15 @@ import (
 // Each surface has its own prefixes, authentication, error body and task
 // convention (see package rpc and docs/architecture.md): Cinder answers
 // under /v2 and /v3 (and its version document at GET /), kvol under
-// /api/kvol, vStats under /api/session and /api/stats. The next mounts
-// here the same way: XenAPI's wire at /jsonrpc.
+// /api/kvol, vStats under /api/session and /api/stats, XenAPI's own wire
+// protocol at POST /jsonrpc, /xmlrpc and /.
 func (s *Server) Handler() http.Handler {
 	rt := rpc.NewRouter(rpc.RouterOptions{Logger: s.log, Observe: s.opts.ObserveCall})
 	rt.Mount(s.rest, api.Table, s.rest.Bindings())
 	rt.Mount(s.cinder, cinderapi.Table, s.cinder.Bindings())
 	rt.Mount(s.kvol, kvolapi.Table, s.kvol.Bindings())
 	rt.Mount(s.vstats, vstatsapi.Table, s.vstats.Bindings())
+	rt.Mount(s.xenapi, xenapi.Table, s.xenapi.Bindings())
 	return rt.Handler()
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/mgmt/vstats"
+	"github.com/vdiskd/vdiskd/mgmt/xenapi"
 	"github.com/vdiskd/vdiskd/mgmt/xenrest"
 	"github.com/vdiskd/vdiskd/mgmt/zone"
 	"golang.org/x/crypto/bcrypt"
@@ -104,6 +105,7 @@ type Server struct {
 	kvol         *kvol.Service
 	stats        *stats.Service
 	vstats       *vstats.Surface
+	xenapi       *xenapi.Surface
 
 	stopWatching context.CancelFunc // the zone prober and the replicator
 	replicating  chan struct{}      // closed when the replicator stopped
@@ -248,6 +250,8 @@ func (s *Server) open() error {
 	}
 	s.vstats = vstats.New(vstats.Options{Stats: s.stats, Auth: s.auth, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone})
+	s.xenapi = xenapi.New(xenapi.Options{Auth: s.auth, Volumes: s.vols, Logger: s.log.With("surface", "xenapi"),
+		NodeGUID: s.node.GUID, NodeName: opts.NodeName, Zone: opts.Zone, Address: opts.Address})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -15,7 +15,7 @@ const module = "github.com/vdiskd/vdiskd"
 // package rpc, never another surface but its own contract (contracts).
 var surfaces = []string{module + "/mgmt/xenrest", module + "/mgmt/nbdexport", module + "/mgmt/api",
 	module + "/mgmt/cinder", module + "/mgmt/cinder/cinderapi", module + "/mgmt/kvol", module + "/mgmt/kvol/kvolapi",
-	module + "/mgmt/vstats", module + "/mgmt/vstats/vstatsapi"}
+	module + "/mgmt/vstats", module + "/mgmt/vstats/vstatsapi", module + "/mgmt/xenapi", module + "/mgmt/xenapi/wire"}
 
 // rule is a set of packages (with everything of this module they reach)
 // and the imports none of them may have.
@@ -63,6 +63,7 @@ var contracts = map[string][]string{
 	module + "/mgmt/cinder":  {module + "/mgmt/cinder/cinderapi"},
 	module + "/mgmt/kvol":    {module + "/mgmt/kvol/kvolapi", module + "/mgmt/api", module + "/mgmt/cinder/cinderapi"},
 	module + "/mgmt/vstats":  {module + "/mgmt/vstats/vstatsapi"},
+	module + "/mgmt/xenapi":  {module + "/mgmt/xenapi/wire"},
 }
 
 func init() {

@@ -90,7 +90,9 @@ func (e *nbdExports) resolve(c *nbd.Conn, name string) (grant, error) {
 		if perr != nil || len(q) != 1 || len(q["session_id"]) != 1 {
 			return grant{}, nbd.UnknownExport("export name: want /<uuid>?session_id=<token>")
 		}
-		token = q.Get("session_id")
+		// A XenAPI session ref (the wire protocol's get_nbd_info) is
+		// OpaqueRef:<token>.
+		token = strings.TrimPrefix(q.Get("session_id"), "OpaqueRef:")
 	}
 	if e.auth == AuthNone {
 		return grant{id: id, session: context.Background()}, nil

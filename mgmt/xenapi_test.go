@@ -1,0 +1,141 @@
+package mgmt
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/vdiskd/vdiskd/nbd/nbdtest"
+)
+
+// jsonrpc sends one JSON-RPC call as the xen-api client does and answers
+// its result, or its error's code and data.
+func (e *env) jsonrpc(method string, params ...any) (result any, code string, data []string) {
+	e.t.Helper()
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	resp, err := http.Post(e.srv.URL+"/jsonrpc", "application/json", bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" || resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("%s: %d, Content-Type %q (the xen-api client needs exactly application/json)", method, resp.StatusCode, ct)
+	}
+	var out struct {
+		Result any
+		Error  *struct {
+			Message string
+			Data    []string
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		e.t.Fatal(err)
+	}
+	if out.Error != nil {
+		return nil, out.Error.Message, out.Error.Data
+	}
+	return out.Result, "", nil
+}
+
+// xmlrpc posts a methodCall to path and answers the response's body.
+func (e *env) xmlrpc(path, body string) string {
+	e.t.Helper()
+	resp, err := http.Post(e.srv.URL+path, "text/xml", strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/xml") {
+		e.t.Fatalf("POST %s: %d %s %s", path, resp.StatusCode, resp.Header.Get("Content-Type"), out)
+	}
+	return string(out)
+}
+
+// The session, pool, host and system messages over JSON-RPC and XML-RPC,
+// xapi's errors, and a session ref naming an NBD export.
+func TestXenAPISession(t *testing.T) {
+	e := withNBD(t, "z")
+	sess, code, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword, "1.0", "test")
+	ref, _ := sess.(string)
+	if code != "" || !strings.HasPrefix(ref, "OpaqueRef:") {
+		t.Fatalf("login: %v %s", sess, code)
+	}
+	if _, code, data := e.jsonrpc("session.login_with_password", "admin", "wrong"); code != "SESSION_AUTHENTICATION_FAILED" || len(data) == 0 {
+		t.Fatalf("a wrong password: %s %v", code, data)
+	}
+	pools, code, _ := e.jsonrpc("pool.get_all_records", ref)
+	if code != "" || len(pools.(map[string]any)) != 1 {
+		t.Fatalf("pool.get_all_records: %v %s", pools, code)
+	}
+	var poolRef string
+	var pool map[string]any
+	for k, v := range pools.(map[string]any) {
+		poolRef, pool = k, v.(map[string]any)
+	}
+	master, _, _ := e.jsonrpc("pool.get_master", ref, poolRef)
+	if master != pool["master"] || master != "OpaqueRef:"+e.s.NodeGUID() {
+		t.Fatalf("the master %v, the record's %v", master, pool["master"])
+	}
+	if v, _, _ := e.jsonrpc("host.get_API_version_major", ref, master); v != float64(2) {
+		t.Fatalf("API major %v", v)
+	}
+	methods, _, _ := e.jsonrpc("system.listMethods")
+	if ms := methods.([]any); len(ms) < 10 {
+		t.Fatalf("listMethods %v", ms)
+	}
+	for _, c := range []struct {
+		method string
+		params []any
+		code   string
+	}{
+		{"VDI.no_such_call", []any{ref}, "MESSAGE_METHOD_UNKNOWN"},
+		{"pool.get_record", []any{ref}, "MESSAGE_PARAMETER_COUNT_MISMATCH"},
+		{"pool.get_record", []any{"OpaqueRef:nope", poolRef}, "SESSION_INVALID"},
+		{"pool.get_record", []any{ref, "OpaqueRef:nope"}, "HANDLE_INVALID"},
+		{"session.login_with_password", []any{"admin"}, "MESSAGE_PARAMETER_COUNT_MISMATCH"},
+		{"session.login_with_password", []any{"admin", 7}, "FIELD_TYPE_ERROR"},
+	} {
+		if _, code, _ := e.jsonrpc(c.method, c.params...); code != c.code {
+			t.Errorf("%s%v: %q, want %s", c.method, c.params, code, c.code)
+		}
+	}
+
+	// XML-RPC at xapi's path, as XenAPI.py sends it.
+	out := e.xmlrpc("/", `<?xml version='1.0'?><methodCall><methodName>session.get_this_host</methodName><params>`+
+		`<param><value><string>`+ref+`</string></value></param><param><value><string>`+ref+`</string></value></param></params></methodCall>`)
+	if !strings.Contains(out, "<value>Success</value>") || !strings.Contains(out, e.s.NodeGUID()) {
+		t.Fatalf("XML-RPC get_this_host: %s", out)
+	}
+	out = e.xmlrpc("/xmlrpc", `<methodCall><methodName>pool.get_all</methodName><params><param><value>OpaqueRef:x</value></param></params></methodCall>`)
+	if !strings.Contains(out, "<value>Failure</value>") || !strings.Contains(out, "<value>SESSION_INVALID</value>") {
+		t.Fatalf("XML-RPC failure: %s", out)
+	}
+	if out := e.xmlrpc("/xmlrpc", `<methodCall><methodName>`); !strings.Contains(out, "XMLRPC_UNMARSHAL_FAILURE") {
+		t.Fatalf("malformed XML-RPC: %s", out)
+	}
+	resp, err := http.Post(e.srv.URL+"/jsonrpc", "application/json", strings.NewReader(`{"method":`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "JSONRPC_UNMARSHAL_FAILURE") {
+		t.Fatalf("malformed JSON-RPC: %d %s", resp.StatusCode, b)
+	}
+
+	// The session ref names NBD exports, as get_nbd_info's will; logout
+	// ends it.
+	v := e.createVDI(map[string]any{"name_label": "x", "virtual_size": 1 << 20})
+	c := nbdtest.Connect(t, "tcp", e.nbdAddr, nbdtest.Negotiation{Export: "/" + v.UUID + "?session_id=" + ref})
+	c.Disconnect()
+	if _, code, _ := e.jsonrpc("session.logout", ref); code != "" {
+		t.Fatalf("logout: %s", code)
+	}
+	if _, code, _ := e.jsonrpc("pool.get_all", ref); code != "SESSION_INVALID" {
+		t.Fatalf("after logout: %q", code)
+	}
+}
