@@ -12,7 +12,7 @@ func init() {
 			Handle: login},
 		&Message{Class: "session", Name: "logout", Role: auth.ReadOnly,
 			Summary: "Log out: the session, and the NBD connections opened with it, end",
-			Handle: func(c *Ctx, _ []any) (any, error) { return "", c.S.opts.Auth.Logout(c.Token) }},
+			Handle:  func(c *Ctx, _ []any) (any, error) { return "", c.S.opts.Auth.Logout(c.Token) }},
 		&Message{Class: "session", Name: "get_this_host", Params: []string{"self"}, Role: auth.ReadOnly,
 			Summary: "The host the session is on: this daemon",
 			Handle:  func(c *Ctx, _ []any) (any, error) { return Ref(c.S.hostUUID()), nil }},
