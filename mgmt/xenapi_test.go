@@ -139,3 +139,62 @@ func TestXenAPISession(t *testing.T) {
 		t.Fatalf("after logout: %q", code)
 	}
 }
+
+// SR and VDI reads: records with handles, getters, lookups, and the same
+// fields the REST surface answers.
+func TestXenAPIReads(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVDI(map[string]any{"name_label": "web", "virtual_size": 1 << 30})
+	e.post(v.UUID, "enable_cbt", nil)
+	snap := e.post(v.UUID, "snapshot", nil)
+	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword)
+	sess := res.(string)
+	all, code, _ := e.jsonrpc("VDI.get_all_records", sess)
+	recs, _ := all.(map[string]any)
+	if code != "" || len(recs) != 2 {
+		t.Fatalf("VDI.get_all_records: %v %s", all, code)
+	}
+	ref, _, _ := e.jsonrpc("VDI.get_by_uuid", sess, v.UUID)
+	rec := recs[ref.(string)].(map[string]any)
+	if rec["name_label"] != "web" || rec["virtual_size"] != float64(1<<30) || rec["cbt_enabled"] != true ||
+		rec["SR"] != "OpaqueRef:"+v.SR || len(rec["snapshots"].([]any)) != 1 || rec["snapshots"].([]any)[0] != "OpaqueRef:"+snap.UUID {
+		t.Fatalf("the VDI's record %v", rec)
+	}
+	if got, _, _ := e.jsonrpc("VDI.get_snapshot_of", sess, "OpaqueRef:"+snap.UUID); got != ref {
+		t.Fatalf("snapshot_of %v, want %v", got, ref)
+	}
+	if got, _, _ := e.jsonrpc("VDI.get_virtual_size", sess, ref); got != float64(1<<30) {
+		t.Fatalf("get_virtual_size %v", got)
+	}
+	srRec, code, _ := e.jsonrpc("SR.get_record", sess, rec["SR"])
+	if code != "" || srRec.(map[string]any)["name_label"] != "local" || len(srRec.(map[string]any)["VDIs"].([]any)) != 2 {
+		t.Fatalf("SR.get_record %v %s", srRec, code)
+	}
+	byName, _, _ := e.jsonrpc("SR.get_by_name_label", sess, "local")
+	if l := byName.([]any); len(l) != 1 || l[0] != rec["SR"] {
+		t.Fatalf("SR.get_by_name_label %v", byName)
+	}
+	for _, c := range []struct {
+		method string
+		params []any
+		code   string
+	}{
+		{"VDI.get_record", []any{sess, "OpaqueRef:" + "00000000-0000-4000-8000-000000000000"}, "HANDLE_INVALID"},
+		{"VDI.get_record", []any{sess, "nonsense"}, "HANDLE_INVALID"},
+		{"VDI.get_by_uuid", []any{sess, "nonsense"}, "UUID_INVALID"},
+		{"SR.get_record", []any{sess, ref}, "HANDLE_INVALID"},
+		{"VDI.get_record", []any{sess, 7}, "HANDLE_INVALID"},
+	} {
+		if _, code, _ := e.jsonrpc(c.method, c.params...); code != c.code {
+			t.Errorf("%s%v: %q, want %s", c.method, c.params, code, c.code)
+		}
+	}
+	// Over XML-RPC, integers travel as strings and the snapshot time as
+	// dateTime, as xapi sends them.
+	out := e.xmlrpc("/", `<methodCall><methodName>VDI.get_record</methodName><params><param><value>`+sess+
+		`</value></param><param><value>`+ref.(string)+`</value></param></params></methodCall>`)
+	if !strings.Contains(out, "<member><name>virtual_size</name><value>1073741824</value></member>") ||
+		!strings.Contains(out, "<name>snapshot_time</name><value><dateTime.iso8601>") {
+		t.Fatalf("VDI.get_record over XML-RPC: %s", out)
+	}
+}

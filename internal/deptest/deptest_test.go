@@ -56,14 +56,15 @@ var rules = []rule{
 }
 
 // contracts are the declaration packages each surface may import: the
-// one it implements, and for kvol the REST records zones answer each other
-// in (the peer protocol) and Cinder's fields of the volumes it makes.
+// one it implements, for kvol the REST records zones answer each other in
+// (the peer protocol) and Cinder's fields of the volumes it makes, for
+// XenAPI's wire the XenAPI records it shares with REST (mgmt/xenrecord).
 var contracts = map[string][]string{
 	module + "/mgmt/xenrest": {module + "/mgmt/api"},
 	module + "/mgmt/cinder":  {module + "/mgmt/cinder/cinderapi"},
 	module + "/mgmt/kvol":    {module + "/mgmt/kvol/kvolapi", module + "/mgmt/api", module + "/mgmt/cinder/cinderapi"},
 	module + "/mgmt/vstats":  {module + "/mgmt/vstats/vstatsapi"},
-	module + "/mgmt/xenapi":  {module + "/mgmt/xenapi/wire"},
+	module + "/mgmt/xenapi":  {module + "/mgmt/xenapi/wire", module + "/mgmt/api"},
 }
 
 func init() {

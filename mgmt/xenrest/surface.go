@@ -16,6 +16,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/replication"
 	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
+	"github.com/vdiskd/vdiskd/mgmt/xenrecord"
 	"github.com/vdiskd/vdiskd/mgmt/zone"
 )
 
@@ -97,4 +98,29 @@ func (s *Surface) VPoolStatistics(pool string) api.Statistics {
 		}
 		return sum.OVS()
 	})
+}
+
+func orEmpty[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return m
+}
+
+func orSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// record is the XenAPI VDI record of a VDI's state.
+func record(v volume.VDI) api.VDI { return xenrecord.VDI(v) }
+
+// answer turns a service call's VDI into the record it answers with.
+func answer(v volume.VDI, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return record(v), nil
 }

@@ -1,4 +1,7 @@
-package xenrest
+// Package xenrecord is XenAPI's VDI record of a VDI's state, as both
+// XenAPI surfaces answer it (REST with uuids, the wire protocol with
+// refs): one function, so they never disagree on a field.
+package xenrecord
 
 import (
 	"time"
@@ -28,8 +31,8 @@ func orSlice[T any](s []T) []T {
 	return s
 }
 
-// record is the XenAPI VDI record of a VDI's state.
-func record(v volume.VDI) api.VDI {
+// VDI is the XenAPI VDI record of a VDI's state.
+func VDI(v volume.VDI) api.VDI {
 	x, info := v.Attrs.Xen, v.Info
 	snapshotOf := ""
 	if info.IsSnapshot() {
@@ -52,12 +55,4 @@ func record(v volume.VDI) api.VDI {
 		Type: x.VDIType(info.Kind), VBDs: orSlice(v.VBDs), VirtualSize: int64(info.Size),
 		XenstoreData: orEmpty(x.XenstoreData),
 	}
-}
-
-// answer turns a service call's VDI into the record it answers with.
-func answer(v volume.VDI, err error) (any, error) {
-	if err != nil {
-		return nil, err
-	}
-	return record(v), nil
 }

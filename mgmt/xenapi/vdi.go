@@ -1,0 +1,270 @@
+package xenapi
+
+import (
+	"github.com/vdiskd/vdiskd/blockstore"
+	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/auth"
+	"github.com/vdiskd/vdiskd/mgmt/fault"
+	"github.com/vdiskd/vdiskd/mgmt/volume"
+	"github.com/vdiskd/vdiskd/mgmt/xenrecord"
+)
+
+// vdiRecord is a VDI's XenAPI record on the wire: xenrecord's, with
+// handles where XenAPI has them.
+func vdiRecord(v volume.VDI) map[string]any {
+	r := xenrecord.VDI(v)
+	ref := func(id string) string {
+		if id == "" || id == api.NullRef {
+			return NullRef
+		}
+		return Ref(id)
+	}
+	refs := func(ids []string) []any {
+		out := make([]any, len(ids))
+		for i, id := range ids {
+			out[i] = Ref(id)
+		}
+		return out
+	}
+	strs := func(m map[string]string) map[string]any {
+		out := make(map[string]any, len(m))
+		for k, x := range m {
+			out[k] = x
+		}
+		return out
+	}
+	ops := map[string]any{}
+	for task, op := range r.CurrentOperations {
+		ops[Ref(task)] = op
+	}
+	allowed := make([]any, len(r.AllowedOperations))
+	for i, op := range r.AllowedOperations {
+		allowed[i] = op
+	}
+	tags := make([]any, len(r.Tags))
+	for i, t := range r.Tags {
+		tags[i] = t
+	}
+	return map[string]any{
+		"uuid": r.UUID, "name_label": r.NameLabel, "name_description": r.NameDescription,
+		"allow_caching": r.AllowCaching, "allowed_operations": allowed, "cbt_enabled": r.CBTEnabled,
+		"crash_dumps": []any{}, "current_operations": ops, "is_a_snapshot": r.IsASnapshot,
+		"is_tools_iso": r.IsToolsISO, "location": r.Location, "managed": r.Managed,
+		"metadata_latest": r.MetadataLatest, "metadata_of_pool": ref(r.MetadataOfPool), "missing": r.Missing,
+		"on_boot": r.OnBoot, "other_config": strs(r.OtherConfig), "parent": NullRef,
+		"physical_utilisation": r.PhysicalUtilisation, "read_only": r.ReadOnly, "sharable": r.Sharable,
+		"sm_config": strs(r.SMConfig), "snapshot_of": ref(r.SnapshotOf), "snapshot_time": r.SnapshotTime,
+		"snapshots": refs(r.Snapshots), "SR": ref(r.SR), "storage_lock": r.StorageLock, "tags": tags,
+		"type": r.Type, "VBDs": refs(r.VBDs), "virtual_size": r.VirtualSize, "xenstore_data": strs(r.XenstoreData),
+	}
+}
+
+// vdiFields are the fields of the record, each with its getter.
+var vdiFields = []string{"uuid", "name_label", "name_description", "allow_caching", "allowed_operations",
+	"cbt_enabled", "crash_dumps", "current_operations", "is_a_snapshot", "is_tools_iso", "location", "managed",
+	"metadata_latest", "metadata_of_pool", "missing", "on_boot", "other_config", "parent", "physical_utilisation",
+	"read_only", "sharable", "sm_config", "snapshot_of", "snapshot_time", "snapshots", "SR", "storage_lock",
+	"tags", "type", "VBDs", "virtual_size", "xenstore_data"}
+
+// visible lists the VDIs a XenAPI client sees: every VDI but the hidden.
+func (s *Surface) visible() []string {
+	return s.opts.Volumes.Find(nil)
+}
+
+// vdi reads the VDI a handle names.
+func (s *Surface) vdi(ref any) (volume.VDI, error) {
+	r, _ := ref.(string)
+	id, err := uuidOf("VDI", r)
+	if err != nil {
+		return volume.VDI{}, err
+	}
+	v, err := s.opts.Volumes.Get(id)
+	if err != nil {
+		if f, ok := fault.As(err); ok && f.Kind == fault.NotFound {
+			return volume.VDI{}, xenError(CodeHandleInvalid, "VDI", r)
+		}
+		return volume.VDI{}, err
+	}
+	return v, nil
+}
+
+func init() {
+	declare(
+		&Message{Class: "VDI", Name: "get_all", Role: auth.ReadOnly, Summary: "Every VDI's ref",
+			Handle: func(c *Ctx, _ []any) (any, error) {
+				ids := c.S.visible()
+				out := make([]any, len(ids))
+				for i, id := range ids {
+					out[i] = Ref(id)
+				}
+				return out, nil
+			}},
+		&Message{Class: "VDI", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every VDI's record, by ref",
+			Handle: func(c *Ctx, _ []any) (any, error) {
+				out := map[string]any{}
+				for _, id := range c.S.visible() {
+					if v, err := c.S.opts.Volumes.Get(id); err == nil {
+						out[Ref(id)] = vdiRecord(v)
+					}
+				}
+				return out, nil
+			}},
+		&Message{Class: "VDI", Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "A VDI's record",
+			Handle: func(c *Ctx, args []any) (any, error) {
+				v, err := c.S.vdi(args[0])
+				if err != nil {
+					return nil, err
+				}
+				return vdiRecord(v), nil
+			}},
+		&Message{Class: "VDI", Name: "get_by_uuid", Params: []string{"uuid"}, Role: auth.ReadOnly, Summary: "The VDI with a uuid",
+			Handle: func(c *Ctx, args []any) (any, error) {
+				id, err := str(args, 0, "uuid")
+				if err != nil {
+					return nil, err
+				}
+				if _, ferr := c.S.opts.Volumes.Lookup(id); ferr != nil {
+					return nil, xenError(fault.CodeUUIDInvalid, "VDI", id)
+				}
+				return Ref(id), nil
+			}},
+		&Message{Class: "VDI", Name: "get_by_name_label", Params: []string{"label"}, Role: auth.ReadOnly,
+			Summary: "The VDIs with a name",
+			Handle: func(c *Ctx, args []any) (any, error) {
+				label, err := str(args, 0, "label")
+				if err != nil {
+					return nil, err
+				}
+				ids := c.S.opts.Volumes.Find(func(v *volume.Volume) bool { return v.Attrs.Xen.NameLabel == label })
+				out := make([]any, len(ids))
+				for i, id := range ids {
+					out[i] = Ref(id)
+				}
+				return out, nil
+			}},
+	)
+	for _, f := range vdiFields {
+		declare(&Message{Class: "VDI", Name: "get_" + f, Params: []string{"self"}, Role: auth.ReadOnly,
+			Summary: "A VDI's " + f,
+			Handle: func(c *Ctx, args []any) (any, error) {
+				v, err := c.S.vdi(args[0])
+				if err != nil {
+					return nil, err
+				}
+				return vdiRecord(v)[f], nil
+			}})
+	}
+	declare(srMessages()...)
+}
+
+// srRecord is a vPool as XenAPI's SR.
+func (s *Surface) srRecord(p volume.Pool) map[string]any {
+	members := s.opts.Volumes.PoolMembers(p.GUID)
+	vdis := make([]any, 0, len(members))
+	var virtual int64
+	for _, id := range members {
+		vdis = append(vdis, Ref(id))
+		if v, err := s.opts.Volumes.Lookup(id); err == nil && v.Info.Kind != blockstore.KindCBTMetadata {
+			virtual += int64(v.Info.Size)
+		}
+	}
+	other := map[string]any{}
+	for k, x := range p.Metadata {
+		other[k] = x
+	}
+	return map[string]any{"uuid": p.GUID, "name_label": p.Name, "name_description": p.Description,
+		"type": "vdiskd", "content_type": "user", "physical_size": p.Size, "physical_utilisation": int64(0),
+		"virtual_allocation": virtual, "VDIs": vdis, "PBDs": []any{}, "shared": false, "other_config": other,
+		"sm_config": map[string]any{}, "tags": []any{}, "allowed_operations": []any{}, "current_operations": map[string]any{},
+		"is_tools_sr": false, "local_cache_enabled": false, "clustered": false, "blobs": map[string]any{}}
+}
+
+// sr reads the vPool a handle names.
+func (s *Surface) sr(ref any) (volume.Pool, error) {
+	r, _ := ref.(string)
+	id, err := uuidOf("SR", r)
+	if err != nil {
+		return volume.Pool{}, err
+	}
+	p, ferr := s.opts.Volumes.Pool(id, "SR")
+	if ferr != nil || p.GUID != id {
+		return volume.Pool{}, xenError(CodeHandleInvalid, "SR", r)
+	}
+	return p, nil
+}
+
+var srFields = []string{"uuid", "name_label", "name_description", "type", "content_type", "physical_size",
+	"physical_utilisation", "virtual_allocation", "VDIs", "PBDs", "shared", "other_config", "sm_config", "tags"}
+
+func srMessages() []*Message {
+	ms := []*Message{
+		{Class: "SR", Name: "get_all", Role: auth.ReadOnly, Summary: "Every SR (vPool)'s ref",
+			Handle: func(c *Ctx, _ []any) (any, error) {
+				var out []any
+				for _, p := range c.S.opts.Volumes.Pools() {
+					out = append(out, Ref(p.GUID))
+				}
+				return orList(out), nil
+			}},
+		{Class: "SR", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every SR's record, by ref",
+			Handle: func(c *Ctx, _ []any) (any, error) {
+				out := map[string]any{}
+				for _, p := range c.S.opts.Volumes.Pools() {
+					out[Ref(p.GUID)] = c.S.srRecord(p)
+				}
+				return out, nil
+			}},
+		{Class: "SR", Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "An SR's record",
+			Handle: func(c *Ctx, args []any) (any, error) {
+				p, err := c.S.sr(args[0])
+				if err != nil {
+					return nil, err
+				}
+				return c.S.srRecord(p), nil
+			}},
+		{Class: "SR", Name: "get_by_uuid", Params: []string{"uuid"}, Role: auth.ReadOnly, Summary: "The SR with a uuid",
+			Handle: func(c *Ctx, args []any) (any, error) {
+				id, err := str(args, 0, "uuid")
+				if err != nil {
+					return nil, err
+				}
+				if p, ferr := c.S.opts.Volumes.Pool(id, "SR"); ferr != nil || p.GUID != id {
+					return nil, xenError(fault.CodeUUIDInvalid, "SR", id)
+				}
+				return Ref(id), nil
+			}},
+		{Class: "SR", Name: "get_by_name_label", Params: []string{"label"}, Role: auth.ReadOnly, Summary: "The SRs with a name",
+			Handle: func(c *Ctx, args []any) (any, error) {
+				label, err := str(args, 0, "label")
+				if err != nil {
+					return nil, err
+				}
+				var out []any
+				for _, p := range c.S.opts.Volumes.Pools() {
+					if p.Name == label {
+						out = append(out, Ref(p.GUID))
+					}
+				}
+				return orList(out), nil
+			}},
+	}
+	for _, f := range srFields {
+		ms = append(ms, &Message{Class: "SR", Name: "get_" + f, Params: []string{"self"}, Role: auth.ReadOnly,
+			Summary: "An SR's " + f,
+			Handle: func(c *Ctx, args []any) (any, error) {
+				p, err := c.S.sr(args[0])
+				if err != nil {
+					return nil, err
+				}
+				return c.S.srRecord(p)[f], nil
+			}})
+	}
+	return ms
+}
+
+func orList(l []any) []any {
+	if l == nil {
+		return []any{}
+	}
+	return l
+}
