@@ -251,7 +251,8 @@ func (s *Server) open() error {
 	s.vstats = vstats.New(vstats.Options{Stats: s.stats, Auth: s.auth, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone})
 	s.xenapi = xenapi.New(xenapi.Options{Auth: s.auth, Volumes: s.vols, Logger: s.log.With("surface", "xenapi"),
-		NodeGUID: s.node.GUID, NodeName: opts.NodeName, Zone: opts.Zone, Address: opts.Address})
+		NodeGUID: s.node.GUID, NodeName: opts.NodeName, Zone: opts.Zone, Address: opts.Address,
+		NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())

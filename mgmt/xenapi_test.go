@@ -2,11 +2,13 @@ package mgmt
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
@@ -196,5 +198,95 @@ func TestXenAPIReads(t *testing.T) {
 	if !strings.Contains(out, "<member><name>virtual_size</name><value>1073741824</value></member>") ||
 		!strings.Contains(out, "<name>snapshot_time</name><value><dateTime.iso8601>") {
 		t.Fatalf("VDI.get_record over XML-RPC: %s", out)
+	}
+}
+
+// The calls of Xen Orchestra's incremental backup, synchronously: create,
+// enable_cbt, writes over NBD through get_nbd_info's export (the session
+// ref in it), snapshots, list_changed_blocks, data_destroy, destroy; and
+// the service's refusals as xapi's errors.
+func TestXenAPIBackupCalls(t *testing.T) {
+	e := withNBD(t, "z")
+	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword, "1.0", "xo")
+	sess := res.(string)
+	must := func(method string, params ...any) any {
+		t.Helper()
+		v, code, data := e.jsonrpc(method, append([]any{sess}, params...)...)
+		if code != "" {
+			t.Fatalf("%s: %s %v", method, code, data)
+		}
+		return v
+	}
+	srs := must("SR.get_all").([]any)
+	vdi := must("VDI.create", map[string]any{"name_label": "disk", "SR": srs[0], "virtual_size": "8388608",
+		"type": "user", "sharable": false, "read_only": false, "other_config": map[string]any{}}).(string)
+	must("VDI.enable_cbt", vdi)
+	infos := must("VDI.get_nbd_info", vdi).([]any)
+	export := infos[0].(map[string]any)["exportname"].(string)
+	if !strings.HasSuffix(export, "?session_id="+sess) {
+		t.Fatalf("the export name %q does not carry the session", export)
+	}
+	write := func(off uint64) {
+		c := nbdtest.Connect(t, "tcp", e.nbdAddr, nbdtest.Negotiation{Export: export})
+		c.Write(off, pattern(byte(off>>16), 4096))
+		c.Disconnect()
+		waitDetached(t, e, strings.TrimPrefix(vdi, "OpaqueRef:"))
+	}
+	write(0)
+	base := must("VDI.snapshot", vdi, map[string]any{}).(string)
+	write(3 << 16)
+	write(100 << 16)
+	next := must("VDI.snapshot", vdi, map[string]any{}).(string)
+	b64 := must("VDI.list_changed_blocks", base, next).(string)
+	bits, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changed []int
+	for i := range len(bits) * 8 {
+		if bits[i/8]&(0x80>>(i%8)) != 0 {
+			changed = append(changed, i)
+		}
+	}
+	if len(changed) != 2 || changed[0] != 3 || changed[1] != 100 {
+		t.Fatalf("changed blocks %v", changed)
+	}
+	must("VDI.data_destroy", base)
+	if typ := must("VDI.get_type", base); typ != "cbt_metadata" {
+		t.Fatalf("after data_destroy the snapshot is %v", typ)
+	}
+	// The next cycle compares against the CBT metadata.
+	b64 = must("VDI.list_changed_blocks", base, next).(string)
+	if b64 == "" {
+		t.Fatal("no bitmap from the CBT metadata")
+	}
+	if _, code, _ := e.jsonrpc("VDI.get_nbd_info", sess, base); code != "VDI_INCOMPATIBLE_TYPE" {
+		t.Fatalf("get_nbd_info of CBT metadata: %q", code)
+	}
+	if _, code, _ := e.jsonrpc("VDI.resize", sess, vdi, "1"); code == "" {
+		t.Fatal("a shrink was taken")
+	}
+	if _, code, _ := e.jsonrpc("VDI.create", sess, map[string]any{"virtual_size": "x"}); code != "FIELD_TYPE_ERROR" {
+		t.Fatalf("a bad size: %q", code)
+	}
+	for _, r := range []string{next, base, vdi} {
+		must("VDI.destroy", r)
+	}
+	if _, code, _ := e.jsonrpc("VDI.get_record", sess, vdi); code != "HANDLE_INVALID" {
+		t.Fatalf("a destroyed VDI: %q", code)
+	}
+}
+
+// waitDetached waits until a VDI has no attachment left (detach follows an
+// NBD disconnect), failing after 5 s.
+func waitDetached(t *testing.T, e *env, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if len(e.vdi(id).VBDs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VDI %s still attached after 5 s", id)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
@@ -45,6 +46,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// The one-host pool this daemon is.
 	NodeGUID, NodeName, Zone, Address string
+	// NBDInfo answers get_nbd_info for an export name (nil: no NBD);
+	// TokenExports: export names carry the session.
+	NBDInfo      func(exportName string) []api.NBDInfo
+	TokenExports bool
 }
 
 // Surface serves Table, and every Message through it.
