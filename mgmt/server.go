@@ -250,7 +250,7 @@ func (s *Server) open() error {
 	}
 	s.vstats = vstats.New(vstats.Options{Stats: s.stats, Auth: s.auth, NodeGUID: s.node.GUID, NodeName: opts.NodeName,
 		Zone: opts.Zone})
-	s.xenapi = xenapi.New(xenapi.Options{Auth: s.auth, Volumes: s.vols, Logger: s.log.With("surface", "xenapi"),
+	s.xenapi = xenapi.New(xenapi.Options{Auth: s.auth, Volumes: s.vols, Tasks: s.tasks, Logger: s.log.With("surface", "xenapi"),
 		NodeGUID: s.node.GUID, NodeName: opts.NodeName, Zone: opts.Zone, Address: opts.Address,
 		NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -289,4 +290,115 @@ func waitDetached(t *testing.T, e *env, id string) {
 			t.Fatalf("VDI %s still attached after 5 s", id)
 		}
 	}
+}
+
+// The xen-api client's connect and callAsync, as its sequence goes:
+// login, pool.get_all_records, system.listMethods, event.inject, the
+// get_all_records of each class, the event.from loop; an Async. call whose
+// task ends in an event carrying its result as XML-RPC value text; the
+// changes it made as events.
+func TestXenAPIEventsAndTasks(t *testing.T) {
+	e := newEnv(t)
+	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword, "1.0", "xen-api")
+	sess := res.(string)
+	must := func(method string, params ...any) any {
+		t.Helper()
+		v, code, data := e.jsonrpc(method, append([]any{sess}, params...)...)
+		if code != "" {
+			t.Fatalf("%s: %s %v", method, code, data)
+		}
+		return v
+	}
+	var poolRef string
+	for ref := range must("pool.get_all_records").(map[string]any) {
+		poolRef = ref
+	}
+	methods, _, _ := e.jsonrpc("system.listMethods")
+	if !slices.Contains(methods.([]any), "Async.VDI.snapshot") || !slices.Contains(methods.([]any), "VDI.get_all_records") {
+		t.Fatal("listMethods lacks Async.VDI.snapshot or VDI.get_all_records")
+	}
+	token := must("event.inject", "pool", poolRef).(string)
+	for _, class := range []string{"VDI", "SR", "task", "pool", "host"} {
+		must(class + ".get_all_records")
+	}
+	from := func(token string) (events []map[string]any, next string) {
+		t.Helper()
+		r := must("event.from", []any{"*"}, token, 2.0).(map[string]any)
+		for _, ev := range r["events"].([]any) {
+			events = append(events, ev.(map[string]any))
+		}
+		if _, ok := r["valid_ref_counts"].(map[string]any); !ok {
+			t.Fatalf("event.from without valid_ref_counts: %v", r)
+		}
+		return events, r["token"].(string)
+	}
+	evs, token := from(token)
+	if len(evs) == 0 || evs[0]["class"] != "pool" || evs[0]["operation"] != "mod" {
+		t.Fatalf("the injected event: %v", evs)
+	}
+	// A VDI made through REST shows as an add.
+	v := e.createVDI(map[string]any{"name_label": "rest-made", "virtual_size": 1 << 20})
+	evs, token = from(token)
+	if len(evs) != 2 || !hasEvent(evs, "VDI", "add", "OpaqueRef:"+v.UUID) {
+		t.Fatalf("after a REST create: %v", evs) // the VDI, and its SR's VDIs
+	}
+	taskRef := must("Async.VDI.snapshot", "OpaqueRef:"+v.UUID, map[string]any{}).(string)
+	var result string
+	for deadline := time.Now().Add(10 * time.Second); result == ""; {
+		evs, token = from(token)
+		for _, ev := range evs {
+			if ev["class"] == "task" && ev["ref"] == taskRef {
+				if snap := ev["snapshot"].(map[string]any); snap["status"] == "success" {
+					result = snap["result"].(string)
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no success event for the task in 10 s")
+		}
+	}
+	snapRef := strings.TrimSuffix(strings.TrimPrefix(result, "<value>"), "</value>")
+	if !strings.HasPrefix(snapRef, "OpaqueRef:") || must("VDI.get_is_a_snapshot", snapRef) != true {
+		t.Fatalf("the task's result %q", result)
+	}
+	must("task.destroy", taskRef)
+	if _, code, _ := e.jsonrpc("task.get_record", sess, taskRef); code != "HANDLE_INVALID" {
+		t.Fatalf("a destroyed task: %q", code)
+	}
+	evs, _ = from(token)
+	if !hasEvent(evs, "task", "del", taskRef) {
+		t.Fatalf("the task's del: %v", evs)
+	}
+	// A failing Async. call: the task fails with xapi's error.
+	taskRef = must("Async.VDI.resize", "OpaqueRef:"+v.UUID, "not a size").(string)
+	rec := must("task.get_record", taskRef).(map[string]any)
+	for i := 0; rec["status"] == "pending" && i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+		rec = must("task.get_record", taskRef).(map[string]any)
+	}
+	if rec["status"] != "failure" || len(rec["error_info"].([]any)) == 0 {
+		t.Fatalf("a failed task %v", rec)
+	}
+	for _, c := range []struct {
+		method string
+		params []any
+		code   string
+	}{
+		{"Async.session.logout", []any{sess}, "MESSAGE_METHOD_UNKNOWN"},
+		{"event.from", []any{sess, []any{"*"}, "999999", 0.1}, "EVENT_FROM_TOKEN_PARSE_FAILURE"},
+		{"event.inject", []any{sess, "VDI", poolRef}, "HANDLE_INVALID"},
+	} {
+		if _, code, _ := e.jsonrpc(c.method, c.params...); code != c.code {
+			t.Errorf("%s: %q, want %s", c.method, code, c.code)
+		}
+	}
+}
+
+func hasEvent(evs []map[string]any, class, op, ref string) bool {
+	for _, ev := range evs {
+		if ev["class"] == class && ev["operation"] == op && ev["ref"] == ref {
+			return true
+		}
+	}
+	return false
 }

@@ -247,6 +247,24 @@ func (tt *Table) Cancel(id, caller string, mayCancelOthers bool, othersRole stri
 	return rec, nil
 }
 
+// Forget removes a finished task (XenAPI's task.destroy); a pending one
+// must be cancelled first.
+func (tt *Table) Forget(id string) error {
+	tt.mu.Lock()
+	defer tt.mu.Unlock()
+	t := tt.tasks[id]
+	if t == nil {
+		return fault.Missing("task", id)
+	}
+	if t.rec.Status == Pending {
+		return fault.Conflicts(fault.CodeOperationNotAllowed, []string{"task " + id + " is pending"},
+			"task %s is still running: cancel it first", id)
+	}
+	delete(tt.tasks, id)
+	tt.order = slices.DeleteFunc(tt.order, func(x string) bool { return x == id })
+	return nil
+}
+
 // Close cancels every task and waits for them to clean up.
 func (tt *Table) Close() {
 	tt.mu.Lock()

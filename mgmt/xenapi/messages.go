@@ -60,11 +60,20 @@ func declare(ms ...*Message) {
 // as system.listMethods answers.
 func MethodNames() []string {
 	var out []string
-	for name := range messages {
+	for name, m := range messages {
 		out = append(out, name)
+		if m.async() {
+			out = append(out, "Async."+name)
+		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// async reports whether a message has an Async. twin: every one that
+// takes a session but the session's, tasks' and events' own.
+func (m *Message) async() bool {
+	return !m.NoSession && m.Class != "session" && m.Class != "task" && m.Class != "event"
 }
 
 // xenError is xapi's error: a code and its parameters.
@@ -75,8 +84,9 @@ func xenError(code string, params ...string) *fault.Error {
 // dispatch answers one call: the session checked (but for NoSession
 // messages), the arity and the role, then the handler.
 func (s *Surface) dispatch(method string, params []any) (any, error) {
-	m, ok := messages[method]
-	if !ok {
+	name, isAsync := strings.CutPrefix(method, "Async.")
+	m, ok := messages[name]
+	if !ok || (isAsync && !m.async()) {
 		return nil, xenError(fault.CodeMethodUnknown, method)
 	}
 	c := &Ctx{S: s}
@@ -104,6 +114,9 @@ func (s *Surface) dispatch(method string, params []any) (any, error) {
 	}
 	for len(args) < len(m.Params) {
 		args = append(slices.Clip(args), nil)
+	}
+	if isAsync {
+		return s.async(m, c, args)
 	}
 	return m.Handle(c, args)
 }

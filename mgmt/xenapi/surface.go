@@ -10,6 +10,7 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
+	"github.com/vdiskd/vdiskd/mgmt/task"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/mgmt/xenapi/wire"
 )
@@ -43,6 +44,7 @@ var (
 type Options struct {
 	Auth    *auth.Service
 	Volumes *volume.Service
+	Tasks   *task.Table // shared with the REST surface
 	Logger  *slog.Logger
 	// The one-host pool this daemon is.
 	NodeGUID, NodeName, Zone, Address string
@@ -54,8 +56,9 @@ type Options struct {
 
 // Surface serves Table, and every Message through it.
 type Surface struct {
-	opts Options
-	log  *slog.Logger
+	opts   Options
+	log    *slog.Logger
+	events eventLog
 }
 
 // New makes the surface.
