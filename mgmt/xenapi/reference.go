@@ -2,6 +2,8 @@ package xenapi
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
@@ -29,10 +31,14 @@ parameters as ` + "`data`" + `), XML-RPC at ` + "`POST /`" + ` and ` + "`POST /x
 
 ## XenAPI messages
 
+Every message with a session but the session's, task's and event's own also answers as
+` + "`Async.<Class>.<message>`" + `: a task ref at once; the task's result, when it ends, is the answer as
+XML-RPC value text (over JSON-RPC too), as xapi's.
+
 | message | parameters (after the session) | minimum role | what it does |
 |---|---|---|---|
 `)
-	for _, name := range MethodNames() {
+	for _, name := range slices.Sorted(maps.Keys(messages)) {
 		m := messages[name]
 		params := strings.Join(m.Params, ", ")
 		if m.NoSession {
