@@ -70,10 +70,12 @@ func MethodNames() []string {
 	return out
 }
 
-// async reports whether a message has an Async. twin: every one that
-// takes a session but the session's, tasks' and events' own.
+// async reports whether a message has an Async. twin, as in xapi: every
+// one that takes a session but the reads (get_*) and the session's,
+// tasks' and events' own. (The xen-api client takes every listed
+// "X.get_all_records" as a class X to load.)
 func (m *Message) async() bool {
-	return !m.NoSession && m.Class != "session" && m.Class != "task" && m.Class != "event"
+	return !m.NoSession && !strings.HasPrefix(m.Name, "get_") && m.Class != "session" && m.Class != "task" && m.Class != "event"
 }
 
 // xenError is xapi's error: a code and its parameters.

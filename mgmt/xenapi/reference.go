@@ -31,7 +31,7 @@ parameters as ` + "`data`" + `), XML-RPC at ` + "`POST /`" + ` and ` + "`POST /x
 
 ## XenAPI messages
 
-Every message with a session but the session's, task's and event's own also answers as
+Every message with a session but the reads (get_*) and the session's, task's and event's own also answers as
 ` + "`Async.<Class>.<message>`" + `: a task ref at once; the task's result, when it ends, is the answer as
 XML-RPC value text (over JSON-RPC too), as xapi's.
 
