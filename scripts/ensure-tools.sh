@@ -14,6 +14,7 @@ declare -A tools=(
   [fio]=fio
   [promtool]=prometheus [prometheus]=prometheus
   [/usr/bin/cinder]=python3-cinderclient
+  [node]=nodejs [npm]=npm
 )
 # python modules nbdsh needs, checked with the system python
 python_pkgs=(python3-libnbd)
@@ -26,16 +27,27 @@ done
 if ! /usr/bin/python3 -I -c 'import nbd' >/dev/null 2>&1; then
   missing+=("${python_pkgs[@]}")
 fi
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "ensure-tools: installing ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v apt-get >/dev/null 2>&1 ||
+     ! { $sudo apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+    echo "ensure-tools: could not install ${missing[*]}; run: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
 fi
-mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-echo "ensure-tools: installing ${missing[*]}" >&2
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-if ! command -v apt-get >/dev/null 2>&1 ||
-   ! { $sudo apt-get update -qq &&
-       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
-  echo "ensure-tools: could not install ${missing[*]}; run: apt-get install ${missing[*]}" >&2
-  exit 1
-fi
+
+# npm packages the system tests drive, pinned by their lock files.
+cd "$(dirname "$0")/.."
+for dir in cmd/vdiskd/systest/testdata/xo; do
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    echo "ensure-tools: npm ci in $dir" >&2
+    if ! (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+      echo "ensure-tools: npm ci failed in $dir; run it there by hand" >&2
+      exit 1
+    fi
+  fi
+done
