@@ -43,6 +43,16 @@ func (e *env) jsonrpc(method string, params ...any) (result any, code string, da
 	return out.Result, "", nil
 }
 
+// xenOK makes one call with a session over JSON-RPC; it must succeed.
+func (e *env) xenOK(sess, method string, params ...any) any {
+	e.t.Helper()
+	v, code, data := e.jsonrpc(method, append([]any{sess}, params...)...)
+	if code != "" {
+		e.t.Fatalf("%s: %s %v", method, code, data)
+	}
+	return v
+}
+
 // xmlrpc posts a methodCall to path and answers the response's body.
 func (e *env) xmlrpc(path, body string) string {
 	e.t.Helper()
@@ -210,14 +220,7 @@ func TestXenAPIBackupCalls(t *testing.T) {
 	e := withNBD(t, "z")
 	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword, "1.0", "xo")
 	sess := res.(string)
-	must := func(method string, params ...any) any {
-		t.Helper()
-		v, code, data := e.jsonrpc(method, append([]any{sess}, params...)...)
-		if code != "" {
-			t.Fatalf("%s: %s %v", method, code, data)
-		}
-		return v
-	}
+	must := func(method string, params ...any) any { t.Helper(); return e.xenOK(sess, method, params...) }
 	srs := must("SR.get_all").([]any)
 	vdi := must("VDI.create", map[string]any{"name_label": "disk", "SR": srs[0], "virtual_size": "8388608",
 		"type": "user", "sharable": false, "read_only": false, "other_config": map[string]any{}}).(string)
@@ -301,14 +304,7 @@ func TestXenAPIEventsAndTasks(t *testing.T) {
 	e := newEnv(t)
 	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword, "1.0", "xen-api")
 	sess := res.(string)
-	must := func(method string, params ...any) any {
-		t.Helper()
-		v, code, data := e.jsonrpc(method, append([]any{sess}, params...)...)
-		if code != "" {
-			t.Fatalf("%s: %s %v", method, code, data)
-		}
-		return v
-	}
+	must := func(method string, params ...any) any { t.Helper(); return e.xenOK(sess, method, params...) }
 	var poolRef string
 	for ref := range must("pool.get_all_records").(map[string]any) {
 		poolRef = ref

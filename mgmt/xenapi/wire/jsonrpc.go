@@ -3,7 +3,6 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -13,12 +12,9 @@ import (
 // "params": [...], "id"}. Version 1.0 calls (no "jsonrpc") are taken too.
 // Integers decode to int64, other numbers to float64.
 func DecodeJSONRPC(r io.Reader) (Call, error) {
-	body, err := io.ReadAll(io.LimitReader(r, MaxBody+1))
+	body, err := readBody(r)
 	if err != nil {
-		return Call{}, fmt.Errorf("reading the request: %w", err)
-	}
-	if len(body) > MaxBody {
-		return Call{}, malformed("the request is larger than %d bytes", MaxBody)
+		return Call{}, err
 	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()

@@ -11,6 +11,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Limits bound what a request may hold.
@@ -47,4 +48,16 @@ func (b *budget) take(depth int) error {
 		return malformed("more than %d values", MaxValues)
 	}
 	return nil
+}
+
+// readBody reads a request of at most MaxBody bytes.
+func readBody(r io.Reader) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r, MaxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the request: %w", err)
+	}
+	if len(body) > MaxBody {
+		return nil, malformed("the request is larger than %d bytes", MaxBody)
+	}
+	return body, nil
 }

@@ -22,12 +22,9 @@ const TimeLayout = "20060102T15:04:05Z"
 // but the five predefined ones, so an entity bomb is only bytes, bounded
 // by MaxBody.
 func DecodeXMLRPC(r io.Reader) (Call, error) {
-	body, err := io.ReadAll(io.LimitReader(r, MaxBody+1))
+	body, err := readBody(r)
 	if err != nil {
-		return Call{}, fmt.Errorf("reading the request: %w", err)
-	}
-	if len(body) > MaxBody {
-		return Call{}, malformed("the request is larger than %d bytes", MaxBody)
+		return Call{}, err
 	}
 	d := xml.NewDecoder(bytes.NewReader(body))
 	d.Strict = true
