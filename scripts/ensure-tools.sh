@@ -51,3 +51,20 @@ for dir in cmd/vdiskd/systest/testdata/xo; do
     fi
   fi
 done
+
+# XenAPI.py, the classic XenAPI client: Debian ships it in
+# python3-os-xenapi, whose other modules (and their dependencies) the
+# tests do not need, so only that file is taken from the package.
+xenapi_py=cmd/vdiskd/systest/testdata/xenapi/XenAPI.py
+if [ ! -f "$xenapi_py" ]; then
+  echo "ensure-tools: extracting XenAPI.py from python3-os-xenapi" >&2
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download python3-os-xenapi >/dev/null 2>&1 &&
+        dpkg -x python3-os-xenapi_*.deb x) ||
+     ! cp "$(find "$tmp/x" -name XenAPI.py | head -1)" "$xenapi_py"; then
+    rm -rf "$tmp"
+    echo "ensure-tools: could not get XenAPI.py; run: apt-get download python3-os-xenapi, and copy its XenAPI.py to $xenapi_py" >&2
+    exit 1
+  fi
+  rm -rf "$tmp"
+fi
