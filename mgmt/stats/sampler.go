@@ -28,8 +28,31 @@ func newSampler() sampler {
 	return sampler{last: map[string]int64{}, purgeEvery: time.Minute, maxResource: 100000}
 }
 
-// rid is a resource's id in data points and queries: type.VDISK=<uuid>.
-func rid(rtype, id string) string { return "type." + rtype + "=" + id }
+// RID is a resource's address in data points, queries and vStats'
+// rsrc-addrs: type.VDISK=<uuid>.
+func RID(rtype, id string) string { return "type." + rtype + "=" + id }
+
+// ParseRID reads a resource address, type.VDISK=<id> or
+// type.VDISK.<scheme>=<id>, as its type and id.
+func ParseRID(r string) (rtype, id string, ok bool) {
+	left, id, ok := strings.Cut(r, "=")
+	rest, typed := strings.CutPrefix(left, "type.")
+	t, _, _ := strings.Cut(rest, ".")
+	if !ok || !typed || id == "" || !slices.Contains(ResourceTypes, t) {
+		return "", "", false
+	}
+	return t, id, true
+}
+
+// CheckTypes refuses any resource type but ResourceTypes, naming field.
+func CheckTypes(field string, types []string) *fault.Error {
+	for _, t := range types {
+		if !slices.Contains(ResourceTypes, t) {
+			return invalid(field, t, "must be one of %s", strings.Join(ResourceTypes, ", "))
+		}
+	}
+	return nil
+}
 
 func pointKey(ts int64, cid, r string) string {
 	return fmt.Sprintf("%s%012d/%s/%s", pointsPrefix, ts, cid, r)
@@ -104,7 +127,7 @@ func (s *Service) Tick() error {
 	// Read outside the specs' lock: reading takes the volumes' locks.
 	read := map[string]map[string]float64{}
 	value := func(rtype, id string) (map[string]float64, bool) {
-		k := rid(rtype, id)
+		k := RID(rtype, id)
 		if v, ok := read[k]; ok {
 			return v, v != nil
 		}
@@ -135,7 +158,7 @@ func (s *Service) Tick() error {
 				if !ok {
 					continue
 				}
-				b.Put(pointKey(ts, cid, rid(rt.rtype, rt.id)), v)
+				b.Put(pointKey(ts, cid, RID(rt.rtype, rt.id)), v)
 				points++
 			}
 		}
@@ -287,18 +310,16 @@ func (s *Service) Points(q Query) ([]DataPoint, string, error) {
 	case q.Metric != "" && !slices.Contains(s.Metrics(), q.Metric):
 		return nil, "", invalid("metric", q.Metric, "no such metric")
 	}
-	for _, t := range q.Types {
-		if !slices.Contains(ResourceTypes, t) {
-			return nil, "", invalid("types", t, "must be one of %s", strings.Join(ResourceTypes, ", "))
-		}
+	if ferr := CheckTypes("types", q.Types); ferr != nil {
+		return nil, "", ferr
 	}
 	rsrcs := map[string]bool{}
 	for _, r := range q.Rsrcs {
-		k, ferr := parseRsrc(r)
-		if ferr != nil {
-			return nil, "", ferr
+		t, id, ok := ParseRID(r)
+		if !ok {
+			return nil, "", invalid("rsrcs", r, "must be type.<%s>=<id>", strings.Join(ResourceTypes, "|"))
 		}
-		rsrcs[k] = true
+		rsrcs[RID(t, id)] = true
 	}
 	lo := pointKey(start, "", "")
 	if q.Page != "" {
@@ -339,18 +360,6 @@ func (s *Service) Points(q Query) ([]DataPoint, string, error) {
 		return nil, "", err
 	}
 	return orEmpty(out), next, nil
-}
-
-// parseRsrc reads a resource filter, type.VDISK=<id> or
-// type.VDISK.<scheme>=<id>, as a data point's rid.
-func parseRsrc(r string) (string, *fault.Error) {
-	left, id, ok := strings.Cut(r, "=")
-	rest, typed := strings.CutPrefix(left, "type.")
-	t, _, _ := strings.Cut(rest, ".")
-	if !ok || !typed || id == "" || !slices.Contains(ResourceTypes, t) {
-		return "", invalid("rsrcs", r, "must be type.<%s>=<id>", strings.Join(ResourceTypes, "|"))
-	}
-	return rid(t, id), nil
 }
 
 func invalid(field, value, format string, args ...any) *fault.Error {

@@ -69,7 +69,7 @@ func (s *Surface) counter(cid string) (stats.Counter, error) {
 }
 
 func (s *Surface) counterList(_ *rpc.Call, a *vstatsapi.CounterListArgs) (any, error) {
-	if err := s.checkTypes(a.Types); err != nil {
+	if err := stats.CheckTypes("types", a.Types); err != nil {
 		return nil, err
 	}
 	out := []vstatsapi.Counter{}
@@ -80,15 +80,6 @@ func (s *Surface) counterList(_ *rpc.Call, a *vstatsapi.CounterListArgs) (any, e
 		}
 	}
 	return out, nil
-}
-
-func (s *Surface) checkTypes(types []string) error {
-	for _, t := range types {
-		if !slices.Contains(stats.ResourceTypes, t) {
-			return fault.InvalidValue("types", t, "must be one of %s", strings.Join(stats.ResourceTypes, ", "))
-		}
-	}
-	return nil
 }
 
 func (s *Surface) counterGet(_ *rpc.Call, a *vstatsapi.CounterRef) (any, error) {
@@ -212,23 +203,23 @@ func (s *Surface) rsrcAddrSchemaGet(_ *rpc.Call, a *vstatsapi.RsrcAddrSchemaRef)
 // addr is a resource's address record.
 func addr(t, id string) vstatsapi.RsrcAddr {
 	eq := stats.PredicateEqual
-	return vstatsapi.RsrcAddr{ID: "type." + t + "=" + id, ResourceIDs: []stats.RsrcID{{Type: &t, IDValue: id, Predicate: &eq}}}
+	return vstatsapi.RsrcAddr{ID: stats.RID(t, id), ResourceIDs: []stats.RsrcID{{Type: &t, IDValue: id, Predicate: &eq}}}
 }
 
 // addrPageSize bounds a page of resource addresses.
 const addrPageSize = 1000
 
 func (s *Surface) rsrcAddrList(_ *rpc.Call, a *vstatsapi.RsrcAddrListArgs) (any, error) {
-	if err := s.checkTypes(a.Types); err != nil {
+	if err := stats.CheckTypes("types", a.Types); err != nil {
 		return nil, err
 	}
 	want := map[string]bool{}
 	for _, r := range a.Rsrcs {
-		k, ok := parseAddr(r)
+		t, id, ok := stats.ParseRID(r)
 		if !ok {
 			return nil, fault.InvalidValue("rsrcs", r, "must be type.<VDISK|VPOOL|NODE>=<id>")
 		}
-		want[k] = true
+		want[stats.RID(t, id)] = true
 	}
 	var all []vstatsapi.RsrcAddr
 	for _, t := range stats.ResourceTypes {
@@ -257,24 +248,9 @@ func (s *Surface) rsrcAddrList(_ *rpc.Call, a *vstatsapi.RsrcAddrListArgs) (any,
 	return out, nil
 }
 
-// parseAddr reads type.<TYPE>[.<scheme>]=<id> as an address.
-func parseAddr(r string) (string, bool) {
-	left, id, ok := strings.Cut(r, "=")
-	rest, typed := strings.CutPrefix(left, "type.")
-	t, _, _ := strings.Cut(rest, ".")
-	if !ok || !typed || id == "" || !slices.Contains(stats.ResourceTypes, t) {
-		return "", false
-	}
-	return "type." + t + "=" + id, true
-}
-
 func (s *Surface) rsrcAddrGet(_ *rpc.Call, a *vstatsapi.RsrcAddrRef) (any, error) {
-	k, ok := parseAddr(a.ID)
-	if !ok {
-		return nil, fault.Missing("resource address", a.ID)
-	}
-	t, id, _ := strings.Cut(strings.TrimPrefix(k, "type."), "=")
-	if !slices.Contains(s.stats.Resources(t), id) {
+	t, id, ok := stats.ParseRID(a.ID)
+	if !ok || !slices.Contains(s.stats.Resources(t), id) {
 		return nil, fault.Missing("resource address", a.ID)
 	}
 	return addr(t, id), nil
