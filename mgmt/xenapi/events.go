@@ -95,7 +95,19 @@ func (s *Surface) look(force bool) {
 	}
 }
 
-// records are every record of a class now, by ref.
+// allRecords answers class.get_all_records: the records events compare.
+func allRecords(class string) func(*Ctx, []any) (any, error) {
+	return func(c *Ctx, _ []any) (any, error) {
+		out := map[string]any{}
+		for ref, r := range c.S.records(class) {
+			out[ref] = r
+		}
+		return out, nil
+	}
+}
+
+// records are every record of a class now, by ref: what get_all_records
+// answers and events compare.
 func (s *Surface) records(class string) map[string]map[string]any {
 	out := map[string]map[string]any{}
 	switch class {

@@ -58,7 +58,7 @@ func singleton(class string, ref func(*Surface) string, record func(*Surface) ma
 		{Class: class, Name: "get_all", Role: auth.ReadOnly, Summary: "The one " + class + ": this daemon",
 			Handle: func(c *Ctx, _ []any) (any, error) { return []any{ref(c.S)}, nil }},
 		{Class: class, Name: "get_all_records", Role: auth.ReadOnly, Summary: "The one " + class + ", by ref",
-			Handle: func(c *Ctx, _ []any) (any, error) { return map[string]any{ref(c.S): record(c.S)}, nil }},
+			Handle: allRecords(class)},
 		{Class: class, Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "The " + class + "'s record",
 			Handle: func(c *Ctx, args []any) (any, error) {
 				if err := check(c, args); err != nil {

@@ -30,3 +30,12 @@ func uuidOf(class, ref string) (string, error) {
 	}
 	return id, nil
 }
+
+// refs are the handles of ids, as a XenAPI list.
+func refs(ids []string) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = Ref(id)
+	}
+	return out
+}

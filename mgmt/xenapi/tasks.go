@@ -106,13 +106,7 @@ func init() {
 				return out, nil
 			}},
 		&Message{Class: "task", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every task's record, by ref",
-			Handle: func(c *Ctx, _ []any) (any, error) {
-				out := map[string]any{}
-				for _, r := range c.S.opts.Tasks.List("") {
-					out[Ref(r.UUID)] = c.S.taskRecord(r)
-				}
-				return out, nil
-			}},
+			Handle: allRecords("task")},
 		&Message{Class: "task", Name: "get_by_uuid", Params: []string{"uuid"}, Role: auth.ReadOnly, Summary: "The task with a uuid",
 			Handle: func(c *Ctx, args []any) (any, error) {
 				id, err := str(args, 0, "uuid")

@@ -19,13 +19,6 @@ func vdiRecord(v volume.VDI) map[string]any {
 		}
 		return Ref(id)
 	}
-	refs := func(ids []string) []any {
-		out := make([]any, len(ids))
-		for i, id := range ids {
-			out[i] = Ref(id)
-		}
-		return out
-	}
 	strs := func(m map[string]string) map[string]any {
 		out := make(map[string]any, len(m))
 		for k, x := range m {
@@ -91,24 +84,9 @@ func (s *Surface) vdi(ref any) (volume.VDI, error) {
 func init() {
 	declare(
 		&Message{Class: "VDI", Name: "get_all", Role: auth.ReadOnly, Summary: "Every VDI's ref",
-			Handle: func(c *Ctx, _ []any) (any, error) {
-				ids := c.S.visible()
-				out := make([]any, len(ids))
-				for i, id := range ids {
-					out[i] = Ref(id)
-				}
-				return out, nil
-			}},
+			Handle: func(c *Ctx, _ []any) (any, error) { return refs(c.S.visible()), nil }},
 		&Message{Class: "VDI", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every VDI's record, by ref",
-			Handle: func(c *Ctx, _ []any) (any, error) {
-				out := map[string]any{}
-				for _, id := range c.S.visible() {
-					if v, err := c.S.opts.Volumes.Get(id); err == nil {
-						out[Ref(id)] = vdiRecord(v)
-					}
-				}
-				return out, nil
-			}},
+			Handle: allRecords("VDI")},
 		&Message{Class: "VDI", Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "A VDI's record",
 			Handle: func(c *Ctx, args []any) (any, error) {
 				v, err := c.S.vdi(args[0])
@@ -135,12 +113,7 @@ func init() {
 				if err != nil {
 					return nil, err
 				}
-				ids := c.S.opts.Volumes.Find(func(v *volume.Volume) bool { return v.Attrs.Xen.NameLabel == label })
-				out := make([]any, len(ids))
-				for i, id := range ids {
-					out[i] = Ref(id)
-				}
-				return out, nil
+				return refs(c.S.opts.Volumes.Find(func(v *volume.Volume) bool { return v.Attrs.Xen.NameLabel == label })), nil
 			}},
 	)
 	for _, f := range vdiFields {
@@ -160,10 +133,8 @@ func init() {
 // srRecord is a vPool as XenAPI's SR.
 func (s *Surface) srRecord(p volume.Pool) map[string]any {
 	members := s.opts.Volumes.PoolMembers(p.GUID)
-	vdis := make([]any, 0, len(members))
 	var virtual int64
 	for _, id := range members {
-		vdis = append(vdis, Ref(id))
 		if v, err := s.opts.Volumes.Lookup(id); err == nil && v.Info.Kind != blockstore.KindCBTMetadata {
 			virtual += int64(v.Info.Size)
 		}
@@ -174,7 +145,7 @@ func (s *Surface) srRecord(p volume.Pool) map[string]any {
 	}
 	return map[string]any{"uuid": p.GUID, "name_label": p.Name, "name_description": p.Description,
 		"type": "vdiskd", "content_type": "user", "physical_size": p.Size, "physical_utilisation": int64(0),
-		"virtual_allocation": virtual, "VDIs": vdis, "PBDs": []any{}, "shared": false, "other_config": other,
+		"virtual_allocation": virtual, "VDIs": refs(members), "PBDs": []any{}, "shared": false, "other_config": other,
 		"sm_config": map[string]any{}, "tags": []any{}, "allowed_operations": []any{}, "current_operations": map[string]any{},
 		"is_tools_sr": false, "local_cache_enabled": false, "clustered": false, "blobs": map[string]any{}}
 }
@@ -207,13 +178,7 @@ func srMessages() []*Message {
 				return orList(out), nil
 			}},
 		{Class: "SR", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every SR's record, by ref",
-			Handle: func(c *Ctx, _ []any) (any, error) {
-				out := map[string]any{}
-				for _, p := range c.S.opts.Volumes.Pools() {
-					out[Ref(p.GUID)] = c.S.srRecord(p)
-				}
-				return out, nil
-			}},
+			Handle: allRecords("SR")},
 		{Class: "SR", Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "An SR's record",
 			Handle: func(c *Ctx, args []any) (any, error) {
 				p, err := c.S.sr(args[0])
