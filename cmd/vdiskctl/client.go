@@ -116,52 +116,8 @@ func transportError(base string, err error) error {
 // {"error":{...}} as "CODE [params]: message", anything else as the
 // status line and body.
 func apiError(resp *response) error {
-	var eb api.ErrorBody
-	if json.Unmarshal(resp.body, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
-		e := &exitError{code: exitAPI, msg: eb.Error.Error()}
-		if resp.status == http.StatusUnauthorized {
-			e.hint = "Log in with 'vdiskctl login' (or pass --token)."
-		}
-		return e
-	}
-	// Cinder's fault body: {"badRequest": {"code": 400, "message": ...}}.
-	var fb map[string]struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(resp.body, &fb) == nil && len(fb) == 1 {
-		for name, f := range fb {
-			if f.Code == resp.status && f.Message != "" {
-				e := &exitError{code: exitAPI, msg: fmt.Sprintf("%s (HTTP %d %s)", f.Message, f.Code, name)}
-				if resp.status == http.StatusUnauthorized {
-					e.hint = "Log in with 'vdiskctl login' (or pass --token)."
-				}
-				return e
-			}
-		}
-	}
-	// kvol's: {"code": 400, "error": "INVALID_VALUE", "message": ...}.
-	var kb struct {
-		Code    int    `json:"code"`
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(resp.body, &kb) == nil && kb.Code == resp.status && kb.Message != "" {
-		e := &exitError{code: exitAPI, msg: fmt.Sprintf("%s: %s (HTTP %d)", kb.Error, kb.Message, kb.Code)}
-		if resp.status == http.StatusUnauthorized {
-			e.hint = "Log in with 'vdiskctl login' (or pass --token)."
-		}
-		return e
-	}
-	// vSphere's (vStats): {"error_type": ..., "messages": [{"default_message": ...}]}.
-	var vb struct {
-		ErrorType string `json:"error_type"`
-		Messages  []struct {
-			DefaultMessage string `json:"default_message"`
-		} `json:"messages"`
-	}
-	if json.Unmarshal(resp.body, &vb) == nil && vb.ErrorType != "" && len(vb.Messages) > 0 {
-		e := &exitError{code: exitAPI, msg: fmt.Sprintf("%s: %s (HTTP %d)", vb.ErrorType, vb.Messages[0].DefaultMessage, resp.status)}
+	if msg, ok := surfaceError(resp); ok {
+		e := &exitError{code: exitAPI, msg: msg}
 		if resp.status == http.StatusUnauthorized {
 			e.hint = "Log in with 'vdiskctl login' (or pass --token)."
 		}
@@ -175,6 +131,46 @@ func apiError(resp *response) error {
 		msg += ": " + b
 	}
 	return &exitError{code: exitAPI, msg: msg}
+}
+
+// surfaceError reads the error body of whichever surface answered.
+func surfaceError(resp *response) (string, bool) {
+	var eb api.ErrorBody
+	if json.Unmarshal(resp.body, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+		return eb.Error.Error(), true
+	}
+	// Cinder's fault body: {"badRequest": {"code": 400, "message": ...}}.
+	var fb map[string]struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(resp.body, &fb) == nil && len(fb) == 1 {
+		for name, f := range fb {
+			if f.Code == resp.status && f.Message != "" {
+				return fmt.Sprintf("%s (HTTP %d %s)", f.Message, f.Code, name), true
+			}
+		}
+	}
+	// kvol's: {"code": 400, "error": "INVALID_VALUE", "message": ...}.
+	var kb struct {
+		Code    int    `json:"code"`
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(resp.body, &kb) == nil && kb.Code == resp.status && kb.Message != "" {
+		return fmt.Sprintf("%s: %s (HTTP %d)", kb.Error, kb.Message, kb.Code), true
+	}
+	// vSphere's (vStats): {"error_type": ..., "messages": [{"default_message": ...}]}.
+	var vb struct {
+		ErrorType string `json:"error_type"`
+		Messages  []struct {
+			DefaultMessage string `json:"default_message"`
+		} `json:"messages"`
+	}
+	if json.Unmarshal(resp.body, &vb) == nil && vb.ErrorType != "" && len(vb.Messages) > 0 {
+		return fmt.Sprintf("%s: %s (HTTP %d)", vb.ErrorType, vb.Messages[0].DefaultMessage, resp.status), true
+	}
+	return "", false
 }
 
 // call sends an authenticated call of the XenAPI REST surface.
