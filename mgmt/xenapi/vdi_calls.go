@@ -152,8 +152,15 @@ func init() {
 					name += "?session_id=" + Ref(c.Token)
 				}
 				for _, i := range c.S.opts.NBDInfo(name) {
-					out = append(out, map[string]any{"exportname": i.ExportName, "address": i.Address,
-						"port": int64(i.Port), "cert": i.Cert, "subject": i.Subject})
+					rec := map[string]any{"exportname": i.ExportName, "address": i.Address, "port": int64(i.Port)}
+					// xapi always has a certificate and fills cert; vdiskd
+					// without --tls-cert has none and leaves cert and subject
+					// out, since Xen Orchestra's NBD client sends STARTTLS
+					// whenever cert is present, even empty.
+					if i.Cert != "" {
+						rec["cert"], rec["subject"] = i.Cert, i.Subject
+					}
+					out = append(out, rec)
 				}
 				return out, nil
 			}),
