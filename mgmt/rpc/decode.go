@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -30,8 +31,6 @@ func DecodeArgs(r *http.Request, rpc *RPC, dst any) error {
 }
 
 func decodeArgs(r *http.Request, rpc *RPC, dst any) *fault.Error {
-	v := reflect.ValueOf(dst).Elem()
-	args := rpc.Arguments()
 	body, err := readBody(r)
 	if err != nil {
 		return err
@@ -41,8 +40,24 @@ func decodeArgs(r *http.Request, rpc *RPC, dst any) *fault.Error {
 			return err
 		}
 	}
-	vars := mux.Vars(r)
-	query := r.URL.Query()
+	return fill(rpc, dst, mux.Vars(r), r.URL.Query(), body)
+}
+
+// FillArgs fills dst, the argument struct of rpc, from path variables and
+// a body's members, with DecodeArgs' checks (unknown members, required
+// ones, types) and then Validate. A surface whose calls are not REST
+// requests (XenAPI's positional parameters) decodes through it, so the
+// same call meets the same rules on every surface.
+func FillArgs(rpc *RPC, dst any, vars map[string]string, body map[string]json.RawMessage) error {
+	if err := fill(rpc, dst, vars, nil, body); err != nil {
+		return err
+	}
+	return nil
+}
+
+func fill(rpc *RPC, dst any, vars map[string]string, query url.Values, body map[string]json.RawMessage) *fault.Error {
+	v := reflect.ValueOf(dst).Elem()
+	args := rpc.Arguments()
 	inBody := map[string]bool{}
 	for _, a := range args {
 		if a.Source == FromBody || a.Source == FromQuery {

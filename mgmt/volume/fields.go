@@ -8,12 +8,6 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 )
 
-// ChangeXen applies change to a copy of a VDI's XenAPI fields, stores them
-// and answers the new state. Refused while an exclusive operation runs.
-func (s *Service) ChangeXen(id string, change func(v Volume, x *XenAttrs) *fault.Error) (VDI, error) {
-	return s.changeAttrs(id, func(v Volume, a *Attrs) *fault.Error { return change(v, &a.Xen) })
-}
-
 // SetSurface replaces one surface's namespace of a VDI's attributes
 // (nil removes it). Surfaces own their namespace; "xen" and "vdiskd" are
 // the service's.

@@ -250,7 +250,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				continue
 			}
 			name := fmt.Sprint("n", step)
-			_, err := h.s.ChangeXen(id, func(_ Volume, x *XenAttrs) *fault.Error { x.NameLabel = name; return nil })
+			_, err := h.s.EditXen(id, SetNameLabel(name))
 			want(step, "set_name_label "+id, err, "")
 			model[id].name = name
 		case op < 95:

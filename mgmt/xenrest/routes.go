@@ -3,6 +3,7 @@ package xenrest
 import (
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
+	"github.com/vdiskd/vdiskd/mgmt/xenrecord"
 )
 
 // Bindings pairs every call declared in package api with its handler.
@@ -63,25 +64,10 @@ func (s *Surface) Bindings() []rpc.Binding {
 		rpc.Bind(api.VDIStatistics, s.vdiStatistics),
 		rpc.Bind(api.VDIOpenDatabase, s.vdiOpenDatabase),
 		rpc.Bind(api.VDIReadDatabasePoolUUID, s.vdiReadDatabasePoolUUID),
-
-		rpc.Bind(api.VDISetNameLabel, s.vdiSetNameLabel),
-		rpc.Bind(api.VDISetNameDescription, s.vdiSetNameDescription),
-		rpc.Bind(api.VDISetReadOnly, s.vdiSetReadOnly),
-		rpc.Bind(api.VDISetSharable, s.vdiSetSharable),
-		rpc.Bind(api.VDISetAllowCaching, s.vdiSetAllowCaching),
-		rpc.Bind(api.VDISetOnBoot, s.vdiSetOnBoot),
-		rpc.Bind(api.VDISetOtherConfig, s.setMap("other_config")),
-		rpc.Bind(api.VDISetSMConfig, s.setMap("sm_config")),
-		rpc.Bind(api.VDISetXenstoreData, s.setMap("xenstore_data")),
-		rpc.Bind(api.VDISetTags, s.vdiSetTags),
-		rpc.Bind(api.VDIAddTags, s.vdiAddTags),
-		rpc.Bind(api.VDIRemoveTags, s.vdiRemoveTags),
-		rpc.Bind(api.VDIAddToOtherConfig, s.addToMap("other_config")),
-		rpc.Bind(api.VDIRemoveFromOtherConfig, s.removeFromMap("other_config")),
-		rpc.Bind(api.VDIAddToSMConfig, s.addToMap("sm_config")),
-		rpc.Bind(api.VDIRemoveFromSMConfig, s.removeFromMap("sm_config")),
-		rpc.Bind(api.VDIAddToXenstoreData, s.addToMap("xenstore_data")),
-		rpc.Bind(api.VDIRemoveFromXenstoreData, s.removeFromMap("xenstore_data")),
+	}
+	// The field calls (set_*, add_*, remove_*), shared with XenAPI's wire.
+	for _, f := range xenrecord.FieldCalls {
+		bs = append(bs, f.Bind(s.vols, answer))
 	}
 	for _, g := range api.VDIGetters {
 		bs = append(bs, rpc.Bind(g.Decl, s.getField(g.Field)))

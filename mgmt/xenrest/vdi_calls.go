@@ -51,7 +51,7 @@ func (s *Surface) vdiCreate(c *rpc.Call, a *api.VDICreateArgs) (any, error) {
 	v, err := s.vols.Create(volume.CreateRequest{Pool: a.SR, Size: uint64(a.VirtualSize), ReadOnly: a.ReadOnly, By: c.User,
 		ReplicaOf: a.ReplicaOf,
 		Xen: volume.XenAttrs{NameLabel: a.NameLabel, NameDescription: a.NameDescription, Type: a.Type, Sharable: a.Sharable,
-			OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData, Tags: dedupe(a.Tags)}})
+			OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData, Tags: volume.TagSet(a.Tags)}})
 	if err != nil {
 		return nil, err
 	}
@@ -183,14 +183,4 @@ func (s *Surface) vdiReadDatabasePoolUUID(c *rpc.Call, a *api.VDIRef) (any, erro
 		return nil, err
 	}
 	return api.Value{Value: ""}, nil
-}
-
-func dedupe(tags []string) []string {
-	var out []string
-	for _, t := range tags {
-		if !slices.Contains(out, t) {
-			out = append(out, t)
-		}
-	}
-	return out
 }
