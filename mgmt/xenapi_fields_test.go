@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,14 +22,19 @@ import (
 // remove_*) over XenAPI's wire from testdata/xenapi_fields:
 //
 //	vdi NAME [snapshot-of=NAME]   a VDI (or a snapshot) made over REST
+//	vpool NAME                    a vPool made over REST
 //	attach NAME / detach NAME     hold a writable attachment, or let it go
-//	call METHOD                   one JSON-RPC call as admin
+//	write NAME BYTE               fill the VDI's first MiB with BYTE
+//	same NAME NAME                the two VDIs' first MiB are equal
+//	call METHOD [as=NAME]         one JSON-RPC call as admin (as names
+//	                              the VDI whose ref it answers)
 //	call-ro METHOD                the same as a read-only user
 //	xmlcall METHOD                one XML-RPC call as admin
 //	fields NAME F...              those fields of the XenAPI record
 //
-// A call's input is its parameters after the session: JSON values, and
-// bare words naming VDIs for their refs. A call answers its result or "error CODE [params]", with the
+// A call's input is its parameters after the session: JSON values, bare
+// words naming VDIs and vPools for their refs, and uuid:NAME for a VDI's
+// uuid. A call answers its result or "error CODE [params]", with the
 // VDI's uuids written as their names. After an error the harness checks
 // that the VDI's record did not change; after every call that the XenAPI
 // record and the REST record agree on each field the calls touch.
@@ -37,7 +43,8 @@ func TestXenAPIFieldCalls(t *testing.T) {
 	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword)
 	admin := res.(string)
 	ro := "OpaqueRef:" + e.userWithRole(api.ReadOnly)
-	names := map[string]string{} // name -> uuid
+	names := map[string]string{} // name -> uuid, of VDIs and vPools
+	isVDI := map[string]bool{}
 	vbds := map[string]*volume.VBD{}
 	t.Cleanup(func() {
 		for _, b := range vbds {
@@ -57,8 +64,12 @@ func TestXenAPIFieldCalls(t *testing.T) {
 		}
 		return s
 	}
+	// record is a VDI's XenAPI record; nil once it is forgotten.
 	record := func(name string) map[string]any {
 		rec, code, _ := e.jsonrpc("VDI.get_record", admin, "OpaqueRef:"+names[name])
+		if code == "HANDLE_INVALID" {
+			return nil
+		}
 		if code != "" {
 			t.Fatalf("VDI.get_record %s: %s", name, code)
 		}
@@ -66,8 +77,12 @@ func TestXenAPIFieldCalls(t *testing.T) {
 	}
 	// agree checks the fields the field calls touch, XenAPI against REST.
 	agree := func(d *datadriven.TestData) {
-		for name, id := range names {
+		for name := range isVDI {
+			id := names[name]
 			x := record(name)
+			if x == nil {
+				continue
+			}
 			var r map[string]any
 			b, _ := json.Marshal(e.vdi(id))
 			_ = json.Unmarshal(b, &r)
@@ -82,8 +97,8 @@ func TestXenAPIFieldCalls(t *testing.T) {
 	// args reads the call's parameters after the session from the input:
 	// JSON values, and VDI names standing for their refs.
 	args := func(d *datadriven.TestData) (string, []any) {
-		if len(d.CmdArgs) != 1 {
-			d.Fatalf(t, "%s: want one method", d.Cmd)
+		if len(d.CmdArgs) == 0 {
+			d.Fatalf(t, "%s: no method", d.Cmd)
 		}
 		var out []any
 		in := strings.TrimSpace(d.Input)
@@ -91,6 +106,11 @@ func TestXenAPIFieldCalls(t *testing.T) {
 			word, rest, _ := strings.Cut(in, " ")
 			if _, ok := names[word]; ok {
 				out = append(out, ref(d, word))
+				in = strings.TrimSpace(rest)
+				continue
+			}
+			if name, ok := strings.CutPrefix(word, "uuid:"); ok {
+				out = append(out, strings.TrimPrefix(ref(d, name), "OpaqueRef:"))
 				in = strings.TrimSpace(rest)
 				continue
 			}
@@ -108,12 +128,17 @@ func TestXenAPIFieldCalls(t *testing.T) {
 	// changed nothing.
 	called := func(d *datadriven.TestData, call func() (any, string, []string)) string {
 		before := map[string]map[string]any{}
-		for name := range names {
+		for name := range isVDI {
 			before[name] = record(name)
 		}
 		res, code, data := call()
+		var as string
+		d.MaybeScanArgs(t, "as", &as)
+		if r, ok := res.(string); ok && as != "" && code == "" {
+			names[as], isVDI[as] = strings.TrimPrefix(r, "OpaqueRef:"), true
+		}
 		if code != "" {
-			for name := range names {
+			for name := range isVDI {
 				if after := record(name); !reflect.DeepEqual(before[name], after) {
 					d.Fatalf(t, "%s failed with %s but changed VDI %s:\n%v\n%v", d.Pos, code, name, before[name], after)
 				}
@@ -135,7 +160,26 @@ func TestXenAPIFieldCalls(t *testing.T) {
 			} else {
 				names[name] = e.createVDI(map[string]any{"name_label": name}).UUID
 			}
+			isVDI[name] = true
 			return ""
+		case "vpool":
+			var p api.VPool
+			e.must(201, "POST", "/api/vpools", e.admin, map[string]any{"name": d.CmdArgs[0].Key}, &p)
+			names[d.CmdArgs[0].Key] = p.GUID
+			return ""
+		case "write":
+			b, err := strconv.ParseUint(d.CmdArgs[1].Key, 0, 8)
+			if err != nil {
+				d.Fatalf(t, "write: %v", err)
+			}
+			e.write(names[d.CmdArgs[0].Key], 0, bytes.Repeat([]byte{byte(b)}, 1<<20))
+			return ""
+		case "same":
+			a, b := e.read(names[d.CmdArgs[0].Key], 0, 1<<20), e.read(names[d.CmdArgs[1].Key], 0, 1<<20)
+			if !bytes.Equal(a, b) {
+				return "differ\n"
+			}
+			return "equal\n"
 		case "attach":
 			b, err := e.s.vols.Attach(names[d.CmdArgs[0].Key], "admin", true)
 			if err != nil {

@@ -24,7 +24,7 @@ type VDICreateArgs struct {
 	NameLabel       string            `json:"name_label" doc:"a human-readable name"`
 	NameDescription string            `json:"name_description" doc:"a notes field"`
 	VirtualSize     int64             `json:"virtual_size" required:"true" doc:"size in bytes, rounded up to 2 MiB"`
-	SR              string            `json:"SR" doc:"vPool guid or name (default: the default vPool)"`
+	SR              string            `json:"SR" doc:"vPool guid or name (default: the default vPool)" xenapi:"ref=SR"`
 	Type            string            `json:"type" doc:"vdi_type (default user)"`
 	Sharable        bool              `json:"sharable" doc:"may be attached by several clients"`
 	ReadOnly        bool              `json:"read_only" doc:"may only be attached read-only"`
@@ -62,9 +62,9 @@ func (a VDIDriverParamsArgs) Validate() *Error { return checkMap("driver_params"
 // VDICopyArgs are VDI.copy's arguments.
 type VDICopyArgs struct {
 	UUID    string `path:"uuid" doc:"the VDI to copy"`
-	SR      string `json:"sr" doc:"destination vPool for a fresh VDI (default: the source's)"`
-	BaseVDI string `json:"base_vdi" doc:"copy only the blocks that differ from this VDI"`
-	IntoVDI string `json:"into_vdi" doc:"write into this existing VDI instead of a fresh one"`
+	SR      string `json:"sr" doc:"destination vPool for a fresh VDI (default: the source's)" xenapi:"ref=SR"`
+	BaseVDI string `json:"base_vdi" doc:"copy only the blocks that differ from this VDI" xenapi:"ref=VDI"`
+	IntoVDI string `json:"into_vdi" doc:"write into this existing VDI instead of a fresh one" xenapi:"ref=VDI"`
 }
 
 // VDIResizeArgs are VDI.resize's arguments.
@@ -86,7 +86,7 @@ type VDIChangedBlocksArgs struct {
 // VDIPoolMigrateArgs are pool_migrate's arguments.
 type VDIPoolMigrateArgs struct {
 	UUID    string            `path:"uuid" doc:"the VDI"`
-	SR      string            `json:"sr" required:"true" doc:"destination vPool (guid or name)"`
+	SR      string            `json:"sr" required:"true" doc:"destination vPool (guid or name)" xenapi:"ref=SR"`
 	Options map[string]string `json:"options" doc:"other parameters (none are used)"`
 }
 
@@ -99,7 +99,7 @@ type VDIIntroduceArgs struct {
 	UUIDArg             string            `json:"uuid" required:"true" doc:"UUID of the disk to introduce"`
 	NameLabel           string            `json:"name_label" doc:"a human-readable name (default: kept from before forget)"`
 	NameDescription     string            `json:"name_description" doc:"a notes field"`
-	SR                  string            `json:"SR" doc:"the vPool the disk is in (default: the one that holds it)"`
+	SR                  string            `json:"SR" doc:"the vPool the disk is in (default: the one that holds it)" xenapi:"ref=SR"`
 	Type                string            `json:"type" doc:"vdi_type (default user)"`
 	Sharable            *bool             `json:"sharable" doc:"may be attached by several clients (default: as before)"`
 	ReadOnly            *bool             `json:"read_only" doc:"may only be attached read-only (default: as before)"`
@@ -112,8 +112,8 @@ type VDIIntroduceArgs struct {
 	PhysicalUtilisation int64             `json:"physical_utilisation" doc:"ignored: measured"`
 	MetadataOfPool      string            `json:"metadata_of_pool" doc:"the pool whose metadata the VDI holds"`
 	IsASnapshot         bool              `json:"is_a_snapshot" doc:"must match the store if true"`
-	SnapshotTime        string            `json:"snapshot_time" doc:"RFC 3339"`
-	SnapshotOf          string            `json:"snapshot_of" doc:"must match the store if given"`
+	SnapshotTime        string            `json:"snapshot_time" doc:"RFC 3339" xenapi:"time"`
+	SnapshotOf          string            `json:"snapshot_of" doc:"must match the store if given" xenapi:"ref"`
 }
 
 // Validate checks the text and maps.

@@ -13,12 +13,14 @@
 package xenapi
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
+	"github.com/vdiskd/vdiskd/mgmt/task"
 )
 
 // Message declares one XenAPI message.
@@ -42,6 +44,12 @@ func (m *Message) FullName() string { return m.Class + "." + m.Name }
 type Ctx struct {
 	auth.Principal
 	S *Surface
+	// Task is the task an Async. call runs as: its id, its cancel and
+	// its progress. A synchronous call has a fresh id nothing records, a
+	// context never cancelled and no progress to tell.
+	Task     string
+	Context  context.Context
+	Progress func(float64)
 }
 
 // messages are every message, by full name (filled by each class's file).
@@ -91,7 +99,7 @@ func (s *Surface) dispatch(method string, params []any) (any, error) {
 	if !ok || (isAsync && !m.async()) {
 		return nil, xenError(fault.CodeMethodUnknown, method)
 	}
-	c := &Ctx{S: s}
+	c := &Ctx{S: s, Task: task.NewID(), Context: context.Background(), Progress: func(float64) {}}
 	args := params
 	if !m.NoSession {
 		if len(params) == 0 {

@@ -68,8 +68,10 @@ func (s *Surface) async(m *Message, c *Ctx, args []any) (any, error) {
 			object = r
 		}
 	}
-	_, err := s.opts.Tasks.Start(id, "Async."+m.FullName(), object, c.User, func(ctx context.Context, _ func(float64)) (any, error) {
-		return m.Handle(c, args)
+	_, err := s.opts.Tasks.Start(id, "Async."+m.FullName(), object, c.User, func(ctx context.Context, progress func(float64)) (any, error) {
+		tc := *c
+		tc.Task, tc.Context, tc.Progress = id, ctx, progress
+		return m.Handle(&tc, args)
 	})
 	if err != nil {
 		return nil, err

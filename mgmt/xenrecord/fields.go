@@ -1,8 +1,6 @@
 package xenrecord
 
 import (
-	"encoding/json"
-
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
@@ -16,12 +14,10 @@ import (
 // has one argument check (package api) and one rule (package volume).
 type FieldCall struct {
 	RPC *api.RPC
-	// Params are the declaration's body members, in order: the XenAPI
-	// message's parameters after the VDI.
-	Params []string
-	bind   func(s *volume.Service, answer Answer) rpc.Binding
-	decode func(uuid string, params []json.RawMessage) (any, error)
-	do     func(a any, s *volume.Service, by string) (volume.VDI, error)
+	// NewArgs is a fresh argument struct (*A) to fill.
+	NewArgs func() any
+	bind    func(s *volume.Service, answer Answer) rpc.Binding
+	do      func(a any, s *volume.Service, by string) (volume.VDI, error)
 }
 
 // Answer is how a surface answers a field call's result.
@@ -33,42 +29,18 @@ func (f FieldCall) Name() string { return f.RPC.XenAPI[0] }
 // Bind is the call as a REST route over s, answered by answer.
 func (f FieldCall) Bind(s *volume.Service, answer Answer) rpc.Binding { return f.bind(s, answer) }
 
-// Call makes the call on VDI uuid with the XenAPI message's parameters
-// (after the VDI), checked as the REST route checks its body.
-func (f FieldCall) Call(s *volume.Service, uuid, by string, params []json.RawMessage) (volume.VDI, error) {
-	a, err := f.decode(uuid, params)
-	if err != nil {
-		return volume.VDI{}, err
-	}
-	return f.do(a, s, by)
-}
+// Do makes the call with a filled argument struct (from NewArgs).
+func (f FieldCall) Do(a any, s *volume.Service, by string) (volume.VDI, error) { return f.do(a, s, by) }
 
 func fieldCall[A any](d *api.Decl[A], do func(a *A, s *volume.Service, by string) (volume.VDI, error)) FieldCall {
-	var params []string
-	for _, arg := range d.Arguments() {
-		if arg.Source == rpc.FromBody {
-			params = append(params, arg.Name)
-		}
-	}
 	return FieldCall{
-		RPC:    &d.RPC,
-		Params: params,
+		RPC:     &d.RPC,
+		NewArgs: func() any { return new(A) },
 		bind: func(s *volume.Service, answer Answer) rpc.Binding {
 			return rpc.Bind(d, func(c *rpc.Call, a *A) (any, error) {
 				v, err := do(a, s, c.User)
 				return answer(v, err)
 			})
-		},
-		decode: func(id string, values []json.RawMessage) (any, error) {
-			body := make(map[string]json.RawMessage, len(values))
-			for i, v := range values {
-				body[params[i]] = v
-			}
-			var a A
-			if err := rpc.FillArgs(&d.RPC, &a, map[string]string{"uuid": id}, body); err != nil {
-				return nil, err
-			}
-			return &a, nil
 		},
 		do: func(a any, s *volume.Service, by string) (volume.VDI, error) { return do(a.(*A), s, by) },
 	}

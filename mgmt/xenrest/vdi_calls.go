@@ -2,14 +2,13 @@ package xenrest
 
 import (
 	"slices"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/rpc"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
+	"github.com/vdiskd/vdiskd/mgmt/xenrecord"
 )
 
 func (s *Surface) vdiList(c *rpc.Call, a *api.VDIListArgs) (any, error) {
@@ -67,35 +66,15 @@ func (s *Surface) vdiForget(c *rpc.Call, a *api.VDIRef) (any, error) {
 }
 
 func (s *Surface) vdiIntroduce(c *rpc.Call, a *api.VDIIntroduceArgs) (any, error) {
-	id := a.UUIDArg
-	if _, err := uuid.Parse(id); err != nil {
-		return nil, api.BadRequest(api.CodeUUIDInvalid, []string{"VDI", id}, "%q is not a UUID", id)
-	}
-	if a.Type == "cbt_metadata" {
-		return nil, api.Conflict(api.CodeVDIIncompatible, []string{"", "cbt_metadata"}, "introduce cannot set type cbt_metadata")
-	}
-	if a.Managed != nil && !*a.Managed {
-		return nil, api.InvalidValue("managed", "false", "vdiskd only holds managed VDIs")
-	}
-	var snapTime time.Time
-	if a.SnapshotTime != "" {
-		t, err := time.Parse(time.RFC3339, a.SnapshotTime)
-		if err != nil {
-			return nil, api.InvalidValue("snapshot_time", a.SnapshotTime, "expected RFC 3339, like 2026-01-02T15:04:05Z")
-		}
-		snapTime = t.UTC()
-		if y := snapTime.Year(); y < 1 || y > 9999 {
-			return nil, api.InvalidValue("snapshot_time", a.SnapshotTime, "year %d is out of range", y)
-		}
-	}
-	v, err := s.vols.Introduce(volume.IntroduceRequest{UUID: id, Location: a.Location, Pool: a.SR,
-		Xen: volume.XenAttrs{NameLabel: a.NameLabel, NameDescription: a.NameDescription, Type: a.Type,
-			MetadataOfPool: a.MetadataOfPool, OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData},
-		Sharable: a.Sharable, ReadOnly: a.ReadOnly, IsASnapshot: a.IsASnapshot, SnapshotOf: a.SnapshotOf, SnapshotTime: snapTime})
+	req, err := xenrecord.Introduction(a)
 	if err != nil {
 		return nil, err
 	}
-	return rpc.Created{Location: "/api/vdis/" + id, Body: record(v)}, nil
+	v, err := s.vols.Introduce(req)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.Created{Location: "/api/vdis/" + v.Info.ID, Body: record(v)}, nil
 }
 
 func (s *Surface) vdiSnapshot(c *rpc.Call, a *api.VDIDriverParamsArgs) (any, error) {
