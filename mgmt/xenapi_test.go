@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -398,4 +399,120 @@ func hasEvent(evs []map[string]any, class, op, ref string) bool {
 		}
 	}
 	return false
+}
+
+// Who uses a disk: an NBD client attached through get_nbd_info's export is
+// a VBD of the VDI (RW, plugged, no VM) for as long as it is connected, and
+// events tell its coming and going; the VM class is empty.
+func TestXenAPIVBDs(t *testing.T) {
+	e := withNBD(t, "z")
+	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword)
+	sess := res.(string)
+	must := func(method string, params ...any) any { t.Helper(); return e.xenOK(sess, method, params...) }
+	v := e.createVDI(map[string]any{"name_label": "used", "virtual_size": 1 << 20})
+	vdi := "OpaqueRef:" + v.UUID
+	token := must("event.from", []any{"VBD"}, "", 0.1).(map[string]any)["token"].(string)
+	if got := must("VDI.get_VBDs", vdi).([]any); len(got) != 0 {
+		t.Fatalf("VBDs before any client: %v", got)
+	}
+	export := must("VDI.get_nbd_info", vdi).([]any)[0].(map[string]any)["exportname"].(string)
+	c := nbdtest.Connect(t, "tcp", e.nbdAddr, nbdtest.Negotiation{Export: export})
+	vbds := must("VDI.get_VBDs", vdi).([]any)
+	if len(vbds) != 1 {
+		t.Fatalf("VBDs with one client: %v", vbds)
+	}
+	vbd := vbds[0].(string)
+	rec := must("VBD.get_record", vbd).(map[string]any)
+	if rec["VDI"] != vdi || rec["mode"] != "RW" || rec["currently_attached"] != true || rec["VM"] != "OpaqueRef:NULL" || rec["type"] != "Disk" {
+		t.Fatalf("the VBD's record %v", rec)
+	}
+	if all := must("VBD.get_all").([]any); len(all) != 1 || all[0] != vbd {
+		t.Fatalf("VBD.get_all %v", all)
+	}
+	if got := must("VBD.get_VDI", vbd); got != vdi {
+		t.Fatalf("VBD.get_VDI %v", got)
+	}
+	ev := must("event.from", []any{"VBD"}, token, 2.0).(map[string]any)
+	var evs []map[string]any
+	for _, x := range ev["events"].([]any) {
+		evs = append(evs, x.(map[string]any))
+	}
+	if !hasEvent(evs, "VBD", "add", vbd) {
+		t.Fatalf("no add event for the VBD: %v", evs)
+	}
+	token = ev["token"].(string)
+	c.Disconnect()
+	waitDetached(t, e, v.UUID)
+	if _, code, _ := e.jsonrpc("VBD.get_record", sess, vbd); code != "HANDLE_INVALID" {
+		t.Fatalf("the VBD of a gone client: %q", code)
+	}
+	evs = nil
+	for _, x := range must("event.from", []any{"VBD"}, token, 2.0).(map[string]any)["events"].([]any) {
+		evs = append(evs, x.(map[string]any))
+	}
+	if !hasEvent(evs, "VBD", "del", vbd) {
+		t.Fatalf("no del event for the VBD: %v", evs)
+	}
+	if all := must("VM.get_all").([]any); len(all) != 0 {
+		t.Fatalf("VM.get_all %v", all)
+	}
+	if all := must("VM.get_all_records").(map[string]any); len(all) != 0 {
+		t.Fatalf("VM.get_all_records %v", all)
+	}
+	if _, code, _ := e.jsonrpc("VM.get_record", sess, "OpaqueRef:"+v.UUID); code != "HANDLE_INVALID" {
+		t.Fatalf("VM.get_record: %q", code)
+	}
+}
+
+// Every class's records and getters agree: each field of a record has its
+// get_<field>, answering the same value, and each getter a field.
+func TestXenAPIClassFields(t *testing.T) {
+	e := withNBD(t, "z")
+	res, _, _ := e.jsonrpc("session.login_with_password", "admin", adminPassword)
+	sess := res.(string)
+	must := func(method string, params ...any) any { t.Helper(); return e.xenOK(sess, method, params...) }
+	v := e.createVDI(map[string]any{"name_label": "f", "virtual_size": 1 << 20})
+	must("Async.VDI.snapshot", "OpaqueRef:"+v.UUID, map[string]any{}) // a task
+	export := must("VDI.get_nbd_info", "OpaqueRef:"+v.UUID).([]any)[0].(map[string]any)["exportname"].(string)
+	c := nbdtest.Connect(t, "tcp", e.nbdAddr, nbdtest.Negotiation{Export: export}) // a VBD
+	defer c.Disconnect()
+	methods := map[string]bool{}
+	list, _, _ := e.jsonrpc("system.listMethods")
+	for _, m := range list.([]any) {
+		methods[m.(string)] = true
+	}
+	for _, class := range []string{"VDI", "SR", "task", "pool", "host", "VBD"} {
+		all := must(class + ".get_all_records").(map[string]any)
+		if len(all) == 0 {
+			t.Fatalf("%s: no objects to check", class)
+		}
+		for ref, r := range all {
+			rec := r.(map[string]any)
+			for f, want := range rec {
+				if !methods[class+".get_"+f] {
+					t.Errorf("%s.%s has no getter", class, f)
+					continue
+				}
+				got := must(class+".get_"+f, ref)
+				if f != "current_operations" && f != "allowed_operations" && f != "status" && f != "progress" &&
+					f != "finished" && f != "result" && f != "physical_utilisation" && !reflect.DeepEqual(got, want) {
+					t.Errorf("%s.get_%s = %v, the record has %v", class, f, got, want)
+				}
+			}
+			for m := range methods {
+				if f, ok := strings.CutPrefix(m, class+".get_"); ok && !strings.HasPrefix(f, "by_") && f != "all" &&
+					f != "all_records" && f != "record" && !strings.HasPrefix(m, "Async.") {
+					if _, ok := rec[f]; !ok && !extraGetter(class, f) {
+						t.Errorf("%s.get_%s answers no field of the record", class, f)
+					}
+				}
+			}
+			break
+		}
+	}
+}
+
+// extraGetter are getters that are not record fields: xapi's own.
+func extraGetter(class, f string) bool {
+	return class == "VDI" && (f == "nbd_info" || f == "statistics")
 }

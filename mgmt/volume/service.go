@@ -50,6 +50,7 @@ type Service struct {
 	mu       sync.RWMutex
 	vdis     map[string]*entry   // every volume of the store, hidden ones too
 	children map[string][]string // volume -> volumes frozen from it (snapshots, on_boot bases)
+	attached map[string]string   // attachment (VBD) uuid -> its volume
 
 	pools       pools
 	groups      groups
@@ -100,7 +101,7 @@ func New(opts Options) (*Service, error) {
 		opts.Destroyed = func(string) {}
 	}
 	s := &Service{opts: opts, store: opts.Store, log: opts.Logger,
-		vdis: map[string]*entry{}, children: map[string][]string{}}
+		vdis: map[string]*entry{}, children: map[string][]string{}, attached: map[string]string{}}
 	s.groups.members = map[string]map[string]bool{}
 	if err := s.pools.load(opts.DB, opts.Now); err != nil {
 		return nil, err

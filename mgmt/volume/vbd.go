@@ -19,6 +19,7 @@ type VBD struct {
 	Disk     *blockstore.Disk
 
 	e *entry
+	s *Service
 }
 
 // Attach opens a VDI for a client. A writable attach of an on_boot=reset
@@ -73,11 +74,14 @@ func (s *Service) Attach(id, user string, writable bool) (*VBD, error) {
 	if err != nil {
 		return nil, StoreError(err, id, "attach")
 	}
-	b := &VBD{UUID: uuid.NewString(), VDI: id, Writable: writable, User: user, Disk: d, e: e}
+	b := &VBD{UUID: uuid.NewString(), VDI: id, Writable: writable, User: user, Disk: d, e: e, s: s}
 	if e.vbds == nil {
 		e.vbds = map[string]*VBD{}
 	}
 	e.vbds[b.UUID] = b
+	s.mu.Lock()
+	s.attached[b.UUID] = id
+	s.mu.Unlock()
 	return b, nil
 }
 
@@ -92,5 +96,8 @@ func (b *VBD) Close() error {
 		e.signal()
 	}
 	e.mu.Unlock()
+	b.s.mu.Lock()
+	delete(b.s.attached, b.UUID)
+	b.s.mu.Unlock()
 	return err
 }

@@ -17,7 +17,7 @@ import (
 // generation; a token is a generation.
 
 // eventClasses are the classes whose records events report.
-var eventClasses = []string{"VDI", "SR", "task", "pool", "host"}
+var eventClasses = []string{"VDI", "SR", "task", "pool", "host", "VBD", "VM"}
 
 // event is one change, as event.from answers it.
 type event struct {
@@ -95,42 +95,10 @@ func (s *Surface) look(force bool) {
 	}
 }
 
-// allRecords answers class.get_all_records: the records events compare.
-func allRecords(class string) func(*Ctx, []any) (any, error) {
-	return func(c *Ctx, _ []any) (any, error) {
-		out := map[string]any{}
-		for ref, r := range c.S.records(class) {
-			out[ref] = r
-		}
-		return out, nil
-	}
-}
-
 // records are every record of a class now, by ref: what get_all_records
 // answers and events compare.
 func (s *Surface) records(class string) map[string]map[string]any {
-	out := map[string]map[string]any{}
-	switch class {
-	case "VDI":
-		for _, id := range s.visible() {
-			if v, err := s.opts.Volumes.Get(id); err == nil {
-				out[Ref(id)] = vdiRecord(v)
-			}
-		}
-	case "SR":
-		for _, p := range s.opts.Volumes.Pools() {
-			out[Ref(p.GUID)] = s.srRecord(p)
-		}
-	case "task":
-		for _, r := range s.opts.Tasks.List("") {
-			out[Ref(r.UUID)] = s.taskRecord(r)
-		}
-	case "pool":
-		out[Ref(s.poolUUID())] = s.poolRecord()
-	case "host":
-		out[Ref(s.hostUUID())] = s.hostRecord()
-	}
-	return out
+	return classes[class].records(s)
 }
 
 // inject records a mod of an object, as event.inject asks, and answers

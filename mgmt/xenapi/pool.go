@@ -2,7 +2,6 @@ package xenapi
 
 import (
 	"github.com/google/uuid"
-	"github.com/vdiskd/vdiskd/mgmt/auth"
 )
 
 // API version this surface speaks: XenServer 8's.
@@ -45,46 +44,24 @@ func (s *Surface) defaultSR() string {
 	return NullRef
 }
 
-// singleton declares the read messages of a class with one object.
-func singleton(class string, ref func(*Surface) string, record func(*Surface) map[string]any) []*Message {
-	check := func(c *Ctx, args []any) error {
-		r, _ := args[0].(string)
-		if r != ref(c.S) {
-			return xenError(CodeHandleInvalid, class, r)
-		}
-		return nil
-	}
-	return []*Message{
-		{Class: class, Name: "get_all", Role: auth.ReadOnly, Summary: "The one " + class + ": this daemon",
-			Handle: func(c *Ctx, _ []any) (any, error) { return []any{ref(c.S)}, nil }},
-		{Class: class, Name: "get_all_records", Role: auth.ReadOnly, Summary: "The one " + class + ", by ref",
-			Handle: allRecords(class)},
-		{Class: class, Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "The " + class + "'s record",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				if err := check(c, args); err != nil {
-					return nil, err
-				}
-				return record(c.S), nil
-			}},
-		{Class: class, Name: "get_uuid", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "The " + class + "'s uuid",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				if err := check(c, args); err != nil {
-					return nil, err
-				}
-				return record(c.S)["uuid"], nil
-			}},
-	}
+// singleton declares a class with one object.
+func singleton(name string, id func(*Surface) string, record func(*Surface) map[string]any, fields []string) *class {
+	return &class{name: name, fields: fields, named: true,
+		uuids: func(s *Surface) []string { return []string{id(s)} },
+		record: func(s *Surface, uuid string) (map[string]any, bool) {
+			if uuid != id(s) {
+				return nil, false
+			}
+			return record(s), true
+		}}
 }
 
 func init() {
-	declare(singleton("pool", func(s *Surface) string { return Ref(s.poolUUID()) }, (*Surface).poolRecord)...)
-	declare(singleton("host", func(s *Surface) string { return Ref(s.hostUUID()) }, (*Surface).hostRecord)...)
-	declare(
-		&Message{Class: "pool", Name: "get_master", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "The pool's master: this host",
-			Handle: func(c *Ctx, _ []any) (any, error) { return Ref(c.S.hostUUID()), nil }},
-		&Message{Class: "host", Name: "get_API_version_major", Params: []string{"self"}, Role: auth.ReadOnly,
-			Summary: "XenAPI's major version", Handle: func(*Ctx, []any) (any, error) { return int64(APIVersionMajor), nil }},
-		&Message{Class: "host", Name: "get_API_version_minor", Params: []string{"self"}, Role: auth.ReadOnly,
-			Summary: "XenAPI's minor version", Handle: func(*Ctx, []any) (any, error) { return int64(APIVersionMinor), nil }},
-	)
+	declareClass(singleton("pool", (*Surface).poolUUID, (*Surface).poolRecord, []string{"uuid", "name_label",
+		"name_description", "master", "default_SR", "suspend_image_SR", "crash_dump_SR", "other_config", "tags",
+		"ha_enabled", "restrictions", "allowed_operations", "current_operations"}))
+	declareClass(singleton("host", (*Surface).hostUUID, (*Surface).hostRecord, []string{"uuid", "name_label",
+		"name_description", "hostname", "address", "enabled", "API_version_major", "API_version_minor",
+		"API_version_vendor", "software_version", "other_config", "PBDs", "PIFs", "resident_VMs", "tags",
+		"allowed_operations", "current_operations"}))
 }

@@ -80,46 +80,24 @@ func (s *Surface) async(m *Message, c *Ctx, args []any) (any, error) {
 }
 
 func init() {
-	field := func(name string, get func(s *Surface, r task.Record) any) *Message {
-		return &Message{Class: "task", Name: "get_" + name, Params: []string{"self"}, Role: auth.ReadOnly,
-			Summary: "A task's " + name,
-			Handle: func(c *Ctx, args []any) (any, error) {
-				r, err := c.S.taskOf(args[0])
-				if err != nil {
-					return nil, err
-				}
-				return get(c.S, r), nil
-			}}
-	}
-	fromRecord := func(k string) func(*Surface, task.Record) any {
-		return func(s *Surface, r task.Record) any { return s.taskRecord(r)[k] }
-	}
+	declareClass(&class{name: "task", named: true, fields: []string{"uuid", "name_label", "name_description",
+		"status", "progress", "created", "finished", "result", "error_info", "resident_on", "allowed_operations",
+		"current_operations", "other_config", "subtask_of", "subtasks", "type", "backtrace"},
+		uuids: func(s *Surface) []string {
+			var out []string
+			for _, r := range s.opts.Tasks.List("") {
+				out = append(out, r.UUID)
+			}
+			return out
+		},
+		record: func(s *Surface, id string) (map[string]any, bool) {
+			r, ok := s.opts.Tasks.Get(id)
+			if !ok {
+				return nil, false
+			}
+			return s.taskRecord(r), true
+		}})
 	declare(
-		field("record", func(s *Surface, r task.Record) any { return s.taskRecord(r) }),
-		field("status", fromRecord("status")), field("progress", fromRecord("progress")),
-		field("result", fromRecord("result")), field("error_info", fromRecord("error_info")),
-		field("name_label", fromRecord("name_label")), field("uuid", fromRecord("uuid")),
-		&Message{Class: "task", Name: "get_all", Role: auth.ReadOnly, Summary: "Every task's ref",
-			Handle: func(c *Ctx, _ []any) (any, error) {
-				out := []any{}
-				for _, r := range c.S.opts.Tasks.List("") {
-					out = append(out, Ref(r.UUID))
-				}
-				return out, nil
-			}},
-		&Message{Class: "task", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every task's record, by ref",
-			Handle: allRecords("task")},
-		&Message{Class: "task", Name: "get_by_uuid", Params: []string{"uuid"}, Role: auth.ReadOnly, Summary: "The task with a uuid",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				id, err := str(args, 0, "uuid")
-				if err != nil {
-					return nil, err
-				}
-				if _, ok := c.S.opts.Tasks.Get(id); !ok {
-					return nil, xenError(fault.CodeUUIDInvalid, "task", id)
-				}
-				return Ref(id), nil
-			}},
 		&Message{Class: "task", Name: "cancel", Params: []string{"task"}, Role: auth.ReadOnly,
 			Summary: "Cancel a pending task (another user's needs pool-operator)",
 			Handle: func(c *Ctx, args []any) (any, error) {

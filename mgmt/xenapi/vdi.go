@@ -3,7 +3,6 @@ package xenapi
 import (
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/mgmt/api"
-	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/fault"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
 	"github.com/vdiskd/vdiskd/mgmt/xenrecord"
@@ -82,52 +81,30 @@ func (s *Surface) vdi(ref any) (volume.VDI, error) {
 }
 
 func init() {
-	declare(
-		&Message{Class: "VDI", Name: "get_all", Role: auth.ReadOnly, Summary: "Every VDI's ref",
-			Handle: func(c *Ctx, _ []any) (any, error) { return refs(c.S.visible()), nil }},
-		&Message{Class: "VDI", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every VDI's record, by ref",
-			Handle: allRecords("VDI")},
-		&Message{Class: "VDI", Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "A VDI's record",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				v, err := c.S.vdi(args[0])
-				if err != nil {
-					return nil, err
-				}
-				return vdiRecord(v), nil
-			}},
-		&Message{Class: "VDI", Name: "get_by_uuid", Params: []string{"uuid"}, Role: auth.ReadOnly, Summary: "The VDI with a uuid",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				id, err := str(args, 0, "uuid")
-				if err != nil {
-					return nil, err
-				}
-				if _, ferr := c.S.opts.Volumes.Lookup(id); ferr != nil {
-					return nil, xenError(fault.CodeUUIDInvalid, "VDI", id)
-				}
-				return Ref(id), nil
-			}},
-		&Message{Class: "VDI", Name: "get_by_name_label", Params: []string{"label"}, Role: auth.ReadOnly,
-			Summary: "The VDIs with a name",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				label, err := str(args, 0, "label")
-				if err != nil {
-					return nil, err
-				}
-				return refs(c.S.opts.Volumes.Find(func(v *volume.Volume) bool { return v.Attrs.Xen.NameLabel == label })), nil
-			}},
-	)
-	for _, f := range vdiFields {
-		declare(&Message{Class: "VDI", Name: "get_" + f, Params: []string{"self"}, Role: auth.ReadOnly,
-			Summary: "A VDI's " + f,
-			Handle: func(c *Ctx, args []any) (any, error) {
-				v, err := c.S.vdi(args[0])
-				if err != nil {
-					return nil, err
-				}
-				return vdiRecord(v)[f], nil
-			}})
-	}
-	declare(srMessages()...)
+	declareClass(&class{name: "VDI", fields: vdiFields, named: true,
+		uuids: (*Surface).visible,
+		record: func(s *Surface, id string) (map[string]any, bool) {
+			v, err := s.opts.Volumes.Get(id)
+			if err != nil {
+				return nil, false
+			}
+			return vdiRecord(v), true
+		}})
+	declareClass(&class{name: "SR", fields: srFields, named: true,
+		uuids: func(s *Surface) []string {
+			var out []string
+			for _, p := range s.opts.Volumes.Pools() {
+				out = append(out, p.GUID)
+			}
+			return out
+		},
+		record: func(s *Surface, guid string) (map[string]any, bool) {
+			p, err := s.opts.Volumes.Pool(guid, "SR")
+			if err != nil || p.GUID != guid {
+				return nil, false
+			}
+			return s.srRecord(p), true
+		}})
 }
 
 // srRecord is a vPool as XenAPI's SR.
@@ -165,67 +142,8 @@ func (s *Surface) sr(ref any) (volume.Pool, error) {
 }
 
 var srFields = []string{"uuid", "name_label", "name_description", "type", "content_type", "physical_size",
-	"physical_utilisation", "virtual_allocation", "VDIs", "PBDs", "shared", "other_config", "sm_config", "tags"}
-
-func srMessages() []*Message {
-	ms := []*Message{
-		{Class: "SR", Name: "get_all", Role: auth.ReadOnly, Summary: "Every SR (vPool)'s ref",
-			Handle: func(c *Ctx, _ []any) (any, error) {
-				var out []any
-				for _, p := range c.S.opts.Volumes.Pools() {
-					out = append(out, Ref(p.GUID))
-				}
-				return orList(out), nil
-			}},
-		{Class: "SR", Name: "get_all_records", Role: auth.ReadOnly, Summary: "Every SR's record, by ref",
-			Handle: allRecords("SR")},
-		{Class: "SR", Name: "get_record", Params: []string{"self"}, Role: auth.ReadOnly, Summary: "An SR's record",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				p, err := c.S.sr(args[0])
-				if err != nil {
-					return nil, err
-				}
-				return c.S.srRecord(p), nil
-			}},
-		{Class: "SR", Name: "get_by_uuid", Params: []string{"uuid"}, Role: auth.ReadOnly, Summary: "The SR with a uuid",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				id, err := str(args, 0, "uuid")
-				if err != nil {
-					return nil, err
-				}
-				if p, ferr := c.S.opts.Volumes.Pool(id, "SR"); ferr != nil || p.GUID != id {
-					return nil, xenError(fault.CodeUUIDInvalid, "SR", id)
-				}
-				return Ref(id), nil
-			}},
-		{Class: "SR", Name: "get_by_name_label", Params: []string{"label"}, Role: auth.ReadOnly, Summary: "The SRs with a name",
-			Handle: func(c *Ctx, args []any) (any, error) {
-				label, err := str(args, 0, "label")
-				if err != nil {
-					return nil, err
-				}
-				var out []any
-				for _, p := range c.S.opts.Volumes.Pools() {
-					if p.Name == label {
-						out = append(out, Ref(p.GUID))
-					}
-				}
-				return orList(out), nil
-			}},
-	}
-	for _, f := range srFields {
-		ms = append(ms, &Message{Class: "SR", Name: "get_" + f, Params: []string{"self"}, Role: auth.ReadOnly,
-			Summary: "An SR's " + f,
-			Handle: func(c *Ctx, args []any) (any, error) {
-				p, err := c.S.sr(args[0])
-				if err != nil {
-					return nil, err
-				}
-				return c.S.srRecord(p)[f], nil
-			}})
-	}
-	return ms
-}
+	"physical_utilisation", "virtual_allocation", "VDIs", "PBDs", "shared", "other_config", "sm_config", "tags",
+	"allowed_operations", "current_operations", "is_tools_sr", "local_cache_enabled", "clustered", "blobs"}
 
 func orList(l []any) []any {
 	if l == nil {
