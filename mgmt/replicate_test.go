@@ -19,6 +19,12 @@ import (
 // one: get_nbd_info answers its address.
 func withNBD(t testing.TB, zone string) *env {
 	t.Helper()
+	return withNBDTweak(t, zone, nil)
+}
+
+// withNBDTweak is withNBD with the server's options changed by tweak.
+func withNBDTweak(t testing.TB, zone string, tweak func(*Options)) *env {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +37,9 @@ func withNBD(t testing.TB, zone string) *env {
 			// The URI as vdiskd's: the export name escaped as one path.
 			return []api.NBDInfo{{ExportName: name, Address: "127.0.0.1", Port: port,
 				URI: "nbd://127.0.0.1:" + strconv.Itoa(port) + "/" + url.PathEscape(name)}}
+		}
+		if tweak != nil {
+			tweak(o)
 		}
 	})
 	e.nbdAddr = ln.Addr().String()

@@ -69,6 +69,9 @@ type Options struct {
 	// ReplicationTick is how often the replicator looks for relations due
 	// a round (default 1 s; negative: never, tests run rounds themselves).
 	ReplicationTick time.Duration
+	// EventRescan is how often XenAPI's events reread every record
+	// (0: xenapi.DefaultEventRescan).
+	EventRescan time.Duration
 	// StatsTick is how often the statistics sampler looks for specs due
 	// a sample (default 1 s; negative: never, tests tick it themselves).
 	StatsTick time.Duration
@@ -252,7 +255,7 @@ func (s *Server) open() error {
 		Zone: opts.Zone})
 	s.xenapi = xenapi.New(xenapi.Options{Auth: s.auth, Volumes: s.vols, Tasks: s.tasks, Logger: s.log.With("surface", "xenapi"),
 		NodeGUID: s.node.GUID, NodeName: opts.NodeName, Zone: opts.Zone, Address: opts.Address,
-		NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken})
+		NBDInfo: opts.NBDInfo, TokenExports: opts.NBDAuth == NBDAuthToken, EventRescan: opts.EventRescan})
 	s.cinder = cinder.New(cinder.Options{Volumes: s.vols, Auth: s.auth, Logger: s.log.With("surface", "cinder"),
 		Zone: opts.Zone, NoAuth: opts.CinderNoAuth})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -25,6 +25,7 @@ func (s *Service) Resize(id string, size uint64, op, by string) (VDI, error) {
 	}
 	info.Attrs = nil
 	e.info = info
+	e.note()
 	s.log.Info("VDI resized", "vdi", id, "size", size, "by", by)
 	return s.view(e), nil
 }
@@ -46,6 +47,7 @@ func (s *Service) SetCBT(id string, on bool, by string) (VDI, error) {
 	}
 	info.Attrs = nil
 	e.info = info
+	e.note()
 	s.log.Info("VDI "+op, "vdi", id, "by", by)
 	return s.view(e), nil
 }
@@ -126,6 +128,7 @@ func (s *Service) DataDestroy(id, by string) (VDI, error) {
 		}
 		info.Attrs = nil
 		e.info = info
+		e.note()
 	}
 	if e.attrs.Xen.OtherConfig["content_id"] == CBTMetadataContentID {
 		return s.view(e), nil // idempotent

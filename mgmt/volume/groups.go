@@ -529,6 +529,7 @@ func (s *Service) setIndexed(e *entry, info blockstore.VolumeInfo, a Attrs) {
 	e.info, e.attrs = info, a
 	e.shown.Store(!e.gone && a.Lifecycle.Visible())
 	s.groups.note(e.id, was, a.Lifecycle)
+	e.note()
 }
 
 // memberState is what the membership rules read of a VDI. REQUIRES: e.mu

@@ -96,6 +96,7 @@ func (m *Migration) Run() (VDI, error) {
 	}
 	for _, f := range members {
 		f.info.Pool = dest.GUID
+		f.note()
 	}
 	e.releaseOp(m.task)
 	m.done = true

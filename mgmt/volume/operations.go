@@ -200,11 +200,13 @@ func (e *entry) addOp(task, op string) {
 		e.ops = map[string]string{}
 	}
 	e.ops[task] = op
+	e.note()
 }
 
 // releaseOp removes a finished task's operation and copy mark.
 // REQUIRES: e.mu held.
 func (e *entry) releaseOp(task string) {
+	defer e.note()
 	if e.copyTarget == task {
 		e.copyTarget = ""
 	}

@@ -132,6 +132,7 @@ func (s *Service) CreatePool(req NewPool) (Pool, error) {
 	s.pools.mu.Lock()
 	s.pools.byID[pl.GUID] = pl
 	s.pools.mu.Unlock()
+	s.feed.note(pl.GUID)
 	s.log.Info("vPool created", "pool", pl.Name, "guid", pl.GUID)
 	return *pl, nil
 }
@@ -168,6 +169,7 @@ func (s *Service) DeletePool(ref string) error {
 	s.pools.mu.Lock()
 	delete(s.pools.byID, pl.GUID)
 	s.pools.mu.Unlock()
+	s.feed.note(pl.GUID)
 	s.log.Info("vPool deleted", "pool", pl.Name)
 	return nil
 }
@@ -183,10 +185,11 @@ func (s *Service) countInPool(guid string) (held, hidden int) {
 	return held, hidden
 }
 
-// PoolMembers lists every volume of a pool, hidden ones included.
+// PoolMembers lists every volume of a pool, hidden ones included, sorted.
 func (s *Service) PoolMembers(guid string) []string {
 	var out []string
 	s.eachInPool(guid, func(e *entry) { out = append(out, e.id) })
+	slices.Sort(out)
 	return out
 }
 

@@ -51,6 +51,7 @@ type Service struct {
 	vdis     map[string]*entry   // every volume of the store, hidden ones too
 	children map[string][]string // volume -> volumes frozen from it (snapshots, on_boot bases)
 	attached map[string]string   // attachment (VBD) uuid -> its volume
+	feed     changeFeed
 
 	pools       pools
 	groups      groups
@@ -79,6 +80,7 @@ type entry struct {
 	// changed is closed (and replaced) whenever vbds or ops shrink, so a
 	// call waiting for a detach wakes at once.
 	changed chan struct{}
+	feed    *changeFeed // the service's, told of every change
 }
 
 // New loads the index from the store and the vPools from the database,
@@ -132,6 +134,8 @@ func newEntry(info blockstore.VolumeInfo, a Attrs) *entry {
 // not nil, marks the entry before anyone else can see it.
 func (s *Service) insert(info blockstore.VolumeInfo, a Attrs, prepare ...func(*entry)) *entry {
 	e := newEntry(info, a)
+	e.feed = &s.feed
+	defer e.note()
 	for _, p := range prepare {
 		p(e)
 	}
@@ -149,6 +153,7 @@ func (s *Service) insert(info blockstore.VolumeInfo, a Attrs, prepare ...func(*e
 func (s *Service) remove(e *entry) {
 	e.gone = true
 	e.shown.Store(false)
+	defer e.note()
 	e.signal()
 	s.groups.note(e.id, e.attrs.Lifecycle, Lifecycle{})
 	s.mu.Lock()
@@ -271,6 +276,7 @@ func (s *Service) refresh(e *entry) error {
 	}
 	info.Attrs = nil
 	e.info = info
+	e.note()
 	return nil
 }
 

@@ -68,6 +68,7 @@ func (s *Service) Attach(id, user string, writable bool) (*VBD, error) {
 		}
 		info.Attrs = nil
 		e.info = info
+		e.note()
 		s.log.Info("VDI reset to its on_boot base", "vdi", id)
 	}
 	d, err := s.store.Attach(id)
@@ -82,6 +83,7 @@ func (s *Service) Attach(id, user string, writable bool) (*VBD, error) {
 	s.mu.Lock()
 	s.attached[b.UUID] = id
 	s.mu.Unlock()
+	e.note()
 	return b, nil
 }
 
@@ -94,6 +96,7 @@ func (b *VBD) Close() error {
 	if _, ok := e.vbds[b.UUID]; ok {
 		delete(e.vbds, b.UUID)
 		e.signal()
+		e.note()
 	}
 	e.mu.Unlock()
 	b.s.mu.Lock()

@@ -10,14 +10,21 @@ import (
 	"github.com/vdiskd/vdiskd/mgmt/auth"
 )
 
-// Events are found by comparing the records of the classes event.from
-// watches with what they were at the previous look: whatever changed them
-// (a XenAPI or REST call, an NBD client attaching, the replicator) shows,
-// and no service has to announce anything. Each change gets the next
+// Events are found by comparing records with what they were at the
+// previous look: whatever changed them (a XenAPI or REST call, an NBD
+// client attaching, the replicator) shows, and no service has to announce
+// anything. A look rereads the VDIs the volume service's change feed names
+// (and their VBDs), the SRs whose VDIs list or allocation those moved, and
+// the few tasks, pool and host; every Options.EventRescan (and when the feed lost track)
+// it rereads everything, which also brings physical utilisation, moved by
+// writes the feed does not note, up to date. Each change gets the next
 // generation; a token is a generation.
 
 // eventClasses are the classes whose records events report.
 var eventClasses = []string{"VDI", "SR", "task", "pool", "host", "VBD", "VM"}
+
+// smallClasses are reread at every look.
+var smallClasses = []string{"task", "pool", "host", "VM"}
 
 // event is one change, as event.from answers it.
 type event struct {
@@ -33,9 +40,23 @@ type event struct {
 type eventLog struct {
 	mu     sync.Mutex
 	gen    uint64
-	seen   map[string]seenRecord // by ref
-	events []event               // oldest first, at most maxEvents
-	looked time.Time             // the last comparison
+	seen   map[string]seenRecord      // by ref
+	refs   map[string]map[string]bool // the refs of seen, by class
+	events []event                    // oldest first, at most maxEvents
+	looked time.Time                  // the last comparison
+	reread time.Time                  // the last comparison of everything
+	volGen uint64                     // the volume change feed's generation then
+	notice <-chan struct{}            // closed when the feed moves on from volGen
+}
+
+// closed reports whether ch is closed (a nil one never is).
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return ch != nil
+	default:
+		return false
+	}
 }
 
 type seenRecord struct {
@@ -48,26 +69,86 @@ type seenRecord struct {
 // EVENTS_LOST, as xapi's.
 const maxEvents = 100000
 
-// look compares every record with the last look, at most every 250 ms
-// (each look reads every record: O(VDIs); a change feed from the volume
-// service should replace it for large pools).
+// look compares the records that may have changed with the last look:
+// at once when the volume service noted a change, else at most every
+// 250 ms (for tasks) unless forced.
 func (s *Surface) look(force bool) {
 	l := &s.events
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if !force && now.Sub(l.looked) < 250*time.Millisecond {
+	if !force && now.Sub(l.looked) < 250*time.Millisecond && !closed(l.notice) {
 		return
 	}
 	l.looked = now
-	if l.seen == nil {
-		l.seen = map[string]seenRecord{}
-	}
+	l.notice = s.opts.Volumes.ChangeNotice() // before reading: a change after it wakes the next look
+	ids, gen, complete := s.opts.Volumes.ChangesSince(l.volGen)
+	l.volGen = gen
 	current := map[string]seenRecord{}
-	for _, class := range eventClasses {
-		for ref, rec := range s.records(class) {
+	read := func(class, id string) {
+		if rec, ok := classes[class].record(s, id); ok {
 			b, _ := json.Marshal(rec)
-			current[ref] = seenRecord{class: class, json: string(b), rec: rec}
+			current[Ref(id)] = seenRecord{class: class, json: string(b), rec: rec}
+		}
+	}
+	// Gone are the refs looked at that current lacks: every ref of the
+	// classes reread whole, and the single refs reread.
+	whole, single := map[string]bool{}, map[string]bool{}
+	readClass := func(class string) {
+		whole[class] = true
+		for _, id := range classes[class].uuids(s) {
+			read(class, id)
+		}
+	}
+	if l.seen == nil || !complete || now.Sub(l.reread) >= s.opts.EventRescan {
+		for _, class := range eventClasses {
+			readClass(class)
+		}
+		l.reread = now
+	} else {
+		for _, class := range smallClasses {
+			readClass(class)
+		}
+		srs := map[string]bool{} // the SRs whose VDIs list or allocation moved
+		for _, id := range ids {
+			ref := Ref(id)
+			old, seen := l.seen[ref]
+			if seen && old.class != "VDI" {
+				whole["SR"] = true // a vPool came or went
+				continue
+			}
+			read("VDI", id)
+			single[ref] = true
+			cur, now := current[ref]
+			if !seen && !now {
+				whole["SR"] = true // a vPool, or a VDI without a record
+				continue
+			}
+			if seen != now || old.rec["SR"] != cur.rec["SR"] || old.rec["virtual_size"] != cur.rec["virtual_size"] ||
+				old.rec["type"] != cur.rec["type"] {
+				for _, sr := range []any{old.rec["SR"], cur.rec["SR"]} {
+					if r, ok := sr.(string); ok && r != NullRef {
+						srs[r] = true
+					}
+				}
+			}
+			// Its VBDs then and now.
+			for _, rec := range []map[string]any{old.rec, cur.rec} {
+				vbds, _ := rec["VBDs"].([]any)
+				for _, v := range vbds {
+					r, _ := v.(string)
+					read("VBD", r[len(refPrefix):])
+					single[r] = true
+				}
+			}
+		}
+		if whole["SR"] {
+			readClass("SR")
+		} else {
+			for r := range srs {
+				read("SR", r[len(refPrefix):])
+				single[r] = true
+			}
 		}
 	}
 	emit := func(class, op, ref string, rec map[string]any) {
@@ -84,12 +165,40 @@ func (s *Surface) look(force bool) {
 			emit(cur.class, "mod", ref, cur.rec)
 		}
 	}
-	for ref, old := range l.seen {
-		if _, ok := current[ref]; !ok {
-			emit(old.class, "del", ref, nil)
+	if l.seen == nil {
+		l.seen, l.refs = map[string]seenRecord{}, map[string]map[string]bool{}
+	}
+	// Gone: of the refs looked at (the classes reread whole, the single
+	// refs), those current lacks.
+	var gone []string
+	for class := range whole {
+		for ref := range l.refs[class] {
+			if _, ok := current[ref]; !ok {
+				gone = append(gone, ref)
+			}
 		}
 	}
-	l.seen = current
+	for ref := range single {
+		if _, ok := current[ref]; !ok && !whole[l.seen[ref].class] {
+			if _, ok := l.seen[ref]; ok {
+				gone = append(gone, ref)
+			}
+		}
+	}
+	slices.Sort(gone)
+	for _, ref := range gone {
+		old := l.seen[ref]
+		emit(old.class, "del", ref, nil)
+		delete(l.seen, ref)
+		delete(l.refs[old.class], ref)
+	}
+	for ref, cur := range current {
+		l.seen[ref] = cur
+		if l.refs[cur.class] == nil {
+			l.refs[cur.class] = map[string]bool{}
+		}
+		l.refs[cur.class][ref] = true
+	}
 	if n := len(l.events) - maxEvents; n > 0 {
 		l.events = slices.Delete(l.events, 0, n)
 	}
@@ -164,10 +273,9 @@ func (s *Surface) from(classes []string, token string, timeout time.Duration) (m
 			since = l.gen
 		}
 		counts := map[string]any{}
-		for _, r := range l.seen {
-			if want[r.class] {
-				n, _ := counts[r.class].(int64)
-				counts[r.class] = n + 1
+		for class, refs := range l.refs {
+			if want[class] {
+				counts[class] = int64(len(refs))
 			}
 		}
 		l.mu.Unlock()
@@ -177,7 +285,13 @@ func (s *Surface) from(classes []string, token string, timeout time.Duration) (m
 			}
 			return map[string]any{"events": evs, "token": strconv.FormatUint(since, 10), "valid_ref_counts": counts}, nil
 		}
-		time.Sleep(min(250*time.Millisecond, time.Until(deadline)))
+		l.mu.Lock()
+		notice := l.notice
+		l.mu.Unlock()
+		select {
+		case <-notice:
+		case <-time.After(min(250*time.Millisecond, time.Until(deadline))):
+		}
 	}
 }
 

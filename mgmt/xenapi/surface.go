@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/auth"
@@ -52,7 +53,14 @@ type Options struct {
 	// TokenExports: export names carry the session.
 	NBDInfo      func(exportName string) []api.NBDInfo
 	TokenExports bool
+	// EventRescan is how often events reread every record, not only what
+	// the volume service's change feed names (0: DefaultEventRescan).
+	EventRescan time.Duration
 }
+
+// DefaultEventRescan: physical utilisation in events lags writes by as
+// much.
+const DefaultEventRescan = 10 * time.Second
 
 // Surface serves Table, and every Message through it.
 type Surface struct {
@@ -65,6 +73,9 @@ type Surface struct {
 func New(opts Options) *Surface {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.EventRescan == 0 {
+		opts.EventRescan = DefaultEventRescan
 	}
 	return &Surface{opts: opts, log: opts.Logger}
 }

@@ -109,10 +109,16 @@ func init() {
 
 // srRecord is a vPool as XenAPI's SR.
 func (s *Surface) srRecord(p volume.Pool) map[string]any {
-	members := s.opts.Volumes.PoolMembers(p.GUID)
+	// The VDIs with records: not the forgotten, nor on_boot bases.
+	var members []string
 	var virtual int64
-	for _, id := range members {
-		if v, err := s.opts.Volumes.Lookup(id); err == nil && v.Info.Kind != blockstore.KindCBTMetadata {
+	for _, id := range s.opts.Volumes.PoolMembers(p.GUID) {
+		v, err := s.opts.Volumes.Lookup(id)
+		if err != nil {
+			continue
+		}
+		members = append(members, id)
+		if v.Info.Kind != blockstore.KindCBTMetadata {
 			virtual += int64(v.Info.Size)
 		}
 	}
