@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/xenapi"
 	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
@@ -515,4 +517,25 @@ func TestXenAPIClassFields(t *testing.T) {
 // extraGetter are getters that are not record fields: xapi's own.
 func extraGetter(class, f string) bool {
 	return class == "VDI" && (f == "nbd_info" || f == "statistics")
+}
+
+// Every XenAPI call the REST surface declares (seed 003's) is a message of
+// the wire protocol too.
+func TestXenAPICoversREST(t *testing.T) {
+	have := map[string]bool{}
+	for _, m := range xenapi.MethodNames() {
+		have[m] = true
+	}
+	n := 0
+	for _, r := range api.Table.All() {
+		for _, x := range r.XenAPI {
+			n++
+			if !have[r.Class+"."+x] {
+				t.Errorf("%s.%s (REST %s) is no XenAPI message", r.Class, x, r.Name())
+			}
+		}
+	}
+	if n < 50 {
+		t.Fatalf("only %d XenAPI names in the REST table", n)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/mgmt/api"
 	"github.com/vdiskd/vdiskd/mgmt/volume"
+	"github.com/vdiskd/vdiskd/mgmt/xenrecord"
 )
 
 // The VDI messages that change things. Each is the volume service's call
@@ -133,6 +134,21 @@ func init() {
 				}
 				return cbt.Encode(bm, size), nil
 			}},
+		onVDI("update", &api.VDIUpdate.RPC, nil, "Refresh the fields measured from the store",
+			func(c *Ctx, id string, _ []any) (any, error) {
+				_, err := c.S.opts.Volumes.Check(id, "update")
+				return "", err
+			}),
+		onVDI("open_database", &api.VDIOpenDatabase.RPC, nil, "Open a metadata VDI's pool database: vdiskd keeps none",
+			func(c *Ctx, id string, _ []any) (any, error) {
+				v, err := c.S.opts.Volumes.Lookup(id)
+				if err != nil {
+					return nil, err
+				}
+				return nil, xenrecord.OpenDatabase(v)
+			}),
+		onVDI("read_database_pool_uuid", &api.VDIReadDatabasePoolUUID.RPC, nil, "The pool a metadata VDI's database is of: none here",
+			func(*Ctx, string, []any) (any, error) { return "", nil }),
 		onVDI("get_nbd_info", &api.VDINBDInfo.RPC, nil,
 			"Where the VDI is served over NBD: one record per address, its export name carrying the session",
 			func(c *Ctx, id string, _ []any) (any, error) {

@@ -150,11 +150,7 @@ func (s *Surface) vdiOpenDatabase(c *rpc.Call, a *api.VDIRef) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t := v.Attrs.Xen.VDIType(v.Info.Kind); t != "metadata" {
-		return nil, api.Conflict(api.CodeVDIIncompatible, []string{a.UUID, t}, "VDI %s is of type %s, not metadata", a.UUID, t)
-	}
-	return nil, api.Conflict(api.CodeCouldNotImportDB, []string{"vdiskd does not read XenServer pool metadata"},
-		"vdiskd keeps no XenServer pool databases")
+	return nil, xenrecord.OpenDatabase(v)
 }
 
 func (s *Surface) vdiReadDatabasePoolUUID(c *rpc.Call, a *api.VDIRef) (any, error) {
