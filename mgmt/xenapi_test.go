@@ -2,6 +2,8 @@ package mgmt
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -13,7 +15,9 @@ import (
 	"time"
 
 	"github.com/vdiskd/vdiskd/mgmt/api"
+	"github.com/vdiskd/vdiskd/mgmt/auth"
 	"github.com/vdiskd/vdiskd/mgmt/xenapi"
+	"github.com/vdiskd/vdiskd/nbd"
 	"github.com/vdiskd/vdiskd/nbd/nbdtest"
 )
 
@@ -143,13 +147,25 @@ func TestXenAPISession(t *testing.T) {
 		t.Fatalf("malformed JSON-RPC: %d %s", resp.StatusCode, b)
 	}
 
-	// The session ref names NBD exports, as get_nbd_info's will; logout
-	// ends it.
+	// The session ref names NBD exports, as get_nbd_info's does; logout
+	// ends the session and the NBD sessions it opened.
 	v := e.createVDI(map[string]any{"name_label": "x", "virtual_size": 1 << 20})
 	c := nbdtest.Connect(t, "tcp", e.nbdAddr, nbdtest.Negotiation{Export: "/" + v.UUID + "?session_id=" + ref})
 	c.Disconnect()
+	x, _, err := e.s.NBDExports(NBDAuthToken).Open(&nbd.Conn{}, "/"+v.UUID+"?session_id="+ref)
+	if err != nil {
+		t.Fatalf("opening the export with the session: %v", err)
+	}
+	defer x.Close()
+	nbdSession := x.(nbd.Revocable).Context()
+	if nbdSession.Err() != nil {
+		t.Fatal("the NBD session ended before logout")
+	}
 	if _, code, _ := e.jsonrpc("session.logout", ref); code != "" {
 		t.Fatalf("logout: %s", code)
+	}
+	if !errors.Is(context.Cause(nbdSession), auth.ErrTokenRevoked) {
+		t.Fatalf("after logout the NBD session: %v, want it ended by the revocation", context.Cause(nbdSession))
 	}
 	if _, code, _ := e.jsonrpc("pool.get_all", ref); code != "SESSION_INVALID" {
 		t.Fatalf("after logout: %q", code)
