@@ -15,10 +15,10 @@ import (
 // client attaching, the replicator) shows, and no service has to announce
 // anything. A look rereads the VDIs the volume service's change feed names
 // (and their VBDs), the SRs whose VDIs list or allocation those moved, and
-// the few tasks, pool and host; every Options.EventRescan (and when the feed lost track)
-// it rereads everything, which also brings physical utilisation, moved by
-// writes the feed does not note, up to date. Each change gets the next
-// generation; a token is a generation.
+// the few tasks, pool and host; every Options.EventRescan, and when the
+// feed lost track, it rereads everything, which also brings physical
+// utilisation (moved by writes, which the feed does not note) up to date.
+// Each change gets the next generation; a token is a generation.
 
 // eventClasses are the classes whose records events report.
 var eventClasses = []string{"VDI", "SR", "task", "pool", "host", "VBD", "VM"}
@@ -84,79 +84,114 @@ func (s *Surface) look(force bool) {
 	l.notice = s.opts.Volumes.ChangeNotice() // before reading: a change after it wakes the next look
 	ids, gen, complete := s.opts.Volumes.ChangesSince(l.volGen)
 	l.volGen = gen
-	current := map[string]seenRecord{}
-	read := func(class, id string) {
-		if rec, ok := classes[class].record(s, id); ok {
-			b, _ := json.Marshal(rec)
-			current[Ref(id)] = seenRecord{class: class, json: string(b), rec: rec}
-		}
-	}
-	// Gone are the refs looked at that current lacks: every ref of the
-	// classes reread whole, and the single refs reread.
-	whole, single := map[string]bool{}, map[string]bool{}
-	readClass := func(class string) {
-		whole[class] = true
-		for _, id := range classes[class].uuids(s) {
-			read(class, id)
-		}
-	}
+	var r reading
 	if l.seen == nil || !complete || now.Sub(l.reread) >= s.opts.EventRescan {
-		for _, class := range eventClasses {
-			readClass(class)
-		}
+		r = s.readEverything()
 		l.reread = now
 	} else {
-		for _, class := range smallClasses {
-			readClass(class)
+		r = s.readChanged(l, ids)
+	}
+	l.apply(r, now)
+}
+
+// reading is what a look read: the records now, by ref, and what was
+// looked at, so that a ref looked at and not read is gone.
+type reading struct {
+	current map[string]seenRecord
+	whole   map[string]bool // classes read whole
+	single  map[string]bool // refs read one by one
+}
+
+func newReading() reading {
+	return reading{current: map[string]seenRecord{}, whole: map[string]bool{}, single: map[string]bool{}}
+}
+
+// one reads one object's record, if it has one now.
+func (r reading) one(s *Surface, class, id string) {
+	r.single[Ref(id)] = true
+	if rec, ok := classes[class].record(s, id); ok {
+		b, _ := json.Marshal(rec)
+		r.current[Ref(id)] = seenRecord{class: class, json: string(b), rec: rec}
+	}
+}
+
+// class reads every record of a class.
+func (r reading) class(s *Surface, class string) {
+	r.whole[class] = true
+	for _, id := range classes[class].uuids(s) {
+		r.one(s, class, id)
+	}
+}
+
+func (s *Surface) readEverything() reading {
+	r := newReading()
+	for _, class := range eventClasses {
+		r.class(s, class)
+	}
+	return r
+}
+
+// readChanged reads the VDIs the change feed named and their VBDs (then
+// and now), the SRs whose VDIs list or allocation they moved (every SR
+// when a vPool came or went), and the small classes.
+func (s *Surface) readChanged(l *eventLog, ids []string) reading {
+	r := newReading()
+	for _, class := range smallClasses {
+		r.class(s, class)
+	}
+	srs, allSRs := map[string]bool{}, false
+	for _, id := range ids {
+		ref := Ref(id)
+		old, existed := l.seen[ref]
+		if existed && old.class != "VDI" {
+			allSRs = true // a vPool came or went
+			continue
 		}
-		srs := map[string]bool{} // the SRs whose VDIs list or allocation moved
-		for _, id := range ids {
-			ref := Ref(id)
-			old, seen := l.seen[ref]
-			if seen && old.class != "VDI" {
-				whole["SR"] = true // a vPool came or went
-				continue
-			}
-			read("VDI", id)
-			single[ref] = true
-			cur, now := current[ref]
-			if !seen && !now {
-				whole["SR"] = true // a vPool, or a VDI without a record
-				continue
-			}
-			if seen != now || old.rec["SR"] != cur.rec["SR"] || old.rec["virtual_size"] != cur.rec["virtual_size"] ||
-				old.rec["type"] != cur.rec["type"] {
-				for _, sr := range []any{old.rec["SR"], cur.rec["SR"]} {
-					if r, ok := sr.(string); ok && r != NullRef {
-						srs[r] = true
-					}
+		r.one(s, "VDI", id)
+		cur, exists := r.current[ref]
+		if !existed && !exists {
+			allSRs = true // a vPool, or a VDI without a record
+			continue
+		}
+		if existed != exists || old.rec["SR"] != cur.rec["SR"] || old.rec["virtual_size"] != cur.rec["virtual_size"] ||
+			old.rec["type"] != cur.rec["type"] {
+			for _, sr := range []any{old.rec["SR"], cur.rec["SR"]} {
+				if sref, ok := sr.(string); ok && sref != NullRef {
+					srs[sref] = true
 				}
 			}
-			// Its VBDs then and now.
-			for _, rec := range []map[string]any{old.rec, cur.rec} {
-				vbds, _ := rec["VBDs"].([]any)
-				for _, v := range vbds {
-					r, _ := v.(string)
-					read("VBD", r[len(refPrefix):])
-					single[r] = true
-				}
+		}
+		for _, rec := range []map[string]any{old.rec, cur.rec} {
+			vbds, _ := rec["VBDs"].([]any)
+			for _, v := range vbds {
+				vbd, _ := v.(string)
+				r.one(s, "VBD", vbd[len(refPrefix):])
 			}
 		}
-		if whole["SR"] {
-			readClass("SR")
-		} else {
-			for r := range srs {
-				read("SR", r[len(refPrefix):])
-				single[r] = true
-			}
+	}
+	if allSRs {
+		r.class(s, "SR")
+	} else {
+		for sref := range srs {
+			r.one(s, "SR", sref[len(refPrefix):])
 		}
+	}
+	return r
+}
+
+// apply turns a reading into events: add or mod for each record that is
+// new or differs from the last seen, del for each ref looked at that has
+// none now.
+func (l *eventLog) apply(r reading, now time.Time) {
+	if l.seen == nil {
+		l.seen, l.refs = map[string]seenRecord{}, map[string]map[string]bool{}
 	}
 	emit := func(class, op, ref string, rec map[string]any) {
 		l.gen++
 		l.events = append(l.events, event{gen: l.gen, class: class, operation: op, ref: ref, snapshot: rec, at: now})
 	}
-	for _, ref := range slices.Sorted(mapKeys(current)) {
-		cur := current[ref]
+	for _, ref := range slices.Sorted(mapKeys(r.current)) {
+		cur := r.current[ref]
 		old, ok := l.seen[ref]
 		switch {
 		case !ok:
@@ -165,24 +200,18 @@ func (s *Surface) look(force bool) {
 			emit(cur.class, "mod", ref, cur.rec)
 		}
 	}
-	if l.seen == nil {
-		l.seen, l.refs = map[string]seenRecord{}, map[string]map[string]bool{}
-	}
-	// Gone: of the refs looked at (the classes reread whole, the single
-	// refs), those current lacks.
 	var gone []string
-	for class := range whole {
+	for class := range r.whole {
 		for ref := range l.refs[class] {
-			if _, ok := current[ref]; !ok {
+			if _, ok := r.current[ref]; !ok {
 				gone = append(gone, ref)
 			}
 		}
 	}
-	for ref := range single {
-		if _, ok := current[ref]; !ok && !whole[l.seen[ref].class] {
-			if _, ok := l.seen[ref]; ok {
-				gone = append(gone, ref)
-			}
+	for ref := range r.single {
+		old, seen := l.seen[ref]
+		if _, exists := r.current[ref]; seen && !exists && !r.whole[old.class] {
+			gone = append(gone, ref)
 		}
 	}
 	slices.Sort(gone)
@@ -192,7 +221,7 @@ func (s *Surface) look(force bool) {
 		delete(l.seen, ref)
 		delete(l.refs[old.class], ref)
 	}
-	for ref, cur := range current {
+	for ref, cur := range r.current {
 		l.seen[ref] = cur
 		if l.refs[cur.class] == nil {
 			l.refs[cur.class] = map[string]bool{}
@@ -202,12 +231,6 @@ func (s *Surface) look(force bool) {
 	if n := len(l.events) - maxEvents; n > 0 {
 		l.events = slices.Delete(l.events, 0, n)
 	}
-}
-
-// records are every record of a class now, by ref: what get_all_records
-// answers and events compare.
-func (s *Surface) records(class string) map[string]map[string]any {
-	return classes[class].records(s)
 }
 
 // inject records a mod of an object, as event.inject asks, and answers
