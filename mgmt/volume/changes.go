@@ -1,6 +1,7 @@
 package volume
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 )
@@ -59,7 +60,7 @@ func (s *Service) ChangesSince(since uint64) (ids []string, now uint64, complete
 	if since > f.gen || (since < f.gen && (len(f.log) == 0 || f.log[0].gen > since+1)) {
 		return nil, f.gen, false
 	}
-	i, _ := slices.BinarySearchFunc(f.log, since+1, func(c changed, g uint64) int { return int64cmp(c.gen, g) })
+	i, _ := slices.BinarySearchFunc(f.log, since+1, func(c changed, g uint64) int { return cmp.Compare(c.gen, g) })
 	seen := map[string]bool{}
 	for _, c := range f.log[i:] {
 		if !seen[c.id] {
@@ -79,16 +80,6 @@ func (s *Service) ChangeNotice() <-chan struct{} {
 		f.wake = make(chan struct{})
 	}
 	return f.wake
-}
-
-func int64cmp(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // note tells the feed this volume changed (and its parent, whose
