@@ -122,10 +122,12 @@ func percentile(m map[string]float64, p float64) time.Duration {
 	return 0
 }
 
-// fioJob is one fio invocation against one NBD URI.
+// fioJob is one fio invocation against one NBD URI, or a local file
+// with direct I/O (the disk's own rates).
 type fioJob struct {
 	Name string
 	URI  string
+	File string   // instead of URI: fio's libaio engine, direct=1
 	Args []string // workload options, without ioengine, uri and output
 }
 
@@ -134,8 +136,11 @@ type fioJob struct {
 // parses it. The raw report stays in dir for inspection.
 func runFio(ctx context.Context, dir string, j fioJob) (fioResult, error) {
 	out := filepath.Join(dir, "fio-"+safeName(j.Name)+".json")
-	args := append([]string{"--name=" + j.Name, "--ioengine=nbd", "--uri=" + j.URI,
-		"--output-format=json", "--output=" + out}, j.Args...)
+	target := []string{"--ioengine=nbd", "--uri=" + j.URI}
+	if j.File != "" {
+		target = []string{"--ioengine=libaio", "--direct=1", "--filename=" + j.File}
+	}
+	args := append(append([]string{"--name=" + j.Name}, target...), append([]string{"--output-format=json", "--output=" + out}, j.Args...)...)
 	cmd := exec.CommandContext(ctx, "fio", args...)
 	// On cancel, SIGINT: fio stops its job processes (numjobs forks them)
 	// and exits; SIGKILL 5 s later if it has not.

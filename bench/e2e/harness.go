@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -29,6 +30,19 @@ type server struct {
 	// writtenByFio is the bytes fio reported writing to it (anchors'
 	// write amplification; vdiskd's comes from its own counters).
 	writtenByFio int64
+	// prepare, if set, readies the server before each run: the
+	// copy-on-write peers restart on a fresh snapshot or overlay, so every
+	// round's writes are copy-on-write, as vdiskd's are.
+	prepare func(ctx context.Context) error
+	// diskBefore is what processes of this server that prepare stopped
+	// sent to storage (/proc write_bytes).
+	diskBefore int64
+	// file: fio runs on this local file (libaio, direct=1) instead of
+	// NBD: the disk's own rates, the limit of the no-page-cache table.
+	file string
+	// cached are the files (or directories of them) whose page cache the
+	// no-page-cache table drops before each run.
+	cached []string
 }
 
 // workload is one fio job shape, run against every server in turn.
@@ -79,6 +93,19 @@ func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f',
 type ioOutcome struct {
 	res fioResult
 	err error
+	// cpu is the server process's CPU time (user + system) during the
+	// run; cpuOK says it was read.
+	cpu   time.Duration
+	cpuOK bool
+}
+
+// cpuPerGiB is the server's CPU seconds per GiB moved (read + written).
+func (o ioOutcome) cpuPerGiB() float64 {
+	moved := float64(o.res.Read.IOBytes+o.res.Write.IOBytes) / float64(1<<30)
+	if !o.cpuOK || moved == 0 {
+		return math.NaN()
+	}
+	return o.cpu.Seconds() / moved
 }
 
 type snapOutcome struct {
@@ -132,6 +159,9 @@ type harness struct {
 	notes        []string
 	gobench      string
 	io           map[string]map[string]ioOutcome
+	direct       []*server // the no-page-cache table's servers
+	ioDirect     map[string]map[string]ioOutcome
+	bin, raw     string // vdiskd's binary, the anchors' raw file
 	snap         snapOutcome
 	chain        chainOutcome
 	wamp         wampOutcome
@@ -156,7 +186,7 @@ func (h *harness) fail(what string, err error) {
 func (h *harness) run(ctx context.Context) error {
 	h.t0 = time.Now()
 	defer func() { h.duration = time.Since(h.t0) }()
-	h.io = map[string]map[string]ioOutcome{}
+	h.io, h.ioDirect = map[string]map[string]ioOutcome{}, map[string]map[string]ioOutcome{}
 	if h.cfg.gobench != "" {
 		set, err := readBenchFiles([]string{h.cfg.gobench}, nil)
 		if err != nil {
@@ -175,8 +205,16 @@ func (h *harness) run(ctx context.Context) error {
 		return err
 	}
 	if h.cfg.phases["io"] {
-		if err := h.ioPhase(ctx); err != nil {
+		if err := h.runIO(ctx, h.servers, h.io, false); err != nil {
 			return err
+		}
+	}
+	if h.cfg.phases["direct"] {
+		if err := h.directPhase(ctx); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			h.fail("the no-page-cache table", err)
 		}
 	}
 	if h.cfg.phases["snapshot"] {
@@ -207,6 +245,8 @@ func (h *harness) checkTools() error {
 			need = append(need, "nbdkit")
 		case "qemu-nbd":
 			need = append(need, "qemu-nbd")
+		case "qcow2-snapshot", "qcow2-overlay":
+			need = append(need, "qemu-nbd", "qemu-img")
 		}
 	}
 	if h.cfg.vdiskd == "" {
@@ -263,7 +303,9 @@ func (h *harness) setup(ctx context.Context) error {
 		}
 	}
 
+	h.bin = bin
 	raw := filepath.Join(h.work, "anchor.raw")
+	h.raw = raw
 	h.logf("writing %s of random data to %s (%s)", fmtBytes(c.size), raw, fsName)
 	if err := writeRandomFile(ctx, raw, c.size); err != nil {
 		return err
@@ -272,28 +314,11 @@ func (h *harness) setup(ctx context.Context) error {
 	if err := h.startVdiskd(ctx, bin); err != nil {
 		return err
 	}
-	v, err := h.api.createVDI(ctx, "e2e-main", c.size)
-	if err != nil {
-		return err
-	}
-	h.mainVDI = v
-	if err := h.api.enableCBT(ctx, v.UUID); err != nil {
-		return err
-	}
-	if h.vd.uri, err = h.api.nbdURI(ctx, v.UUID); err != nil {
-		return err
-	}
-	h.logf("prefilling vdiskd VDI %s from the raw file (nbdcopy --flush)", v.UUID)
 	h.rss.during("prefill (nbdcopy)")
-	t := time.Now()
-	if err := nbdcopy(ctx, raw, h.vd.uri); err != nil {
+	if h.mainVDI, h.vd.uri, h.prefillBW, err = h.prefilledVDI(ctx, h.api, "e2e-main"); err != nil {
 		return err
 	}
-	h.prefillBW = float64(c.size) / time.Since(t).Seconds()
 	h.clientIO += c.size
-	if _, err := h.api.snapshot(ctx, v.UUID); err != nil {
-		return err
-	}
 	h.vd.note = fmt.Sprintf("CBT on, 1 snapshot, prefilled (nbdcopy %.0f MiB/s)", h.prefillBW/float64(mib))
 
 	for _, a := range c.anchors {
@@ -312,31 +337,70 @@ func (h *harness) setup(ctx context.Context) error {
 }
 
 func (h *harness) startVdiskd(ctx context.Context, bin string) error {
-	pw := make([]byte, 12)
-	_, _ = rand.Read(pw)
-	password := hex.EncodeToString(pw)
-	data := filepath.Join(h.work, "vdiskd-data")
-	ch, err := startChild("vdiskd", filepath.Join(h.work, "vdiskd.log"), []string{"VDISKD_ADMIN_PASSWORD=" + password},
-		syscall.SIGTERM, bin, "--data-dir", data, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0")
+	ch, api, err := h.launchVdiskd(ctx, bin, "vdiskd", filepath.Join(h.work, "vdiskd-data"))
 	if err != nil {
 		return err
 	}
-	h.children = append(h.children, ch)
-	if err := ch.waitOutput(ctx, "vdiskd ready", 60*time.Second); err != nil {
-		return err
-	}
-	m := regexp.MustCompile(`api=(\S+) nbd=(\S+)`).FindStringSubmatch(ch.out.String())
-	if m == nil {
-		return fmt.Errorf("vdiskd: no addresses in its ready line:\n%s", ch.out.String())
-	}
-	h.logf("vdiskd %s ready: api=%s nbd=%s data=%s", bin, m[1], m[2], data)
-	if h.api, err = login(ctx, m[1], "admin", password); err != nil {
-		return err
-	}
+	h.api = api
 	h.vd = &server{name: "vdiskd", proc: ch}
 	h.servers = append(h.servers, h.vd)
 	h.rss = sampleRSS(ch.pid(), 100*time.Millisecond)
 	return nil
+}
+
+// launchVdiskd starts a vdiskd on data with free loopback ports and logs
+// in to it.
+func (h *harness) launchVdiskd(ctx context.Context, bin, name, data string, extra ...string) (*child, *rest, error) {
+	pw := make([]byte, 12)
+	_, _ = rand.Read(pw)
+	password := hex.EncodeToString(pw)
+	argv := append([]string{bin, "--data-dir", data, "--http-addr", "127.0.0.1:0", "--nbd-addr", "127.0.0.1:0"}, extra...)
+	ch, err := startChild(name, filepath.Join(h.work, name+".log"), []string{"VDISKD_ADMIN_PASSWORD=" + password},
+		syscall.SIGTERM, argv...)
+	if err != nil {
+		return nil, nil, err
+	}
+	h.children = append(h.children, ch)
+	if err := ch.waitOutput(ctx, "vdiskd ready", 60*time.Second); err != nil {
+		return nil, nil, err
+	}
+	m := regexp.MustCompile(`api=(\S+) nbd=(\S+)`).FindStringSubmatch(ch.out.String())
+	if m == nil {
+		return nil, nil, fmt.Errorf("%s: no addresses in its ready line:\n%s", name, ch.out.String())
+	}
+	h.logf("%s %s ready: api=%s nbd=%s data=%s", name, bin, m[1], m[2], data)
+	api, err := login(ctx, m[1], "admin", password)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, api, nil
+}
+
+// prefilledVDI makes a VDI of --size with CBT on, fills it from the raw
+// file (nbdcopy --flush) and snapshots it, so every later write is
+// copy-on-write; it answers the VDI, its NBD URI and the fill's rate.
+func (h *harness) prefilledVDI(ctx context.Context, api *rest, name string) (vdiRecord, string, float64, error) {
+	v, err := api.createVDI(ctx, name, h.cfg.size)
+	if err != nil {
+		return v, "", 0, err
+	}
+	if err := api.enableCBT(ctx, v.UUID); err != nil {
+		return v, "", 0, err
+	}
+	uri, err := api.nbdURI(ctx, v.UUID)
+	if err != nil {
+		return v, "", 0, err
+	}
+	h.logf("prefilling VDI %s from the raw file (nbdcopy --flush)", v.UUID)
+	t := time.Now()
+	if err := nbdcopy(ctx, h.raw, uri); err != nil {
+		return v, "", 0, err
+	}
+	bw := float64(h.cfg.size) / time.Since(t).Seconds()
+	if _, err := api.snapshot(ctx, v.UUID); err != nil {
+		return v, "", 0, err
+	}
+	return v, uri, bw, nil
 }
 
 // startAnchor starts one anchor on a free loopback port, serving export ""
@@ -362,6 +426,8 @@ func (h *harness) startAnchor(ctx context.Context, name, raw string) (*server, e
 	case "nbdkit-memory":
 		argv = []string{"nbdkit", "--exit-with-parent", "-f", "-i", "127.0.0.1", "-p", p, "memory", "size=" + strconv.FormatInt(h.cfg.size, 10)}
 		note = "nbdkit memory plugin (sparse allocator), prefilled from the raw file"
+	case "qcow2-snapshot", "qcow2-overlay":
+		return h.startCOW(ctx, name, raw)
 	default:
 		return nil, fmt.Errorf("unknown anchor %s", name)
 	}
@@ -424,37 +490,68 @@ func writeRandomFile(ctx context.Context, path string, size int64) error {
 	return f.Close()
 }
 
-// ioPhase: for each workload, every server in turn with the same options.
-func (h *harness) ioPhase(ctx context.Context) error {
-	total := len(h.cfg.workloads) * len(h.servers)
+// runIO: for each workload, every server in turn with the same options,
+// into results; dropCache empties the page cache of each server's files
+// first (the no-page-cache table).
+func (h *harness) runIO(ctx context.Context, servers []*server, results map[string]map[string]ioOutcome, dropCache bool) error {
+	total := len(h.cfg.workloads) * len(servers)
 	i := 0
 	for _, w := range workloads {
 		if !contains(h.cfg.workloads, w.key) {
 			continue
 		}
-		h.io[w.key] = map[string]ioOutcome{}
-		for _, s := range h.servers {
+		results[w.key] = map[string]ioOutcome{}
+		for _, s := range servers {
 			i++
 			t := time.Now()
+			if s.prepare != nil {
+				if err := s.prepare(ctx); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					results[w.key][s.name] = ioOutcome{err: err}
+					h.fail("preparing "+s.name+" for "+w.title, err)
+					continue
+				}
+			}
+			if dropCache {
+				dropPageCache(s.cached...)
+			}
 			h.rss.during(w.title + " (fio on " + s.name + ")")
-			r, err := runFio(ctx, h.work, fioJob{Name: w.key + "-" + s.name, URI: s.uri, Args: w.args(h.cfg)})
+			var o ioOutcome
+			var cpu0 time.Duration
+			if s.proc != nil {
+				cpu0, o.cpuOK = mustCPU(s.proc.pid())
+			}
+			o.res, o.err = runFio(ctx, h.work, fioJob{Name: w.key + "-" + s.name, URI: s.uri, File: s.file, Args: w.args(h.cfg)})
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			h.io[w.key][s.name] = ioOutcome{res: r, err: err}
-			if err != nil {
-				h.fail(w.title+" on "+s.name, err)
+			if o.cpuOK {
+				cpu1, ok := mustCPU(s.proc.pid())
+				o.cpu, o.cpuOK = cpu1-cpu0, ok
+			}
+			results[w.key][s.name] = o
+			if o.err != nil {
+				h.fail(w.title+" on "+s.name, o.err)
 				continue
 			}
+			r := o.res
 			s.writtenByFio += r.Write.IOBytes
 			if s == h.vd {
 				h.clientIO += r.Write.IOBytes
 			}
-			h.logf("[%2d/%d] %-30s %-14s %9.0f IOPS %8.1f MiB/s  p50 %-9s p99 %-9s (%.1fs)", i, total, w.title, s.name,
-				r.IOPS(), r.BW()/float64(mib), fmtLat(latOf(r, 50)), fmtLat(latOf(r, 99)), time.Since(t).Seconds())
+			h.logf("[%2d/%d] %-30s %-18s %9.0f IOPS %8.1f MiB/s  p50 %-9s p99 %-9s %5.2f CPU s/GiB (%.1fs)", i, total, w.title, s.name,
+				r.IOPS(), r.BW()/float64(mib), fmtLat(latOf(r, 50)), fmtLat(latOf(r, 99)), o.cpuPerGiB(), time.Since(t).Seconds())
 		}
 	}
 	return nil
+}
+
+// mustCPU is procCPU, false if it could not be read.
+func mustCPU(pid int) (time.Duration, bool) {
+	d, err := procCPU(pid)
+	return d, err == nil
 }
 
 func contains(list []string, s string) bool {
@@ -697,11 +794,11 @@ func (h *harness) finalSamples(ctx context.Context) {
 		h.fail("scraping /metrics", err)
 	}
 	for _, s := range h.servers {
-		if s == h.vd || s.writtenByFio == 0 || s.name == "nbdkit-memory" { // RAM only: nothing to count
+		if s == h.vd || s.writtenByFio == 0 || s.name == "nbdkit-memory" || s.proc == nil { // RAM only: nothing to count
 			continue
 		}
 		if io1, err := readProcIO(s.proc.pid()); err == nil {
-			w.anchors = append(w.anchors, anchorWAmp{name: s.name, disk: io1.WriteBytes - s.io0.WriteBytes, client: s.writtenByFio})
+			w.anchors = append(w.anchors, anchorWAmp{name: s.name, disk: s.diskBefore + io1.WriteBytes - s.io0.WriteBytes, client: s.writtenByFio})
 		}
 	}
 }

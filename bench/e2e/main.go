@@ -7,11 +7,20 @@
 //     snapshots);
 //   - qemu-nbd: the same raw file, --cache=writeback (qemu-nbd's default:
 //     page cache, FLUSH is an fdatasync);
+//   - qcow2-snapshot and qcow2-overlay: the copy-on-write peers, qemu-nbd
+//     on a qcow2 image with an internal snapshot, or a fresh overlay over
+//     a raw backing file, renewed before each round (peers.go);
 //   - nbdkit-memory: nbdkit's memory plugin (RAM only, the protocol
 //     ceiling).
 //
 // For each workload it runs vdiskd and then every anchor, one after the
-// other, with the same fio options, then goes on to the next workload.
+// other, with the same fio options, then goes on to the next workload; each
+// cell has the server's CPU seconds per GiB moved (/proc/PID/stat), the
+// figure that holds still on a noisy machine. A second table does the same
+// with the page cache out of the way (vdiskd --direct-io-min 4K, qemu-nbd
+// --cache=none --aio=native, nbdkit cache=none; each server's files
+// dropped from the page cache before each run), beside fio with direct=1
+// on a file: the disk's own rates.
 // Then it measures, on vdiskd alone, snapshot and list_changed_blocks
 // times after 1x and 8x the data, 4 KiB random reads through a 16-deep
 // snapshot chain against a VDI of depth 0 with the same content, the
@@ -23,8 +32,8 @@
 //	go run ./bench/e2e benchsum bench/latest.txt   # medians of go test -bench -count N
 //
 // Everything it starts runs on 127.0.0.1 with free ports and stops when it
-// ends, fails or is interrupted. It needs fio, nbdkit, qemu-nbd and
-// nbdcopy (scripts/ensure-tools.sh installs them).
+// ends, fails or is interrupted. It needs fio, nbdkit, qemu-nbd, qemu-img
+// and nbdcopy (scripts/ensure-tools.sh installs them).
 package main
 
 import (
@@ -74,7 +83,7 @@ type config struct {
 }
 
 var allWorkloads = []string{"randwrite", "randread", "seqwrite", "seqread", "mixed"}
-var allAnchors = []string{"nbdkit-file", "qemu-nbd", "nbdkit-memory"}
+var allAnchors = []string{"nbdkit-file", "qemu-nbd", "qcow2-snapshot", "qcow2-overlay", "nbdkit-memory"}
 
 const mib = int64(1) << 20
 
@@ -92,7 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.runtime, "runtime", 10*time.Second, "length of each time-based fio run")
 	fs.StringVar(&workloads, "workloads", strings.Join(allWorkloads, ","), "fio workloads to run")
 	fs.StringVar(&anchors, "anchors", strings.Join(allAnchors, ","), "anchors to compare with (empty: vdiskd alone)")
-	fs.StringVar(&phases, "phases", "io,snapshot,chain", "parts to run: io (fio table), snapshot (snapshot and list_changed_blocks times), chain (16-deep chain reads)")
+	fs.StringVar(&phases, "phases", "io,direct,snapshot,chain", "parts to run: io (fio table), direct (the same without the page cache, beside the disk's direct rates), snapshot (snapshot and list_changed_blocks times), chain (16-deep chain reads)")
 	fs.Var(&snapData, "snap-data", "the 1x data written (random 4 KiB writes) before a timed snapshot; 8x is --snap-mult times it (default: --size / 32)")
 	fs.IntVar(&c.snapMult, "snap-mult", 8, "multiple of --snap-data for the large interval")
 	fs.IntVar(&c.snapRounds, "snap-rounds", 3, "rounds of (1x, 8x) intervals; medians are reported")
@@ -128,7 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.anchors, err = pickList("--anchors", anchors, allAnchors); err != nil {
 		return nil, err
 	}
-	ph, err := pickList("--phases", phases, []string{"io", "snapshot", "chain"})
+	ph, err := pickList("--phases", phases, []string{"io", "direct", "snapshot", "chain"})
 	if err != nil {
 		return nil, err
 	}

@@ -299,3 +299,40 @@ func fsType(path string) string {
 	}
 	return fmt.Sprintf("0x%x", st.Type)
 }
+
+// userHZ is the kernel's USER_HZ, the unit of /proc/PID/stat's times: 100
+// on every Linux architecture Go runs on (the kernel exports times in it
+// whatever its own HZ).
+const userHZ = 100
+
+// procCPU is the CPU time a process has used, user and system, all its
+// threads (/proc/PID/stat utime + stime).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStatCPU(b)
+}
+
+// parseProcStatCPU reads utime and stime, fields 14 and 15, counted after
+// the command name, which may hold spaces and parentheses.
+func parseProcStatCPU(b []byte) (time.Duration, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("/proc stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc stat: %d fields after the name", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // fields 14 and 15; f[0] is field 3
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc stat: %q: %v", s, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}

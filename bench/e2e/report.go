@@ -31,17 +31,20 @@ func (h *harness) report() string {
 		fmt.Fprintf(&b, "fio's nbd engine, one server at a time, workload by workload, same options for all. "+
 			"Time-based runs last %s; the sequential write is %s from offset 0 ending with a FLUSH (--end_fsync=1), inside the measured time. "+
 			"Exports are %s, prefilled with random data. p50/p99: completion latency (mixed: read / write). "+
-			"vdiskd ÷ server: vdiskd's IOPS over that server's (the same ratio as MiB/s).\n\n",
+			"vdiskd ÷ server: vdiskd's IOPS over that server's (the same ratio as MiB/s). "+
+			"CPU s/GiB: the server process's user + system CPU time during the run (/proc/PID/stat) per GiB read and written.\n\n",
 			secs(c.runtime), fmtBytes(c.seqSize), fmtBytes(c.size))
-		for _, s := range h.servers {
-			if s.note != "" {
-				fmt.Fprintf(&b, "- %s: %s\n", s.name, s.note)
-			}
-		}
-		if !strings.HasSuffix(b.String(), "\n\n") {
-			b.WriteString("\n")
-		}
-		b.WriteString(h.ioTable())
+		writeNotes(&b, h.servers)
+		b.WriteString(ioTable(h.servers, h.io, "vdiskd"))
+	}
+
+	if len(h.ioDirect) > 0 {
+		fmt.Fprintf(&b, "\n## fio over NBD without the page cache\n\n")
+		fmt.Fprintf(&b, "The same workloads with every server keeping its data out of the page cache, as a server whose data "+
+			"outgrows RAM sees it; before each run the page cache of each server's files is dropped (fdatasync, then "+
+			"POSIX_FADV_DONTNEED). disk: fio itself on a file with direct=1, the limit of this table.\n\n")
+		writeNotes(&b, h.direct)
+		b.WriteString(ioTable(h.direct, h.ioDirect, "vdiskd-direct"))
 	}
 
 	if h.snap.ran || h.chain.ran || h.wamp.ran || h.rssHWM > 0 {
@@ -67,16 +70,30 @@ func (h *harness) report() string {
 	return b.String()
 }
 
-func (h *harness) ioTable() string {
-	t := &table{header: []string{"workload", "server", "IOPS", "MiB/s", "p50", "p99", "vdiskd ÷ server", "SPEC target"}}
+// writeNotes lists how each server was run.
+func writeNotes(b *strings.Builder, servers []*server) {
+	for _, s := range servers {
+		if s.note != "" {
+			fmt.Fprintf(b, "- %s: %s\n", s.name, s.note)
+		}
+	}
+	if !strings.HasSuffix(b.String(), "\n\n") {
+		b.WriteString("\n")
+	}
+}
+
+// ioTable is one table of fio results, each server against ref (vdiskd's
+// row).
+func ioTable(servers []*server, results map[string]map[string]ioOutcome, ref string) string {
+	t := &table{header: []string{"workload", "server", "IOPS", "MiB/s", "CPU s/GiB", "p50", "p99", "vdiskd ÷ server", "SPEC target"}}
 	for _, w := range workloads {
-		cells, ok := h.io[w.key]
+		cells, ok := results[w.key]
 		if !ok {
 			continue
 		}
-		vd, vdok := cells["vdiskd"]
+		vd, vdok := cells[ref]
 		first := true
-		for _, s := range h.servers {
+		for _, s := range servers {
 			o, ok := cells[s.name]
 			if !ok {
 				continue
@@ -86,12 +103,12 @@ func (h *harness) ioTable() string {
 				title, first = w.title, false
 			}
 			if o.err != nil {
-				t.add(title, s.name, "failed", "", "", "", "", targetCell(w.targets[s.name], math.NaN()))
+				t.add(title, s.name, "failed", "", "", "", "", "", targetCell(w.targets[s.name], math.NaN()))
 				continue
 			}
 			r := o.res
 			ratio, target := "", ""
-			if s.name != "vdiskd" {
+			if s.name != ref {
 				x := math.NaN()
 				if vdok && vd.err == nil && r.IOPS() > 0 {
 					x = vd.res.IOPS() / r.IOPS()
@@ -99,7 +116,11 @@ func (h *harness) ioTable() string {
 				}
 				target = targetCell(w.targets[s.name], x)
 			}
-			t.add(title, s.name, fmtInt(r.IOPS()), fmt.Sprintf("%.1f", r.BW()/float64(mib)),
+			cpu := ""
+			if c := o.cpuPerGiB(); !math.IsNaN(c) {
+				cpu = fmt.Sprintf("%.2f", c)
+			}
+			t.add(title, s.name, fmtInt(r.IOPS()), fmt.Sprintf("%.1f", r.BW()/float64(mib)), cpu,
 				latCell(r, 50), latCell(r, 99), ratio, target)
 		}
 	}
