@@ -37,7 +37,8 @@ func (h *harness) startCOW(ctx context.Context, name, raw string) (*server, erro
 	switch name {
 	case "qcow2-snapshot":
 		h.logf("%s: converting the raw file to qcow2", name)
-		if err := runCmd(ctx, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, img); err != nil {
+		// -U: the qemu-nbd anchor holds the raw file's write lock.
+		if err := runCmd(ctx, "qemu-img", "convert", "-U", "-f", "raw", "-O", "qcow2", raw, img); err != nil {
 			return nil, err
 		}
 		s.note = "qemu-nbd on a qcow2 copy with an internal snapshot taken again before each round (COW), --cache=writeback --aio=threads"
@@ -113,16 +114,22 @@ func (h *harness) directPhase(ctx context.Context) error {
 	}
 	vd.note = fmt.Sprintf("--direct-io-min 4K (segment writes and uncached reads O_DIRECT), CBT on, 1 snapshot, prefilled (nbdcopy %.0f MiB/s)", bw/float64(mib))
 	h.direct = append(h.direct, vd)
+	// The direct anchors serve a copy of the raw file: the qemu-nbd
+	// anchor of the first table still holds the raw file's write lock.
+	raw := filepath.Join(h.work, "anchor-direct.raw")
+	if err := runCmd(ctx, "cp", "--sparse=never", h.raw, raw); err != nil {
+		return err
+	}
 	for _, a := range h.cfg.anchors {
 		var argv []string
 		var note string
 		switch a {
 		case "nbdkit-file":
-			argv = []string{"nbdkit", "--exit-with-parent", "-f", "-i", "127.0.0.1", "-p", "PORT", "file", h.raw, "cache=none"}
+			argv = []string{"nbdkit", "--exit-with-parent", "-f", "-i", "127.0.0.1", "-p", "PORT", "file", raw, "cache=none"}
 			note = "nbdkit file plugin, cache=none (nbdkit 1.32 has no O_DIRECT: it drops the pages it wrote)"
 		case "qemu-nbd":
 			argv = []string{"qemu-nbd", "-f", "raw", "-t", "-e", "16", "-x", "", "-b", "127.0.0.1", "-p", "PORT",
-				"--cache=none", "--aio=native", h.raw}
+				"--cache=none", "--aio=native", raw}
 			note = "--cache=none --aio=native (O_DIRECT)"
 		default:
 			continue
@@ -131,7 +138,7 @@ func (h *harness) directPhase(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.note, s.cached = note, []string{h.raw}
+		s.note, s.cached = note, []string{raw}
 		h.direct = append(h.direct, s)
 	}
 	disk := filepath.Join(h.work, "disk-direct.raw")
