@@ -46,6 +46,9 @@ func (s *Surface) restArgs(d *api.RPC, dst any, uuid string, params []any) error
 		if i >= len(names) {
 			break
 		}
+		if p == nil { // a left-out optional parameter: the member's default
+			continue
+		}
 		a := args[names[i]]
 		tag := d.Args.FieldByIndex(a.Index).Tag.Get("xenapi")
 		if class, ok := strings.CutPrefix(tag, "ref="); ok {
