@@ -23,19 +23,11 @@ func onVDIWith[A any](d *api.Decl[A], optional int, fn func(c *Ctx, id string, a
 				return nil, err
 			}
 			var a A
-			if err := c.S.restArgs(&d.RPC, &a, v.Info.ID, trimNil(args[1:])); err != nil {
+			if err := c.S.restArgs(&d.RPC, &a, v.Info.ID, args[1:]); err != nil {
 				return nil, err
 			}
 			return fn(c, v.Info.ID, &a)
 		}}
-}
-
-// trimNil drops the parameters left out (nil at the end).
-func trimNil(args []any) []any {
-	for len(args) > 0 && args[len(args)-1] == nil {
-		args = args[:len(args)-1]
-	}
-	return args
 }
 
 func init() {
@@ -63,7 +55,7 @@ func init() {
 			Role: api.VDIIntroduce.Role, Summary: api.VDIIntroduce.Summary,
 			Handle: func(c *Ctx, args []any) (any, error) {
 				var a api.VDIIntroduceArgs
-				if err := c.S.restArgs(&api.VDIIntroduce.RPC, &a, "", trimNil(args)); err != nil {
+				if err := c.S.restArgs(&api.VDIIntroduce.RPC, &a, "", args); err != nil {
 					return nil, err
 				}
 				req, err := xenrecord.Introduction(&a)
