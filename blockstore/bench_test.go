@@ -1068,3 +1068,47 @@ func BenchmarkFlushPools(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkReclaimScan is reclaim's look at sealed segments (what the
+// background pass does every 30 s): each slot's liveness, through its
+// reverse key and its data key, on 1.5 GiB written sequentially with a
+// quarter then overwritten at random, so no segment is worth moving
+// (maxLive 0: the pass only scans). Per op: one pass over every sealed
+// segment; the slots-scanned metric says how many.
+//
+//	go test -run '^$' -bench BenchmarkReclaimScan -benchtime 10x ./blockstore
+func BenchmarkReclaimScan(b *testing.B) {
+	const size = 3 * benchGiB / 2
+	f := openBenchStoreWith(b, b.TempDir(), benchSegmentOptions(), size)
+	defer f.close()
+	w := newBenchWorkers(1, 7, benchMiB)[0]
+	for off := uint64(0); off < size; off += benchMiB {
+		if err := f.d.Write(off, w.payload(), 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	rng := rand.New(rand.NewSource(9))
+	for range size / BlockSize / 4 {
+		blk := uint64(rng.Int63n(int64(size / BlockSize)))
+		if err := f.d.Write(blk*BlockSize, w.payload()[:BlockSize], 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.d.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	var scanned int
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := f.s.reclaim(0, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Freed != 0 || st.Scanned == 0 {
+			b.Fatalf("the pass freed %d and scanned %d segments; want a scan only", st.Freed, st.Scanned)
+		}
+		scanned = st.Scanned
+	}
+	b.ReportMetric(float64(scanned*f.s.segs.slots), "slots-scanned")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(scanned*f.s.segs.slots), "ns/slot")
+}
