@@ -36,20 +36,28 @@ func bodyParams(r *api.RPC) []string {
 // restArgs fills dst, d's argument struct, for the object uuid from the
 // message's parameters after the object.
 func (s *Surface) restArgs(d *api.RPC, dst any, uuid string, params []any) error {
-	args := map[string]rpc.Arg{}
-	for _, a := range d.Arguments() {
-		args[a.Name] = a
-	}
 	names := bodyParams(d)
-	body := make(map[string]json.RawMessage, len(params))
+	values := make(map[string]any, len(params))
 	for i, p := range params {
-		if i >= len(names) {
-			break
+		if i < len(names) {
+			values[names[i]] = p
 		}
-		if p == nil { // a left-out optional parameter: the member's default
+	}
+	return s.restFill(d, dst, uuid, values)
+}
+
+// restFill fills dst, d's argument struct, for the object uuid from
+// XenAPI values by member name (a record's fields, or restArgs' positional
+// parameters). A nil value is a left-out one: the member keeps its
+// default.
+func (s *Surface) restFill(d *api.RPC, dst any, uuid string, values map[string]any) error {
+	body := make(map[string]json.RawMessage, len(values))
+	for _, a := range d.Arguments() { // in order: the first bad member is the one named
+		name := a.Name
+		p := values[name]
+		if a.Source != rpc.FromBody || p == nil {
 			continue
 		}
-		a := args[names[i]]
 		tag := d.Args.FieldByIndex(a.Index).Tag.Get("xenapi")
 		if class, ok := strings.CutPrefix(tag, "ref="); ok {
 			if p != NullRef {
@@ -63,9 +71,9 @@ func (s *Surface) restArgs(d *api.RPC, dst any, uuid string, params []any) error
 		}
 		b, err := json.Marshal(restValue(p, a.Type, tag))
 		if err != nil {
-			return xenError(CodeFieldTypeError, names[i])
+			return xenError(CodeFieldTypeError, name)
 		}
-		body[names[i]] = b
+		body[name] = b
 	}
 	vars := map[string]string{}
 	if uuid != "" {

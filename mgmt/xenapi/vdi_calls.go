@@ -1,9 +1,6 @@
 package xenapi
 
 import (
-	"math"
-	"strconv"
-
 	"github.com/vdiskd/vdiskd/blockstore"
 	"github.com/vdiskd/vdiskd/cbt"
 	"github.com/vdiskd/vdiskd/mgmt/api"
@@ -14,44 +11,6 @@ import (
 // The VDI messages that change things. Each is the volume service's call
 // the REST surface makes for the same XenAPI message, with that call's
 // minimum role: the rules are the service's, never repeated here.
-
-// integer reads an int parameter: a number, or (XML-RPC, as xapi sends
-// int64s) its decimal text.
-func integer(args []any, i int, name string) (int64, error) {
-	switch v := args[i].(type) {
-	case int64:
-		return v, nil
-	case float64:
-		if v == math.Trunc(v) && math.Abs(v) < 1<<62 {
-			return int64(v), nil
-		}
-	case string:
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n, nil
-		}
-	}
-	return 0, xenError(CodeFieldTypeError, name)
-}
-
-// stringMap reads a (string -> string) map parameter.
-func stringMap(args []any, i int, name string) (map[string]string, error) {
-	if args[i] == nil {
-		return nil, nil
-	}
-	m, ok := args[i].(map[string]any)
-	if !ok {
-		return nil, xenError(CodeFieldTypeError, name)
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		s, ok := v.(string)
-		if !ok {
-			return nil, xenError(CodeFieldTypeError, name+"."+k)
-		}
-		out[k] = s
-	}
-	return out, nil
-}
 
 // vdiRef answers a VDI's handle, for the calls that make one.
 func vdiRef(v volume.VDI, err error) (any, error) {
@@ -82,26 +41,20 @@ func init() {
 			func(c *Ctx, id string, _ []any) (any, error) { return "", c.S.opts.Volumes.Destroy(id, c.User) }),
 		onVDI("forget", &api.VDIForget.RPC, nil, "Forget a VDI's record; its data stays for introduce",
 			func(c *Ctx, id string, _ []any) (any, error) { return "", c.S.opts.Volumes.Forget(id, c.User) }),
-		onVDI("snapshot", &api.VDISnapshot.RPC, []string{"driver_params"}, "Snapshot a VDI (O(1)); answers the snapshot",
-			func(c *Ctx, id string, args []any) (any, error) {
-				params, err := stringMap(args, 0, "driver_params")
-				if err != nil {
-					return nil, err
-				}
-				return vdiRef(c.S.opts.Volumes.Snapshot(id, params, c.User))
-			}),
-		onVDI("clone", &api.VDIClone.RPC, []string{"driver_params"}, "Clone a VDI (O(1)); answers the clone",
-			func(c *Ctx, id string, args []any) (any, error) {
-				params, err := stringMap(args, 0, "driver_params")
-				if err != nil {
-					return nil, err
-				}
-				return vdiRef(c.S.opts.Volumes.Clone(id, params, c.User))
-			}),
-		onVDI("resize", &api.VDIResize.RPC, []string{"size"}, "Grow a detached VDI",
-			func(c *Ctx, id string, args []any) (any, error) { return resize(c, id, args, "resize") }),
-		onVDI("resize_online", &api.VDIResizeOnline.RPC, []string{"size"}, "Grow a VDI, attached or not",
-			func(c *Ctx, id string, args []any) (any, error) { return resize(c, id, args, "resize_online") }),
+		onVDIWith(api.VDISnapshot, 0, func(c *Ctx, id string, a *api.VDIDriverParamsArgs) (any, error) {
+			return vdiRef(c.S.opts.Volumes.Snapshot(id, a.DriverParams, c.User))
+		}),
+		onVDIWith(api.VDIClone, 0, func(c *Ctx, id string, a *api.VDIDriverParamsArgs) (any, error) {
+			return vdiRef(c.S.opts.Volumes.Clone(id, a.DriverParams, c.User))
+		}),
+		onVDIWith(api.VDIResize, 0, func(c *Ctx, id string, a *api.VDIResizeArgs) (any, error) {
+			_, err := c.S.opts.Volumes.Resize(id, uint64(a.Size), "resize", c.User)
+			return "", err
+		}),
+		onVDIWith(api.VDIResizeOnline, 0, func(c *Ctx, id string, a *api.VDIResizeArgs) (any, error) {
+			_, err := c.S.opts.Volumes.Resize(id, uint64(a.Size), "resize_online", c.User)
+			return "", err
+		}),
 		onVDI("enable_cbt", &api.VDIEnableCBT.RPC, nil, "Turn changed-block tracking on",
 			func(c *Ctx, id string, _ []any) (any, error) {
 				_, err := c.S.opts.Volumes.SetCBT(id, true, c.User)
@@ -183,74 +136,29 @@ func init() {
 	)
 }
 
-func resize(c *Ctx, id string, args []any, op string) (any, error) {
-	size, err := integer(args, 0, "size")
-	if err != nil {
-		return nil, err
-	}
-	if size < 0 {
-		return nil, xenError(CodeFieldTypeError, "size")
-	}
-	_, err = c.S.opts.Volumes.Resize(id, uint64(size), op, c.User)
-	return "", err
-}
+// createFields are the fields of a XenAPI VDI record that VDI.create
+// reads; the record's others are ignored (replica_of, REST's member for
+// vdiskd's replicator, among them).
+var createFields = []string{"name_label", "name_description", "virtual_size", "SR", "type", "sharable",
+	"read_only", "other_config", "sm_config", "xenstore_data", "tags"}
 
-// vdiCreate makes a VDI from a XenAPI record, checked by the same rules as
-// REST's VDI.create.
+// vdiCreate makes a VDI from a XenAPI record: its fields are REST's
+// VDI.create members, checked by the same declaration (restFill).
 func vdiCreate(c *Ctx, args []any) (any, error) {
 	rec, ok := args[0].(map[string]any)
 	if !ok {
 		return nil, xenError(CodeFieldTypeError, "args")
 	}
-	one := func(k string) []any { return []any{rec[k]} }
+	values := map[string]any{}
+	for _, f := range createFields {
+		values[f] = rec[f]
+	}
+	if values["SR"] == "" { // as a null handle: the default vPool
+		values["SR"] = nil
+	}
 	var a api.VDICreateArgs
-	var err error
-	if a.VirtualSize, err = integer(one("virtual_size"), 0, "virtual_size"); err != nil {
+	if err := c.S.restFill(&api.VDICreate.RPC, &a, "", values); err != nil {
 		return nil, err
 	}
-	for k, dst := range map[string]*string{"name_label": &a.NameLabel, "name_description": &a.NameDescription, "type": &a.Type} {
-		if rec[k] == nil {
-			continue
-		}
-		if *dst, err = str(one(k), 0, k); err != nil {
-			return nil, err
-		}
-	}
-	if r, ok := rec["SR"].(string); ok && r != NullRef && r != "" {
-		p, err := c.S.sr(r)
-		if err != nil {
-			return nil, err
-		}
-		a.SR = p.GUID
-	}
-	for k, dst := range map[string]*bool{"sharable": &a.Sharable, "read_only": &a.ReadOnly} {
-		if rec[k] == nil {
-			continue
-		}
-		b, ok := rec[k].(bool)
-		if !ok {
-			return nil, xenError(CodeFieldTypeError, k)
-		}
-		*dst = b
-	}
-	for k, dst := range map[string]*map[string]string{"other_config": &a.OtherConfig, "sm_config": &a.SMConfig, "xenstore_data": &a.XenstoreData} {
-		if *dst, err = stringMap(one(k), 0, k); err != nil {
-			return nil, err
-		}
-	}
-	if tags, ok := rec["tags"].([]any); ok {
-		for _, t := range tags {
-			s, ok := t.(string)
-			if !ok {
-				return nil, xenError(CodeFieldTypeError, "tags")
-			}
-			a.Tags = append(a.Tags, s)
-		}
-	}
-	if ferr := a.Validate(); ferr != nil {
-		return nil, ferr
-	}
-	return vdiRef(c.S.opts.Volumes.Create(volume.CreateRequest{Pool: a.SR, Size: uint64(a.VirtualSize), ReadOnly: a.ReadOnly,
-		By: c.User, Xen: volume.XenAttrs{NameLabel: a.NameLabel, NameDescription: a.NameDescription, Type: a.Type,
-			Sharable: a.Sharable, OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData, Tags: a.Tags}}))
+	return vdiRef(c.S.opts.Volumes.Create(xenrecord.Creation(&a, c.User)))
 }

@@ -39,3 +39,11 @@ func Introduction(a *api.VDIIntroduceArgs) (volume.IntroduceRequest, error) {
 			MetadataOfPool: a.MetadataOfPool, OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData},
 		Sharable: a.Sharable, ReadOnly: a.ReadOnly, IsASnapshot: a.IsASnapshot, SnapshotOf: a.SnapshotOf, SnapshotTime: snapTime}, nil
 }
+
+// Creation reads VDI.create's arguments into the service's request, for
+// both XenAPI surfaces. Tags are a set.
+func Creation(a *api.VDICreateArgs, by string) volume.CreateRequest {
+	return volume.CreateRequest{Pool: a.SR, Size: uint64(a.VirtualSize), ReadOnly: a.ReadOnly, By: by, ReplicaOf: a.ReplicaOf,
+		Xen: volume.XenAttrs{NameLabel: a.NameLabel, NameDescription: a.NameDescription, Type: a.Type, Sharable: a.Sharable,
+			OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData, Tags: volume.TagSet(a.Tags)}}
+}

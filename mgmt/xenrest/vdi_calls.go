@@ -47,10 +47,7 @@ func (s *Surface) vdiGet(c *rpc.Call, a *api.VDIRef) (any, error) {
 }
 
 func (s *Surface) vdiCreate(c *rpc.Call, a *api.VDICreateArgs) (any, error) {
-	v, err := s.vols.Create(volume.CreateRequest{Pool: a.SR, Size: uint64(a.VirtualSize), ReadOnly: a.ReadOnly, By: c.User,
-		ReplicaOf: a.ReplicaOf,
-		Xen: volume.XenAttrs{NameLabel: a.NameLabel, NameDescription: a.NameDescription, Type: a.Type, Sharable: a.Sharable,
-			OtherConfig: a.OtherConfig, SMConfig: a.SMConfig, XenstoreData: a.XenstoreData, Tags: volume.TagSet(a.Tags)}})
+	v, err := s.vols.Create(xenrecord.Creation(a, c.User))
 	if err != nil {
 		return nil, err
 	}
