@@ -16,6 +16,9 @@ type class struct {
 	record func(s *Surface, uuid string) (map[string]any, bool)
 	fields []string
 	named  bool
+	// byName, if set, answers get_by_name_label without building every
+	// record (a class with many objects); else the records are compared.
+	byName func(s *Surface, label string) []string
 }
 
 // classes are every class, by name; events watch them all.
@@ -55,6 +58,9 @@ func declareClass(k *class) {
 				label, err := str(args, 0, "label")
 				if err != nil {
 					return nil, err
+				}
+				if k.byName != nil {
+					return refs(k.byName(c.S, label)), nil
 				}
 				out := []string{}
 				for _, id := range k.uuids(c.S) {

@@ -83,6 +83,9 @@ func (s *Surface) vdi(ref any) (volume.VDI, error) {
 func init() {
 	declareClass(&class{name: "VDI", fields: vdiFields, named: true,
 		uuids: (*Surface).visible,
+		byName: func(s *Surface, label string) []string {
+			return s.opts.Volumes.Find(func(v *volume.Volume) bool { return v.Attrs.Xen.NameLabel == label })
+		},
 		record: func(s *Surface, id string) (map[string]any, bool) {
 			v, err := s.opts.Volumes.Get(id)
 			if err != nil {
