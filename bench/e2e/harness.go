@@ -406,42 +406,31 @@ func (h *harness) prefilledVDI(ctx context.Context, api *rest, name string) (vdi
 // startAnchor starts one anchor on a free loopback port, serving export ""
 // with the raw file's size.
 func (h *harness) startAnchor(ctx context.Context, name, raw string) (*server, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	p := strconv.Itoa(port)
 	var argv []string
 	var note string
 	switch name {
 	case "nbdkit-file":
-		argv = []string{"nbdkit", "--exit-with-parent", "-f", "-i", "127.0.0.1", "-p", p, "file", raw}
+		argv = []string{"nbdkit", "--exit-with-parent", "-f", "-i", "127.0.0.1", "-p", "PORT", "file", raw}
 		note = "nbdkit file plugin, defaults (page cache, 16 threads)"
 	case "qemu-nbd":
 		// -t: keep serving after a client leaves; -e 16: several
 		// connections at once (the mixed workload opens 4).
-		argv = []string{"qemu-nbd", "-f", "raw", "-t", "-e", "16", "-x", "", "-b", "127.0.0.1", "-p", p,
+		argv = []string{"qemu-nbd", "-f", "raw", "-t", "-e", "16", "-x", "", "-b", "127.0.0.1", "-p", "PORT",
 			"--cache=writeback", "--aio=threads", raw}
 		note = "--cache=writeback (page cache; FLUSH = fdatasync), --aio=threads"
 	case "nbdkit-memory":
-		argv = []string{"nbdkit", "--exit-with-parent", "-f", "-i", "127.0.0.1", "-p", p, "memory", "size=" + strconv.FormatInt(h.cfg.size, 10)}
+		argv = []string{"nbdkit", "--exit-with-parent", "-f", "-i", "127.0.0.1", "-p", "PORT", "memory", "size=" + strconv.FormatInt(h.cfg.size, 10)}
 		note = "nbdkit memory plugin (sparse allocator), prefilled from the raw file"
 	case "qcow2-snapshot", "qcow2-overlay":
 		return h.startCOW(ctx, name, raw)
 	default:
 		return nil, fmt.Errorf("unknown anchor %s", name)
 	}
-	ch, err := startChild(name, filepath.Join(h.work, name+".log"), nil, syscall.SIGKILL, argv...)
+	s, err := h.startServer(ctx, name, argv)
 	if err != nil {
 		return nil, err
 	}
-	h.children = append(h.children, ch)
-	addr := "127.0.0.1:" + p
-	if err := ch.waitTCP(ctx, addr, 30*time.Second); err != nil {
-		return nil, err
-	}
-	s := &server{name: name, uri: "nbd://" + addr + "/", proc: ch, note: note}
-	h.logf("%s serving on %s", name, s.uri)
+	s.note = note
 	if name == "nbdkit-memory" {
 		if err := nbdcopy(ctx, raw, s.uri); err != nil {
 			return nil, fmt.Errorf("prefilling nbdkit-memory: %w", err)

@@ -71,30 +71,18 @@ func (h *harness) startCOW(ctx context.Context, name, raw string) (*server, erro
 		if err := runCmd(ctx, "qemu-img", fresh...); err != nil {
 			return err
 		}
-		port, err := freePort()
+		started, err := h.startServer(ctx, name, []string{"qemu-nbd", "-f", "qcow2", "-t", "-e", "16", "-x", "",
+			"-b", "127.0.0.1", "-p", "PORT", "--cache=writeback", "--aio=threads", img})
 		if err != nil {
 			return err
 		}
-		p := strconv.Itoa(port)
-		ch, err := startChild(name, filepath.Join(h.work, name+".log"), nil, syscall.SIGKILL,
-			"qemu-nbd", "-f", "qcow2", "-t", "-e", "16", "-x", "", "-b", "127.0.0.1", "-p", p,
-			"--cache=writeback", "--aio=threads", img)
-		if err != nil {
-			return err
-		}
-		h.children = append(h.children, ch)
-		addr := "127.0.0.1:" + p
-		if err := ch.waitTCP(ctx, addr, 30*time.Second); err != nil {
-			return err
-		}
-		s.proc, s.uri = ch, "nbd://"+addr+"/"
-		s.io0, err = readProcIO(ch.pid())
+		s.proc, s.uri = started.proc, started.uri
+		s.io0, err = readProcIO(s.proc.pid())
 		return err
 	}
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
-	h.logf("%s serving on %s", name, s.uri)
 	return s, nil
 }
 
@@ -150,7 +138,8 @@ func (h *harness) directPhase(ctx context.Context) error {
 	return h.runIO(ctx, h.direct, h.ioDirect, true)
 }
 
-// startServer starts an NBD server whose argv names its port PORT.
+// startServer starts an NBD server on a free loopback port (PORT in argv)
+// and waits until it listens.
 func (h *harness) startServer(ctx context.Context, name string, argv []string) (*server, error) {
 	port, err := freePort()
 	if err != nil {
