@@ -34,13 +34,12 @@ func eventsFollowTheFeed(t *testing.T, seed uint64) {
 	effective := map[string]int{} // operations that made events
 	follow := func(step int, what string) {
 		t.Helper()
-		r := must("event.from", []any{"*"}, token, 0.0).(map[string]any)
-		token = r["token"].(string)
-		if len(r["events"].([]any)) > 0 {
+		var evs []map[string]any
+		evs, token = e.eventsFrom(sess, []any{"*"}, token, 0.0)
+		if len(evs) > 0 {
 			effective[what]++
 		}
-		for _, x := range r["events"].([]any) {
-			ev := x.(map[string]any)
+		for _, ev := range evs {
 			key := ev["class"].(string) + "/" + ev["ref"].(string)
 			if ev["operation"] == "del" {
 				delete(mirror, key)

@@ -60,6 +60,20 @@ func (e *env) xenOK(sess, method string, params ...any) any {
 	return v
 }
 
+// eventsFrom is one event.from of classes after token: its events and the
+// next token. The answer must carry valid_ref_counts.
+func (e *env) eventsFrom(sess string, classes []any, token string, timeout float64) (events []map[string]any, next string) {
+	e.t.Helper()
+	r := e.xenOK(sess, "event.from", classes, token, timeout).(map[string]any)
+	for _, ev := range r["events"].([]any) {
+		events = append(events, ev.(map[string]any))
+	}
+	if _, ok := r["valid_ref_counts"].(map[string]any); !ok {
+		e.t.Fatalf("event.from without valid_ref_counts: %v", r)
+	}
+	return events, r["token"].(string)
+}
+
 // xmlrpc posts a methodCall to path and answers the response's body.
 func (e *env) xmlrpc(path, body string) string {
 	e.t.Helper()
@@ -339,14 +353,7 @@ func TestXenAPIEventsAndTasks(t *testing.T) {
 	}
 	from := func(token string) (events []map[string]any, next string) {
 		t.Helper()
-		r := must("event.from", []any{"*"}, token, 2.0).(map[string]any)
-		for _, ev := range r["events"].([]any) {
-			events = append(events, ev.(map[string]any))
-		}
-		if _, ok := r["valid_ref_counts"].(map[string]any); !ok {
-			t.Fatalf("event.from without valid_ref_counts: %v", r)
-		}
-		return events, r["token"].(string)
+		return e.eventsFrom(sess, []any{"*"}, token, 2.0)
 	}
 	evs, token := from(token)
 	if len(evs) == 0 || evs[0]["class"] != "pool" || evs[0]["operation"] != "mod" {
@@ -450,24 +457,16 @@ func TestXenAPIVBDs(t *testing.T) {
 	if got := must("VBD.get_VDI", vbd); got != vdi {
 		t.Fatalf("VBD.get_VDI %v", got)
 	}
-	ev := must("event.from", []any{"VBD"}, token, 2.0).(map[string]any)
-	var evs []map[string]any
-	for _, x := range ev["events"].([]any) {
-		evs = append(evs, x.(map[string]any))
-	}
+	evs, token := e.eventsFrom(sess, []any{"VBD"}, token, 2.0)
 	if !hasEvent(evs, "VBD", "add", vbd) {
 		t.Fatalf("no add event for the VBD: %v", evs)
 	}
-	token = ev["token"].(string)
 	c.Disconnect()
 	waitDetached(t, e, v.UUID)
 	if _, code, _ := e.jsonrpc("VBD.get_record", sess, vbd); code != "HANDLE_INVALID" {
 		t.Fatalf("the VBD of a gone client: %q", code)
 	}
-	evs = nil
-	for _, x := range must("event.from", []any{"VBD"}, token, 2.0).(map[string]any)["events"].([]any) {
-		evs = append(evs, x.(map[string]any))
-	}
+	evs, _ = e.eventsFrom(sess, []any{"VBD"}, token, 2.0)
 	if !hasEvent(evs, "VBD", "del", vbd) {
 		t.Fatalf("no del event for the VBD: %v", evs)
 	}
