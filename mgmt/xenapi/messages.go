@@ -44,12 +44,37 @@ func (m *Message) FullName() string { return m.Class + "." + m.Name }
 type Ctx struct {
 	auth.Principal
 	S *Surface
-	// Task is the task an Async. call runs as: its id, its cancel and
-	// its progress. A synchronous call has a fresh id nothing records, a
-	// context never cancelled and no progress to tell.
-	Task     string
-	Context  context.Context
-	Progress func(float64)
+	// task is the task an Async. call runs as: its id, its cancel and
+	// its progress; unset for a synchronous call (see the methods).
+	task     string
+	ctx      context.Context
+	progress func(float64)
+}
+
+// TaskID names the work a call does (a copy marks its new VDI with it): the
+// Async. task's id, or a fresh one nothing records for a synchronous call.
+func (c *Ctx) TaskID() string {
+	if c.task == "" {
+		c.task = task.NewID()
+	}
+	return c.task
+}
+
+// Context is cancelled when the Async. task is; a synchronous call's never
+// is.
+func (c *Ctx) Context() context.Context {
+	if c.ctx == nil {
+		return context.Background()
+	}
+	return c.ctx
+}
+
+// Progress tells the Async. task how far the call is; nothing for a
+// synchronous one.
+func (c *Ctx) Progress(f float64) {
+	if c.progress != nil {
+		c.progress(f)
+	}
 }
 
 // messages are every message, by full name (filled by each class's file).
@@ -99,7 +124,7 @@ func (s *Surface) dispatch(method string, params []any) (any, error) {
 	if !ok || (isAsync && !m.async()) {
 		return nil, xenError(fault.CodeMethodUnknown, method)
 	}
-	c := &Ctx{S: s, Task: task.NewID(), Context: context.Background(), Progress: func(float64) {}}
+	c := &Ctx{S: s}
 	args := params
 	if !m.NoSession {
 		if len(params) == 0 {

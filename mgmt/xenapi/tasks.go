@@ -70,7 +70,7 @@ func (s *Surface) async(m *Message, c *Ctx, args []any) (any, error) {
 	}
 	_, err := s.opts.Tasks.Start(id, "Async."+m.FullName(), object, c.User, func(ctx context.Context, progress func(float64)) (any, error) {
 		tc := *c
-		tc.Task, tc.Context, tc.Progress = id, ctx, progress
+		tc.task, tc.ctx, tc.progress = id, ctx, progress
 		return m.Handle(&tc, args)
 	})
 	if err != nil {

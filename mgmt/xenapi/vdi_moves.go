@@ -34,18 +34,18 @@ func init() {
 	declare(
 		onVDIWith(api.VDICopy, 2, func(c *Ctx, id string, a *api.VDICopyArgs) (any, error) {
 			cp, err := c.S.opts.Volumes.StartCopy(volume.CopyRequest{Source: id, Pool: a.SR, Base: a.BaseVDI, Into: a.IntoVDI,
-				Task: c.Task, By: c.User})
+				Task: c.TaskID(), By: c.User})
 			if err != nil {
 				return nil, err
 			}
-			return vdiRef(cp.Run(c.Context, c.Progress))
+			return vdiRef(cp.Run(c.Context(), c.Progress))
 		}),
 		onVDIWith(api.VDIPoolMigrate, 1, func(c *Ctx, id string, a *api.VDIPoolMigrateArgs) (any, error) {
-			m, err := c.S.opts.Volumes.StartMigration(id, a.SR, c.Task, c.User)
+			m, err := c.S.opts.Volumes.StartMigration(id, a.SR, c.TaskID(), c.User)
 			if err != nil {
 				return nil, err
 			}
-			if c.Context.Err() != nil {
+			if c.Context().Err() != nil {
 				m.Abandon()
 				return nil, volume.ErrCancelled
 			}
