@@ -58,6 +58,18 @@
 // forward, then the file removed (reclaim.go; a background pass looks at
 // four sealed segments every 30 s).
 //
+// # The write path
+//
+// A write, trim or zero is plan, then apply (writeplan.go, write.go).
+// planSteps, pure, says what the request's blocks become: data from the
+// client's buffer, partial blocks to read and merge, zero markers, one
+// range deletion, or discard markers over what is visible. The writer
+// gathers the new versions those steps name, writes their data to
+// segment slots, reads what their keys hold now, and planVersions, pure,
+// returns the batch's keys: pointers with their prev, reverse keys, and
+// whether the segments must sync first. One batch commits, with the CBT
+// marker. Both planners run as scripts in testdata/write_plan.
+//
 // # Durability
 //
 // Writes commit without fsync and are acknowledged; Flush is one fsync of

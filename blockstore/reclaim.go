@@ -23,7 +23,7 @@ import (
 //
 //  1. the segment is marked retiring, so a writer that would carry a prev
 //     into it syncs the segments instead and takes the current value as
-//     prev (disk.go, readCurrent);
+//     prev (writeplan.go, prevOf);
 //  2. each key whose cur is in the segment gets, under the block's stripe
 //     lock (exclusive: no write of that block is halfway), a copy of the
 //     block in a lane and a pointer to it whose prev is the old slot;
