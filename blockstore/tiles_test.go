@@ -1,0 +1,451 @@
+package blockstore
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/datadriven"
+)
+
+// slotCRC is the CRC the tests give slot (seg, slot): slicing a version
+// must keep each block's CRC with its slot.
+func slotCRC(seg, slot uint32) uint32 { return seg<<20 ^ slot*2654435761 }
+
+// TestTilePlans runs testdata/tiles:
+//
+//	tiles gen=<g> [synced=<epoch>] [retiring=<seg>,...]
+//	tile <first>-<last>: <version>, <version>, ...
+//	write <first>-<last> data <seg>:<slot>/<epoch> | zero | hole | drop
+//
+// where a version is <gen>[s] data <seg>:<slot>/<epoch>, <gen>[s] zero or
+// <gen>[s] hole (s: a shadow). It prints the plan: deleted keys (a tile's
+// last block), tiles set, reverse records, and whether to sync first.
+func TestTilePlans(t *testing.T) {
+	datadriven.RunTest(t, "testdata/tiles", func(t *testing.T, d *datadriven.TestData) string {
+		if d.Cmd != "tiles" {
+			return "unknown command " + d.Cmd
+		}
+		var gen uint64
+		d.ScanArgs(t, "gen", &gen)
+		segs := fakeSlots{retiring: map[uint32]bool{}}
+		if d.HasArg("synced") {
+			d.ScanArgs(t, "synced", &segs.synced)
+		}
+		if d.HasArg("retiring") {
+			var list string
+			d.ScanArgs(t, "retiring", &list)
+			for _, f := range strings.Split(list, ",") {
+				segs.retiring[uint32(atoi(t, f))] = true
+			}
+		}
+		var now []tile
+		var writes []tileWrite
+		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
+			cmd, rest, _ := strings.Cut(line, " ")
+			switch cmd {
+			case "tile":
+				rng, vs, ok := strings.Cut(rest, ": ")
+				if !ok {
+					t.Fatalf("%q: want tile <first>-<last>: <versions>", line)
+				}
+				first, last := scanRange(t, rng)
+				tl := tile{first: first, last: last}
+				for _, v := range strings.Split(vs, ", ") {
+					tl.vs = append(tl.vs, scanTileVersion(t, v, last-first+1))
+				}
+				now = append(now, tl)
+			case "write":
+				f := strings.Fields(rest)
+				first, last := scanRange(t, f[0])
+				v := scanTileVersion(t, "0 "+strings.Join(f[1:], " "), last-first+1)
+				writes = append(writes, tileWrite{first: first, n: last - first + 1, kind: v.kind, seg: v.seg, slot: v.slot, epoch: v.epoch, crcs: v.crcs})
+			default:
+				t.Fatalf("unknown line %q", line)
+			}
+		}
+		p := planTiles(gen, writes, now, segs)
+		var out strings.Builder
+		for _, last := range p.deletes {
+			fmt.Fprintf(&out, "delete %d\n", last)
+		}
+		for _, tl := range p.sets {
+			fmt.Fprintf(&out, "set %s\n", describeTile(t, tl))
+		}
+		for _, r := range p.reverse {
+			fmt.Fprintf(&out, "reverse %d:%d = blocks %d+%d@%d\n", r.seg, r.slot, r.first, r.n, r.gen)
+		}
+		if p.syncFirst {
+			out.WriteString("sync the segments first\n")
+		}
+		return out.String()
+	})
+}
+
+func scanRange(t *testing.T, s string) (uint64, uint64) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		t.Fatalf("range %q: want <first>-<last>", s)
+	}
+	return uint64(atoi(t, a)), uint64(atoi(t, b))
+}
+
+func scanTileVersion(t *testing.T, s string, n uint64) tileVersion {
+	f := strings.Fields(s)
+	if len(f) < 2 {
+		t.Fatalf("version %q", s)
+	}
+	var v tileVersion
+	g, shadow := strings.CutSuffix(f[0], "s")
+	gen, err := strconv.ParseUint(g, 10, 64)
+	if err != nil {
+		t.Fatalf("version %q: %v", s, err)
+	}
+	v.gen, v.shadow = gen, shadow
+	switch f[1] {
+	case "zero":
+		v.kind = tileZero
+	case "hole":
+		v.kind = tileHole
+	case "drop":
+		v.kind = tileDrop
+	case "data":
+		if len(f) != 3 {
+			t.Fatalf("version %q: want data <seg>:<slot>/<epoch>", s)
+		}
+		p, epoch := scanSlot(t, f[2])
+		v.kind, v.seg, v.slot, v.epoch = tileData, p.seg, p.slot, epoch
+		for i := range uint32(n) {
+			v.crcs = append(v.crcs, slotCRC(p.seg, p.slot+i))
+		}
+	default:
+		t.Fatalf("version %q: unknown kind", s)
+	}
+	return v
+}
+
+// describeTile spells a tile out, checking that each data version has a
+// CRC per block, each its slot's.
+func describeTile(t *testing.T, tl tile) string {
+	var vs []string
+	for _, v := range tl.vs {
+		s := strconv.FormatUint(v.gen, 10)
+		if v.shadow {
+			s += "s"
+		}
+		switch v.kind {
+		case tileData:
+			checkCRCs(t, tl, v)
+			s += fmt.Sprintf(" data %d:%d/%d", v.seg, v.slot, v.epoch)
+		case tileZero:
+			s += " zero"
+		case tileHole:
+			s += " hole"
+		default:
+			t.Fatalf("tile %d-%d: a version of kind %d", tl.first, tl.last, v.kind)
+		}
+		vs = append(vs, s)
+	}
+	return fmt.Sprintf("%d-%d: %s", tl.first, tl.last, strings.Join(vs, ", "))
+}
+
+func checkCRCs(t *testing.T, tl tile, v tileVersion) {
+	t.Helper()
+	if uint64(len(v.crcs)) != tl.last-tl.first+1 {
+		t.Fatalf("tile %d-%d: version %d has %d CRCs", tl.first, tl.last, v.gen, len(v.crcs))
+	}
+	for i, c := range v.crcs {
+		if c != slotCRC(v.seg, v.slot+uint32(i)) {
+			t.Fatalf("tile %d-%d: block %d's CRC is not its slot's", tl.first, tl.last, tl.first+uint64(i))
+		}
+	}
+}
+
+// blockVersion is a version of one block in the per-block model of
+// TestTilesModel: what today's keys hold.
+type blockVersion struct {
+	gen  uint64
+	kind tileKind
+	at   pointer
+	sv   segValue // data: cur, epoch, prev as planVersions would write them
+}
+
+// TestTilesModel applies random writes, snapshots and syncs to tiles
+// through planTiles and to a per-block model through prevOf, the rules of
+// today's pointers, and checks after each step that:
+//   - tiles are in order, apart, inside one chunk, no stack empty, every
+//     data version carries its slots' CRCs, and no two neighbours in a
+//     chunk could be one tile;
+//   - every block reads the same version at every generation as the model;
+//   - where the head's version of a block is data not yet durable, the
+//     tile's shadow is what the block's prev would be, and both planners
+//     agree on syncing first.
+func TestTilesModel(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 21} {
+		steps := 3000
+		if testing.Short() {
+			steps = 800
+		}
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runTilesModel(t, seed, steps) })
+	}
+}
+
+func runTilesModel(t *testing.T, seed uint64, steps int) {
+	const disk = 4 * chunkBlocks
+	rng := rand.New(rand.NewPCG(seed, 0))
+	var tiles []tile
+	model := map[uint64][]blockVersion{} // newest first
+	gen := uint64(1)
+	segs := fakeSlots{retiring: map[uint32]bool{}}
+	epoch, nextSeg := uint32(0), uint32(1)
+	for step := range steps {
+		what := ""
+		switch r := rng.IntN(100); {
+		case r < 5:
+			gen++
+			segs.synced = epoch + 1 // a snapshot syncs the segments
+			what = "snapshot"
+		case r < 12:
+			segs.synced = epoch + 1
+			what = "sync"
+		case r < 15:
+			seg := uint32(rng.IntN(int(nextSeg)))
+			segs.retiring[seg] = !segs.retiring[seg]
+			what = fmt.Sprintf("retiring %d %v", seg, segs.retiring[seg])
+		default:
+			first := uint64(rng.IntN(disk))
+			n := min(uint64(1+rng.IntN(600)), disk-first)
+			if rng.IntN(2) == 0 {
+				n = min(uint64(1+rng.IntN(8)), disk-first)
+			}
+			epoch++
+			writes := randomRuns(rng, first, n, epoch, &nextSeg)
+			what = fmt.Sprintf("write %d+%d in %d runs", first, n, len(writes))
+			near := tilesNear(tiles, first, first+n)
+			p := planTiles(gen, writes, near, segs)
+			sync := applyToModel(model, gen, writes, segs)
+			if sync != p.syncFirst {
+				t.Fatalf("step %d (%s): tiles say sync first %v, the per-block rules %v", step, what, p.syncFirst, sync)
+			}
+			tiles = applyTilePlan(t, tiles, p)
+			if p.syncFirst {
+				segs.synced = epoch + 1
+			}
+		}
+		// Every generation's reads now and then, the head's and one other
+		// at every step.
+		gens := []uint64{gen, 1 + rng.Uint64N(gen)}
+		if step%200 == 0 || step == steps-1 {
+			gens = gens[:0]
+			for g := uint64(1); g <= gen; g++ {
+				gens = append(gens, g)
+			}
+		}
+		checkTiles(t, step, what, tiles, model, gens, segs)
+	}
+}
+
+// tilesNear is what a writer reads for planTiles: the tiles overlapping
+// [lo, hi) and the ones touching those.
+func tilesNear(tiles []tile, lo, hi uint64) []tile {
+	i := 0
+	for i < len(tiles) && tiles[i].last < lo {
+		i++
+	}
+	j := i
+	for j < len(tiles) && tiles[j].first < hi {
+		j++
+	}
+	// The span of what overlaps, and the neighbours touching it.
+	u0, u1 := lo, hi
+	if j > i {
+		u0, u1 = min(lo, tiles[i].first), max(hi, tiles[j-1].last+1)
+	}
+	if i > 0 && tiles[i-1].last+1 == u0 {
+		i--
+	}
+	if j < len(tiles) && tiles[j].first == u1 {
+		j++
+	}
+	return tiles[i:j]
+}
+
+// randomRuns splits blocks [first, first+n) into runs of data (in
+// segments, sometimes two runs in one segment with a gap of slots),
+// zeros, discards and drops.
+func randomRuns(rng *rand.Rand, first, n uint64, epoch uint32, nextSeg *uint32) []tileWrite {
+	var ws []tileWrite
+	seg, slot := *nextSeg, uint32(0)
+	*nextSeg++
+	for at := first; at < first+n; {
+		k := min(uint64(1+rng.IntN(int(n))), first+n-at)
+		w := tileWrite{first: at, n: k}
+		switch r := rng.IntN(20); {
+		case r < 14:
+			w.kind, w.seg, w.slot, w.epoch = tileData, seg, slot, epoch
+			for i := range uint32(k) {
+				w.crcs = append(w.crcs, slotCRC(seg, slot+i))
+			}
+			slot += uint32(k)
+			if rng.IntN(4) == 0 {
+				slot++ // the next run does not follow on
+			}
+		case r < 16:
+			w.kind = tileZero
+		case r < 19:
+			w.kind = tileHole
+		default:
+			w.kind = tileDrop
+		}
+		ws = append(ws, w)
+		at += k
+	}
+	return ws
+}
+
+// applyToModel writes each block as today's keys would take it and
+// reports whether a pointer's prev made the writer sync first.
+func applyToModel(model map[uint64][]blockVersion, gen uint64, writes []tileWrite, segs fakeSlots) (syncFirst bool) {
+	for _, w := range writes {
+		for i := range w.n {
+			blk := w.first + i
+			vs := model[blk]
+			if w.kind == tileDrop {
+				delete(model, blk)
+				continue
+			}
+			var now held
+			if len(vs) > 0 && vs[0].gen == gen {
+				switch top := vs[0]; top.kind {
+				case tileHole:
+					now = held{kind: heldHole}
+				case tileZero:
+					now = held{kind: heldZero}
+				case tileData:
+					now = held{kind: heldSlot, slot: top.sv}
+				}
+				vs = vs[1:]
+			}
+			nv := blockVersion{gen: gen, kind: w.kind}
+			if w.kind == tileData {
+				nv.at = pointer{seg: w.seg, slot: w.slot + uint32(i), crc: w.crcs[i]}
+				nv.sv = segValue{cur: nv.at, epoch: w.epoch}
+				nv.sv.prevKind, nv.sv.prev = prevOf(now, segs, &syncFirst)
+			}
+			model[blk] = append([]blockVersion{nv}, vs...)
+		}
+	}
+	return syncFirst
+}
+
+// applyTilePlan applies p to tiles, keyed by their last block.
+func applyTilePlan(t *testing.T, tiles []tile, p tilePlan) []tile {
+	byLast := map[uint64]tile{}
+	for _, tl := range tiles {
+		byLast[tl.last] = tl
+	}
+	for _, last := range p.deletes {
+		if _, ok := byLast[last]; !ok {
+			t.Fatalf("plan deletes tile %d, which is not there", last)
+		}
+		delete(byLast, last)
+	}
+	for _, tl := range p.sets {
+		byLast[tl.last] = tl
+	}
+	out := make([]tile, 0, len(byLast))
+	for _, tl := range byLast {
+		out = append(out, tl)
+	}
+	slices.SortFunc(out, func(a, b tile) int { return int(a.first) - int(b.first) })
+	return out
+}
+
+func checkTiles(t *testing.T, step int, what string, tiles []tile, model map[uint64][]blockVersion, gens []uint64, segs fakeSlots) {
+	t.Helper()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("step %d (%s): %s", step, what, fmt.Sprintf(format, args...))
+	}
+	covered := map[uint64]bool{}
+	for i, tl := range tiles {
+		if tl.last < tl.first || tl.first/chunkBlocks != tl.last/chunkBlocks || len(tl.vs) == 0 {
+			fail("tile %s crosses a chunk or is empty", describeTile(t, tl))
+		}
+		if i > 0 {
+			prev := &tiles[i-1]
+			if prev.last >= tl.first {
+				fail("tiles %d-%d and %d-%d overlap", prev.first, prev.last, tl.first, tl.last)
+			}
+			if prev.last+1 == tl.first && prev.first/chunkBlocks == tl.first/chunkBlocks && stacksContinue(prev, &tl) {
+				fail("tiles %s and %s could be one", describeTile(t, *prev), describeTile(t, tl))
+			}
+		}
+		for j, v := range tl.vs {
+			if v.kind == tileData {
+				checkCRCs(t, tl, v)
+			}
+			if v.shadow && (j == 0 || tl.vs[j-1].gen != v.gen) {
+				fail("tile %s: a shadow not below a version of its generation", describeTile(t, tl))
+			}
+		}
+		for blk := tl.first; blk <= tl.last; blk++ {
+			covered[blk] = true
+			checkBlock(fail, &tl, blk, model[blk], gens, segs)
+		}
+	}
+	for blk, vs := range model {
+		if !covered[blk] && len(vs) > 0 {
+			fail("block %d has %d versions and no tile", blk, len(vs))
+		}
+	}
+}
+
+// checkBlock compares blk's reads at gens (the head's first) and its
+// fallback after a power cut with the model's.
+func checkBlock(fail func(string, ...any), tl *tile, blk uint64, vs []blockVersion, gens []uint64, segs fakeSlots) {
+	i, gen := blk-tl.first, gens[0]
+	for _, g := range gens {
+		tv, tok := readTile(tl, g)
+		var want *blockVersion
+		for j := range vs {
+			if vs[j].gen <= g {
+				want = &vs[j]
+				break
+			}
+		}
+		switch {
+		case want == nil && !tok:
+		case want == nil || !tok:
+			fail("block %d at gen %d: tile has a version %v, the model %v", blk, g, tok, want != nil)
+		case tv.gen != want.gen || tv.kind != want.kind:
+			fail("block %d at gen %d: tile reads gen %d kind %d, the model gen %d kind %d", blk, g, tv.gen, tv.kind, want.gen, want.kind)
+		case tv.kind == tileData && (tv.seg != want.at.seg || tv.slot+uint32(i) != want.at.slot || tv.crcs[i] != want.at.crc):
+			fail("block %d at gen %d: tile reads slot %d:%d, the model %d:%d", blk, g, tv.seg, tv.slot+uint32(i), want.at.seg, want.at.slot)
+		}
+	}
+	// The fallback after a power cut, where the head's data may not be
+	// durable yet.
+	if len(vs) == 0 || vs[0].gen != gen || vs[0].kind != tileData || segs.durable(vs[0].at, vs[0].sv.epoch) {
+		return
+	}
+	top := tl.vs[0]
+	var sh *tileVersion
+	if len(tl.vs) > 1 && tl.vs[1].shadow {
+		sh = &tl.vs[1]
+	}
+	sv := vs[0].sv
+	switch {
+	case sv.prevKind == prevNone && sh != nil:
+		fail("block %d: no prev, but the tile keeps a shadow", blk)
+	case sv.prevKind != prevNone && sh == nil:
+		fail("block %d: prev kind %d, but the tile keeps no shadow (top gen %d)", blk, sv.prevKind, top.gen)
+	case sv.prevKind == prevHole && sh.kind != tileHole, sv.prevKind == prevZero && sh.kind != tileZero:
+		fail("block %d: prev kind %d, shadow kind %d", blk, sv.prevKind, sh.kind)
+	case sv.prevKind == prevPointer && (sh.kind != tileData || sh.seg != sv.prev.seg || sh.slot+uint32(i) != sv.prev.slot || sh.crcs[i] != sv.prev.crc):
+		fail("block %d: prev %d:%d, shadow %+v", blk, sv.prev.seg, sv.prev.slot, *sh)
+	}
+}
