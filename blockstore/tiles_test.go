@@ -200,29 +200,41 @@ func runTilesModel(t *testing.T, seed uint64, steps int) {
 	model := map[uint64][]blockVersion{} // newest first
 	gen := uint64(1)
 	segs := fakeSlots{retiring: map[uint32]bool{}}
-	epoch, nextSeg := uint32(0), uint32(1)
+	// epoch counts syncs, as the segments' does: a slot written at an
+	// epoch below synced is durable. Writes take slots from four lanes,
+	// so slots follow on across writes as well as within one.
+	epoch, lastEnd := uint32(0), uint64(0)
+	ls := &lanes{next: 4}
+	for i := range ls.seg {
+		ls.seg[i] = uint32(i)
+	}
 	for step := range steps {
 		what := ""
 		switch r := rng.IntN(100); {
 		case r < 5:
 			gen++
-			segs.synced = epoch + 1 // a snapshot syncs the segments
+			epoch++
+			segs.synced = epoch // a snapshot syncs the segments
 			what = "snapshot"
 		case r < 12:
-			segs.synced = epoch + 1
+			epoch++
+			segs.synced = epoch
 			what = "sync"
 		case r < 15:
-			seg := uint32(rng.IntN(int(nextSeg)))
+			seg := uint32(rng.IntN(int(ls.next)))
 			segs.retiring[seg] = !segs.retiring[seg]
 			what = fmt.Sprintf("retiring %d %v", seg, segs.retiring[seg])
 		default:
 			first := uint64(rng.IntN(disk))
+			if rng.IntN(3) == 0 && lastEnd < disk {
+				first = lastEnd // a stream: slots and blocks follow on
+			}
 			n := min(uint64(1+rng.IntN(600)), disk-first)
 			if rng.IntN(2) == 0 {
 				n = min(uint64(1+rng.IntN(8)), disk-first)
 			}
-			epoch++
-			writes := randomRuns(rng, first, n, epoch, &nextSeg)
+			writes := randomRuns(rng, first, n, epoch, ls)
+			lastEnd = first + n
 			what = fmt.Sprintf("write %d+%d in %d runs", first, n, len(writes))
 			near := tilesNear(tiles, first, first+n)
 			p := planTiles(gen, writes, near, segs)
@@ -232,7 +244,8 @@ func runTilesModel(t *testing.T, seed uint64, steps int) {
 			}
 			tiles = applyTilePlan(t, tiles, p)
 			if p.syncFirst {
-				segs.synced = epoch + 1
+				epoch++
+				segs.synced = epoch
 			}
 		}
 		// Every generation's reads now and then, the head's and one other
@@ -273,13 +286,25 @@ func tilesNear(tiles []tile, lo, hi uint64) []tile {
 	return tiles[i:j]
 }
 
-// randomRuns splits blocks [first, first+n) into runs of data (in
-// segments, sometimes two runs in one segment with a gap of slots),
-// zeros, discards and drops.
-func randomRuns(rng *rand.Rand, first, n uint64, epoch uint32, nextSeg *uint32) []tileWrite {
+// lanes are the open segments slots come from, and the next segment's
+// number.
+type lanes struct {
+	seg, slot [4]uint32
+	next      uint32
+}
+
+// randomRuns splits blocks [first, first+n) into runs of data (taking
+// slots from one lane, which moves on to a new segment now and then, and
+// sometimes skips a slot), zeros, discards and drops.
+func randomRuns(rng *rand.Rand, first, n uint64, epoch uint32, ls *lanes) []tileWrite {
 	var ws []tileWrite
-	seg, slot := *nextSeg, uint32(0)
-	*nextSeg++
+	lane := int(first/64) % len(ls.seg) // a stream keeps to its lane
+	if rng.IntN(8) == 0 {
+		ls.seg[lane], ls.slot[lane] = ls.next, 0
+		ls.next++
+	}
+	seg, slot := ls.seg[lane], ls.slot[lane]
+	defer func() { ls.slot[lane] = slot }()
 	for at := first; at < first+n; {
 		k := min(uint64(1+rng.IntN(int(n))), first+n-at)
 		w := tileWrite{first: at, n: k}
@@ -423,8 +448,8 @@ func checkBlock(fail func(string, ...any), tl *tile, blk uint64, vs []blockVersi
 			fail("block %d at gen %d: tile has a version %v, the model %v", blk, g, tok, want != nil)
 		case tv.gen != want.gen || tv.kind != want.kind:
 			fail("block %d at gen %d: tile reads gen %d kind %d, the model gen %d kind %d", blk, g, tv.gen, tv.kind, want.gen, want.kind)
-		case tv.kind == tileData && (tv.seg != want.at.seg || tv.slot+uint32(i) != want.at.slot || tv.crcs[i] != want.at.crc):
-			fail("block %d at gen %d: tile reads slot %d:%d, the model %d:%d", blk, g, tv.seg, tv.slot+uint32(i), want.at.seg, want.at.slot)
+		case tv.kind == tileData && (tv.seg != want.at.seg || tv.slot+uint32(i) != want.at.slot || tv.crcs[i] != want.at.crc || tv.epoch != want.sv.epoch):
+			fail("block %d at gen %d: tile reads slot %d:%d/%d, the model %d:%d/%d", blk, g, tv.seg, tv.slot+uint32(i), tv.epoch, want.at.seg, want.at.slot, want.sv.epoch)
 		}
 	}
 	// The fallback after a power cut, where the head's data may not be
