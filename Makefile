@@ -11,7 +11,7 @@ FUZZTIME ?= 20000x
 # make soak: each fuzz target's longer run.
 SOAK_FUZZTIME ?= 2000000x
 # Fuzz targets, as package:Target.
-FUZZ     := ./blockstore:FuzzDecodeReverse ./cbt:FuzzDecode ./mgmt:FuzzCalls ./mgmt:FuzzCinderCalls ./mgmt:FuzzKvolCalls ./mgmt:FuzzVStatsCalls ./mgmt:FuzzXenAPICalls ./mgmt/xenapi/wire:FuzzXMLRPC ./mgmt/xenapi/wire:FuzzJSONRPC ./mgmt/volume:FuzzDecodeAttrs ./nbd:FuzzHandshake ./nbd:FuzzRequests
+FUZZ     := ./blockstore:FuzzDecodeReverse ./blockstore:FuzzDecodeTile ./cbt:FuzzDecode ./mgmt:FuzzCalls ./mgmt:FuzzCinderCalls ./mgmt:FuzzKvolCalls ./mgmt:FuzzVStatsCalls ./mgmt:FuzzXenAPICalls ./mgmt/xenapi/wire:FuzzXMLRPC ./mgmt/xenapi/wire:FuzzJSONRPC ./mgmt/volume:FuzzDecodeAttrs ./nbd:FuzzHandshake ./nbd:FuzzRequests
 BENCH    ?= .
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 3

@@ -1,6 +1,10 @@
 package blockstore
 
-import "slices"
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+)
 
 // Tiles are the extent-granular form of data versions that
 // docs/design-extents.md chose: for each lineage, block ranges that never
@@ -310,4 +314,101 @@ func readTile(t *tile, g uint64) (tileVersion, bool) {
 		}
 	}
 	return tileVersion{}, false
+}
+
+// The stored form of a tile (the key names its last block, so that one
+// SeekGE from any block lands on the tile that holds it):
+//
+//	key:   't' lineage(8) last(8)
+//	value: first(8), then each version, newest first:
+//	       gen(8) flags(1) [seg(4) slot(4) epoch(4) crc(4) x blocks]   flags: kind | shadow<<7
+const (
+	tagTile     = 't'
+	tileKeyLen  = 17
+	tileShadow  = 0x80
+	tileDataLen = 12 // seg, slot, epoch; then a CRC per block
+)
+
+func tileKey(dst []byte, lin, last uint64) []byte {
+	dst = append(dst[:0], tagTile)
+	dst = binary.BigEndian.AppendUint64(dst, lin)
+	return binary.BigEndian.AppendUint64(dst, last)
+}
+
+// appendTile encodes t's value.
+func appendTile(dst []byte, t *tile) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, t.first)
+	for _, v := range t.vs {
+		dst = binary.BigEndian.AppendUint64(dst, v.gen)
+		flags := byte(v.kind)
+		if v.shadow {
+			flags |= tileShadow
+		}
+		dst = append(dst, flags)
+		if v.kind == tileData {
+			dst = binary.BigEndian.AppendUint32(dst, v.seg)
+			dst = binary.BigEndian.AppendUint32(dst, v.slot)
+			dst = binary.BigEndian.AppendUint32(dst, v.epoch)
+			for _, c := range v.crcs {
+				dst = binary.BigEndian.AppendUint32(dst, c)
+			}
+		}
+	}
+	return dst
+}
+
+// decodeTile reads a tile of lineage lin from its key and value, and
+// refuses anything appendTile would not have written from a tile the
+// planner can make: blocks outside one chunk, no versions, generations
+// not descending, a shadow not right below a version of its generation,
+// data slots past the end of a segment id space, bytes left over.
+func decodeTile(lin uint64, key, val []byte) (tile, error) {
+	bad := func(why string) (tile, error) {
+		return tile{}, fmt.Errorf("%w: tile %x: %s", ErrCorrupt, key, why)
+	}
+	if len(key) != tileKeyLen || key[0] != tagTile || binary.BigEndian.Uint64(key[1:]) != lin {
+		return bad("not a tile key of this lineage")
+	}
+	if len(val) < 8 {
+		return bad("value too short")
+	}
+	t := tile{first: binary.BigEndian.Uint64(val), last: binary.BigEndian.Uint64(key[9:])}
+	if t.first > t.last || t.first/chunkBlocks != t.last/chunkBlocks {
+		return bad(fmt.Sprintf("blocks %d-%d are not in one chunk", t.first, t.last))
+	}
+	n := t.last - t.first + 1
+	rest := val[8:]
+	for len(rest) > 0 {
+		if len(rest) < 9 {
+			return bad("a version cut short")
+		}
+		v := tileVersion{gen: binary.BigEndian.Uint64(rest), kind: tileKind(rest[8] &^ tileShadow), shadow: rest[8]&tileShadow != 0}
+		rest = rest[9:]
+		if v.kind > tileHole {
+			return bad(fmt.Sprintf("version kind %d", v.kind))
+		}
+		if k := len(t.vs); v.shadow && (k == 0 || t.vs[k-1].shadow || t.vs[k-1].gen != v.gen) ||
+			!v.shadow && k > 0 && v.gen >= t.vs[k-1].gen {
+			return bad("versions out of order")
+		}
+		if v.kind == tileData {
+			if uint64(len(rest)) < tileDataLen+4*n {
+				return bad("data version cut short")
+			}
+			v.seg, v.slot, v.epoch = binary.BigEndian.Uint32(rest), binary.BigEndian.Uint32(rest[4:]), binary.BigEndian.Uint32(rest[8:])
+			if uint64(v.slot)+n > 1<<32 {
+				return bad("slots past the end of a segment")
+			}
+			v.crcs = make([]uint32, n)
+			for i := range v.crcs {
+				v.crcs[i] = binary.BigEndian.Uint32(rest[tileDataLen+4*i:])
+			}
+			rest = rest[tileDataLen+4*n:]
+		}
+		t.vs = append(t.vs, v)
+	}
+	if len(t.vs) == 0 {
+		return bad("no versions")
+	}
+	return t, nil
 }

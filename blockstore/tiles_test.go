@@ -1,6 +1,8 @@
 package blockstore
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -409,6 +411,10 @@ func checkTiles(t *testing.T, step int, what string, tiles []tile, model map[uin
 				fail("tiles %s and %s could be one", describeTile(t, *prev), describeTile(t, tl))
 			}
 		}
+		key := tileKey(nil, scriptLineage, tl.last)
+		if back, err := decodeTile(scriptLineage, key, appendTile(nil, &tl)); err != nil || !sameTile(back, tl) {
+			fail("tile %s does not come back from its stored form: %v", describeTile(t, tl), err)
+		}
 		for j, v := range tl.vs {
 			if v.kind == tileData {
 				checkCRCs(t, tl, v)
@@ -472,5 +478,74 @@ func checkBlock(fail func(string, ...any), tl *tile, blk uint64, vs []blockVersi
 		fail("block %d: prev kind %d, shadow kind %d", blk, sv.prevKind, sh.kind)
 	case sv.prevKind == prevPointer && (sh.kind != tileData || sh.seg != sv.prev.seg || sh.slot+uint32(i) != sv.prev.slot || sh.crcs[i] != sv.prev.crc):
 		fail("block %d: prev %d:%d, shadow %+v", blk, sv.prev.seg, sv.prev.slot, *sh)
+	}
+}
+
+// FuzzDecodeTile: whatever decodeTile accepts, appendTile writes back
+// byte for byte, and it fits the rules of a tile.
+func FuzzDecodeTile(f *testing.F) {
+	seeds := []tile{
+		{first: 0, last: 255, vs: []tileVersion{{gen: 1, kind: tileData, seg: 1, slot: 0, epoch: 3, crcs: make([]uint32, 256)}}},
+		{first: 600, last: 601, vs: []tileVersion{
+			{gen: 5, kind: tileData, seg: 2, slot: 9, epoch: 4, crcs: []uint32{1, 2}},
+			{gen: 5, kind: tileZero, shadow: true},
+			{gen: 2, kind: tileHole},
+		}},
+	}
+	for _, tl := range seeds {
+		f.Add(tl.last, appendTile(nil, &tl))
+	}
+	f.Add(uint64(7), []byte{0, 0, 0, 0, 0, 0, 0, 7})
+	f.Fuzz(func(t *testing.T, last uint64, val []byte) {
+		key := tileKey(nil, scriptLineage, last)
+		tl, err := decodeTile(scriptLineage, key, val)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v is not ErrCorrupt", err)
+			}
+			return
+		}
+		if got := appendTile(nil, &tl); !bytes.Equal(got, val) {
+			t.Fatalf("decoded %+v, encoded back as %x, from %x", tl, got, val)
+		}
+		if tl.first/chunkBlocks != tl.last/chunkBlocks || len(tl.vs) == 0 {
+			t.Fatalf("accepted %+v", tl)
+		}
+		for _, v := range tl.vs {
+			if v.kind == tileData && uint64(len(v.crcs)) != tl.last-tl.first+1 {
+				t.Fatalf("accepted %+v", tl)
+			}
+		}
+	})
+}
+
+// TestDecodeTileRefuses names what a stored tile must not be.
+func TestDecodeTileRefuses(t *testing.T) {
+	good := tile{first: 10, last: 11, vs: []tileVersion{{gen: 3, kind: tileData, seg: 1, slot: 2, epoch: 1, crcs: []uint32{5, 6}}, {gen: 1, kind: tileZero}}}
+	val := appendTile(nil, &good)
+	key := tileKey(nil, scriptLineage, good.last)
+	if back, err := decodeTile(scriptLineage, key, val); err != nil || !sameTile(back, good) {
+		t.Fatalf("good tile: %+v, %v", back, err)
+	}
+	for _, tc := range []struct {
+		name     string
+		key, val []byte
+	}{
+		{"another lineage", tileKey(nil, scriptLineage+1, 11), val},
+		{"short key", key[:16], val},
+		{"first after last", tileKey(nil, scriptLineage, 9), val},
+		{"across a chunk", tileKey(nil, scriptLineage, chunkBlocks), val},
+		{"no versions", key, val[:8]},
+		{"cut short", key, val[:len(val)-1]},
+		{"bytes left over", key, append(bytes.Clone(val), 0)},
+		{"a drop stored", key, appendTile(nil, &tile{first: 10, last: 11, vs: []tileVersion{{gen: 1, kind: tileDrop}}})},
+		{"generations ascending", key, appendTile(nil, &tile{first: 10, last: 11, vs: []tileVersion{{gen: 1, kind: tileZero}, {gen: 2, kind: tileHole}}})},
+		{"a shadow on top", key, appendTile(nil, &tile{first: 10, last: 11, vs: []tileVersion{{gen: 1, kind: tileZero, shadow: true}}})},
+		{"a shadow of another generation", key, appendTile(nil, &tile{first: 10, last: 11, vs: []tileVersion{{gen: 2, kind: tileZero}, {gen: 1, kind: tileZero, shadow: true}}})},
+		{"slots past the segment", key, appendTile(nil, &tile{first: 10, last: 11, vs: []tileVersion{{gen: 1, kind: tileData, slot: 1<<32 - 1, crcs: []uint32{0, 0}}}})},
+	} {
+		if _, err := decodeTile(scriptLineage, tc.key, tc.val); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", tc.name, err)
+		}
 	}
 }
