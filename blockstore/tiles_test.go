@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/datadriven"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // slotCRC is the CRC the tests give slot (seg, slot): slicing a version
@@ -191,11 +193,42 @@ func TestTilesModel(t *testing.T) {
 		if testing.Short() {
 			steps = 800
 		}
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runTilesModel(t, seed, steps) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runTilesModel(t, seed, steps, nil) })
 	}
 }
 
-func runTilesModel(t *testing.T, seed uint64, steps int) {
+// TestTileIndexModel runs TestTilesModel's steps with the tiles in pebble
+// as well: after each step pebble holds exactly the tiles of the model's
+// list, readTilesNear gives the planner what the list would, and
+// visitTiles reads what readTile reads from the list.
+func TestTileIndexModel(t *testing.T) {
+	for _, seed := range []uint64{4, 5} {
+		steps := 1500
+		if testing.Short() {
+			steps = 500
+		}
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem(), Logger: quietLogger{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			runTilesModel(t, seed, steps, db)
+		})
+	}
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// runTilesModel runs seeded random steps; with db, the tiles are kept in
+// pebble too and checked against the list.
+func runTilesModel(t *testing.T, seed uint64, steps int, db *pebble.DB) {
 	const disk = 4 * chunkBlocks
 	rng := rand.New(rand.NewPCG(seed, 0))
 	var tiles []tile
@@ -239,12 +272,26 @@ func runTilesModel(t *testing.T, seed uint64, steps int) {
 			lastEnd = first + n
 			what = fmt.Sprintf("write %d+%d in %d runs", first, n, len(writes))
 			near := tilesNear(tiles, first, first+n)
+			if db != nil {
+				got, err := readTilesNear(db, scriptLineage, first, first+n)
+				if err != nil || !slices.EqualFunc(got, near, sameTile) {
+					t.Fatalf("step %d: readTilesNear(%d, %d) = %d tiles (%v), the list's %d", step, first, first+n, len(got), err, len(near))
+				}
+			}
 			p := planTiles(gen, writes, near, segs)
 			sync := applyToModel(model, gen, writes, segs)
 			if sync != p.syncFirst {
 				t.Fatalf("step %d (%s): tiles say sync first %v, the per-block rules %v", step, what, p.syncFirst, sync)
 			}
 			tiles = applyTilePlan(t, tiles, p)
+			if db != nil {
+				b := db.NewBatch()
+				p.addTo(b, scriptLineage)
+				if err := b.Commit(pebble.NoSync); err != nil {
+					t.Fatal(err)
+				}
+				checkTileIndex(t, step, db, tiles, gen, rng)
+			}
 			if p.syncFirst {
 				epoch++
 				segs.synced = epoch
@@ -261,6 +308,79 @@ func runTilesModel(t *testing.T, seed uint64, steps int) {
 		}
 		checkTiles(t, step, what, tiles, model, gens, segs)
 	}
+}
+
+// checkTileIndex compares pebble's tiles with the list, and visitTiles
+// over a random range at a random generation with readTile on the list.
+func checkTileIndex(t *testing.T, step int, db *pebble.DB, tiles []tile, gen uint64, rng *rand.Rand) {
+	t.Helper()
+	lo, hi := tileSpan(scriptLineage)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []tile
+	for valid := it.First(); valid; valid = it.Next() {
+		tl, err := decodeTile(scriptLineage, it.Key(), it.Value())
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		stored = append(stored, tl)
+	}
+	it.Close()
+	if !slices.EqualFunc(stored, tiles, sameTile) {
+		t.Fatalf("step %d: pebble holds %d tiles, the list %d, or they differ", step, len(stored), len(tiles))
+	}
+	first := rng.Uint64N(4 * chunkBlocks)
+	last := first + 1 + rng.Uint64N(700)
+	g := 1 + rng.Uint64N(gen)
+	want := map[uint64]string{}
+	for i := range tiles {
+		tl := &tiles[i]
+		if v, ok := readTile(tl, g); ok {
+			for blk := max(first, tl.first); blk < min(last, tl.last+1); blk++ {
+				want[blk] = describeRead(v, blk-tl.first)
+			}
+		}
+	}
+	got := map[uint64]string{}
+	next := first
+	err = visitTiles(db, scriptLineage, g, first, last, func(blk, n uint64, v tileVersion) error {
+		if blk < next || n == 0 || blk+n > last {
+			t.Fatalf("step %d: visitTiles gave blocks %d+%d after %d, within [%d,%d)", step, blk, n, next, first, last)
+		}
+		next = blk + n
+		for i := range n {
+			got[blk+i] = describeRead(v, i)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalReads(got, want) {
+		t.Fatalf("step %d: visitTiles over [%d,%d) at gen %d read %d blocks, the list %d, or other versions", step, first, last, g, len(got), len(want))
+	}
+}
+
+func equalReads(a, b map[uint64]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// describeRead is what block i of version v reads as.
+func describeRead(v tileVersion, i uint64) string {
+	if v.kind == tileData {
+		return fmt.Sprintf("%d data %d:%d/%d %08x", v.gen, v.seg, v.slot+uint32(i), v.epoch, v.crcs[i])
+	}
+	return fmt.Sprintf("%d kind %d", v.gen, v.kind)
 }
 
 // tilesNear is what a writer reads for planTiles: the tiles overlapping
