@@ -1,6 +1,7 @@
 package blockstore
 
 import (
+	"math/rand/v2"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -10,7 +11,8 @@ import (
 // 1 MiB requests, in pebble alone: the metadata of a 1 MiB write (256
 // pointers and a reverse run, against one tile from planTiles and a
 // reverse record) and of a 1 MiB read (256 pointers through an iterator,
-// against one seek and a tile decoded), over 1 GiB of 1 MiB writes. The
+// against one seek and a tile decoded), over 1 GiB of 1 MiB writes, and of
+// a 4 KiB write at random into that GiB after a snapshot. The
 // data's CRCs are computed once beforehand for both: they are the same
 // work either way.
 func BenchmarkMetadata1M(b *testing.B) {
@@ -110,6 +112,62 @@ func BenchmarkMetadata1M(b *testing.B) {
 			b.ResetTimer()
 			for i := range b.N {
 				if err := f.write(db, uint64(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	// A 4 KiB write at random over 1 GiB written in 1 MiB pieces, one
+	// generation later (a snapshot in between): read what the key or tile
+	// holds now, plan, commit. Tiles pay for cutting each 1 MiB tile the
+	// first time a block of it is written.
+	write4k := map[string]func(db *pebble.DB, blk uint64, slot uint32) error{
+		"pointers": func(db *pebble.DB, blk uint64, slot uint32) error {
+			var key [dataKeyLen]byte
+			now := held{}
+			val, closer, err := db.Get(dataKey(key[:0], lin, blk, 2))
+			if err == nil {
+				now = heldOf(val)
+				closer.Close()
+			} else if err != pebble.ErrNotFound {
+				return err
+			}
+			var p versionPlan
+			planVersions(&p, lin, 2, []newVersion{{blk: blk, val: zeroBlock[:], placed: true, seg: 1 << 20, slot: slot, epoch: 1, now: now}}, fakeSlots{synced: 2})
+			batch := db.NewBatch()
+			for _, kv := range p.sets {
+				_ = batch.Set(kv.key, kv.val, nil)
+			}
+			return batch.Commit(pebble.NoSync)
+		},
+		"tiles": func(db *pebble.DB, blk uint64, slot uint32) error {
+			near, err := readTilesNear(db, lin, blk, blk+1)
+			if err != nil {
+				return err
+			}
+			p := planTiles(2, []tileWrite{{first: blk, n: 1, kind: tileData, seg: 1 << 20, slot: slot, epoch: 1, crcs: crcs[:1]}}, near, fakeSlots{synced: 2})
+			batch := db.NewBatch()
+			p.addTo(batch, lin)
+			return batch.Commit(pebble.NoSync)
+		},
+	}
+	for _, f := range forms {
+		b.Run("write4k/"+f.name, func(b *testing.B) {
+			db := openBenchPebble(b, b.TempDir(), true, 0).db
+			defer db.Close()
+			for r := range uint64(regions) {
+				if err := f.write(db, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := db.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			b.SetBytes(BlockSize)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := write4k[f.name](db, rng.Uint64N(regions*run), uint32(i)); err != nil {
 					b.Fatal(err)
 				}
 			}
