@@ -201,10 +201,17 @@ func (e *newestEntry) value(buf []byte) []byte {
 	return e.encode(buf, segValue{cur: e.cur(), prevKind: prevNone})
 }
 
-// stored re-encodes the value the version holds in pebble, prev and
-// epoch included.
-func (e *newestEntry) stored(buf []byte) []byte {
-	return e.encode(buf, segValue{cur: e.cur(), epoch: e.epoch, prevKind: e.prevKind, prev: e.prev})
+// held is what the version's key holds in pebble, prev and epoch
+// included, as the write planner reads it (heldOf of the stored value,
+// without encoding it first).
+func (e *newestEntry) held() held {
+	switch e.kind {
+	case newestHole:
+		return held{kind: heldHole}
+	case newestZero:
+		return held{kind: heldZero}
+	}
+	return held{kind: heldSlot, slot: segValue{cur: e.cur(), epoch: e.epoch, prevKind: e.prevKind, prev: e.prev}}
 }
 
 func (e *newestEntry) cur() pointer { return pointer{seg: e.seg, slot: e.slot, crc: e.crc} }

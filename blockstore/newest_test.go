@@ -524,3 +524,23 @@ func TestWritePrevFromNewestCache(t *testing.T) {
 		}
 	}
 }
+
+// TestNewestEntryHeld: what a cached entry says its key holds is what
+// decoding the stored value says, for every kind of value the cache keeps.
+func TestNewestEntryHeld(t *testing.T) {
+	for _, val := range [][]byte{
+		valueHole,
+		valueZero,
+		segValue{cur: pointer{seg: 3, slot: 9, crc: 0xabc}, epoch: 7, prevKind: prevNone}.append(nil),
+		segValue{cur: pointer{seg: 3, slot: 9, crc: 0xabc}, epoch: 7, prevKind: prevHole}.append(nil),
+		segValue{cur: pointer{seg: 3, slot: 9, crc: 0xabc}, epoch: 7, prevKind: prevPointer, prev: pointer{seg: 1, slot: 2, crc: 5}}.append(nil),
+	} {
+		e, ok := entryOf(4, val)
+		if !ok {
+			t.Fatalf("value %x not cached", val)
+		}
+		if got, want := e.held(), heldOf(val); got != want {
+			t.Errorf("value %x: entry holds %+v, the value %+v", val, got, want)
+		}
+	}
+}

@@ -331,7 +331,6 @@ func (w *writer) readCurrent() error {
 	misses := len(vs)
 	if c := w.d.s.newest; c != nil {
 		misses = 0
-		var buf [pointerPrevLen]byte
 		for i := range vs {
 			v := &vs[i]
 			e, ok := c.lookup(w.lin, w.gen, v.blk)
@@ -339,7 +338,7 @@ func (w *writer) readCurrent() error {
 			if !ok {
 				misses++
 			} else if e.gen == w.gen {
-				v.now = heldOf(e.stored(buf[:]))
+				v.now = e.held()
 			}
 		}
 		if misses == 0 {

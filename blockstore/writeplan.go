@@ -91,13 +91,11 @@ func planSteps(r writeRequest, dst []writeStep) []writeStep {
 // blockValue is what a whole block of data is stored as: itself, or the
 // zero marker when it is all zeros.
 func blockValue(p []byte) []byte {
-	if isZeroBlock(p) {
+	if string(p) == string(zeroBlock) {
 		return valueZero
 	}
 	return p
 }
-
-func isZeroBlock(p []byte) bool { return len(p) == BlockSize && string(p) == string(zeroBlock) }
 
 // heldKind is what a data key at the head generation holds now.
 type heldKind uint8
