@@ -3,6 +3,7 @@ package blockstore
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -218,7 +219,7 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 		var before map[uint64]byte
 		for i := 0; i < 20; i++ {
 			mu.Lock()
-			before = maps(acked)
+			before = maps.Clone(acked)
 			mu.Unlock()
 			e.snapshot("a", name(i))
 			first := e.read(name(i), 0, 256*BlockSize)
@@ -234,14 +235,6 @@ func TestSnapshotUnderConcurrentWrites(t *testing.T) {
 		close(stop)
 		wg.Wait()
 	})
-}
-
-func maps(m map[uint64]byte) map[uint64]byte {
-	out := make(map[uint64]byte, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func TestResize(t *testing.T) {

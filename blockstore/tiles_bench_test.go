@@ -99,11 +99,58 @@ func BenchmarkMetadata1M(b *testing.B) {
 		}
 		return n, it.Close()
 	}
+	// A 4 KiB write at random over 1 GiB written in 1 MiB pieces, one
+	// generation later (a snapshot in between): read what the key or tile
+	// holds now, plan, commit. Tiles pay for cutting each 1 MiB tile the
+	// first time a block of it is written. The pointer's planVersions also
+	// takes the block's CRC, which the tile is handed: that favours tiles.
+	write4kPointer := func(db *pebble.DB, blk uint64, slot uint32) error {
+		var key [dataKeyLen]byte
+		now := held{}
+		val, closer, err := db.Get(dataKey(key[:0], lin, blk, 2))
+		if err == nil {
+			now = heldOf(val)
+			closer.Close()
+		} else if err != pebble.ErrNotFound {
+			return err
+		}
+		var p versionPlan
+		planVersions(&p, lin, 2, []newVersion{{blk: blk, val: zeroBlock[:], placed: true, seg: 1 << 20, slot: slot, epoch: 1, now: now}}, fakeSlots{synced: 2})
+		batch := db.NewBatch()
+		for _, kv := range p.sets {
+			_ = batch.Set(kv.key, kv.val, nil)
+		}
+		return batch.Commit(pebble.NoSync)
+	}
+	write4kTile := func(db *pebble.DB, blk uint64, slot uint32) error {
+		near, err := readTilesNear(db, lin, blk, blk+1)
+		if err != nil {
+			return err
+		}
+		p := planTiles(2, []tileWrite{{first: blk, n: 1, kind: tileData, seg: 1 << 20, slot: slot, epoch: 1, crcs: crcs[:1]}}, near, fakeSlots{synced: 2})
+		batch := db.NewBatch()
+		p.addTo(batch, lin)
+		return batch.Commit(pebble.NoSync)
+	}
 	forms := []struct {
-		name  string
-		write func(*pebble.DB, uint64) error
-		read  func(*pebble.DB, uint64) (int, error)
-	}{{"pointers", writePointers, readPointers}, {"tiles", writeTile, readTile}}
+		name    string
+		write   func(*pebble.DB, uint64) error
+		read    func(*pebble.DB, uint64) (int, error)
+		write4k func(db *pebble.DB, blk uint64, slot uint32) error
+	}{{"pointers", writePointers, readPointers, write4kPointer}, {"tiles", writeTile, readTile, write4kTile}}
+	// filled is a pebble holding 1 GiB written in 1 MiB pieces, flushed.
+	filled := func(b *testing.B, write func(*pebble.DB, uint64) error) *pebble.DB {
+		db := openBenchPebble(b, b.TempDir(), true, 0).db
+		for r := range uint64(regions) {
+			if err := write(db, r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := db.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		return db
+	}
 	for _, f := range forms {
 		b.Run("write/"+f.name, func(b *testing.B) {
 			db := openBenchPebble(b, b.TempDir(), true, 0).db
@@ -117,57 +164,15 @@ func BenchmarkMetadata1M(b *testing.B) {
 			}
 		})
 	}
-	// A 4 KiB write at random over 1 GiB written in 1 MiB pieces, one
-	// generation later (a snapshot in between): read what the key or tile
-	// holds now, plan, commit. Tiles pay for cutting each 1 MiB tile the
-	// first time a block of it is written.
-	write4k := map[string]func(db *pebble.DB, blk uint64, slot uint32) error{
-		"pointers": func(db *pebble.DB, blk uint64, slot uint32) error {
-			var key [dataKeyLen]byte
-			now := held{}
-			val, closer, err := db.Get(dataKey(key[:0], lin, blk, 2))
-			if err == nil {
-				now = heldOf(val)
-				closer.Close()
-			} else if err != pebble.ErrNotFound {
-				return err
-			}
-			var p versionPlan
-			planVersions(&p, lin, 2, []newVersion{{blk: blk, val: zeroBlock[:], placed: true, seg: 1 << 20, slot: slot, epoch: 1, now: now}}, fakeSlots{synced: 2})
-			batch := db.NewBatch()
-			for _, kv := range p.sets {
-				_ = batch.Set(kv.key, kv.val, nil)
-			}
-			return batch.Commit(pebble.NoSync)
-		},
-		"tiles": func(db *pebble.DB, blk uint64, slot uint32) error {
-			near, err := readTilesNear(db, lin, blk, blk+1)
-			if err != nil {
-				return err
-			}
-			p := planTiles(2, []tileWrite{{first: blk, n: 1, kind: tileData, seg: 1 << 20, slot: slot, epoch: 1, crcs: crcs[:1]}}, near, fakeSlots{synced: 2})
-			batch := db.NewBatch()
-			p.addTo(batch, lin)
-			return batch.Commit(pebble.NoSync)
-		},
-	}
 	for _, f := range forms {
 		b.Run("write4k/"+f.name, func(b *testing.B) {
-			db := openBenchPebble(b, b.TempDir(), true, 0).db
+			db := filled(b, f.write)
 			defer db.Close()
-			for r := range uint64(regions) {
-				if err := f.write(db, r); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := db.Flush(); err != nil {
-				b.Fatal(err)
-			}
 			rng := rand.New(rand.NewPCG(1, 2))
 			b.SetBytes(BlockSize)
 			b.ResetTimer()
 			for i := range b.N {
-				if err := write4k[f.name](db, rng.Uint64N(regions*run), uint32(i)); err != nil {
+				if err := f.write4k(db, rng.Uint64N(regions*run), uint32(i)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -175,16 +180,8 @@ func BenchmarkMetadata1M(b *testing.B) {
 	}
 	for _, f := range forms {
 		b.Run("read/"+f.name, func(b *testing.B) {
-			db := openBenchPebble(b, b.TempDir(), true, 0).db
+			db := filled(b, f.write)
 			defer db.Close()
-			for r := range uint64(regions) {
-				if err := f.write(db, r); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := db.Flush(); err != nil {
-				b.Fatal(err)
-			}
 			b.SetBytes(run * BlockSize)
 			b.ResetTimer()
 			for i := range b.N {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -33,19 +34,7 @@ func TestTilePlans(t *testing.T) {
 		if d.Cmd != "tiles" {
 			return "unknown command " + d.Cmd
 		}
-		var gen uint64
-		d.ScanArgs(t, "gen", &gen)
-		segs := fakeSlots{retiring: map[uint32]bool{}}
-		if d.HasArg("synced") {
-			d.ScanArgs(t, "synced", &segs.synced)
-		}
-		if d.HasArg("retiring") {
-			var list string
-			d.ScanArgs(t, "retiring", &list)
-			for _, f := range strings.Split(list, ",") {
-				segs.retiring[uint32(atoi(t, f))] = true
-			}
-		}
+		gen, segs := scanPlanArgs(t, d)
 		var now []tile
 		var writes []tileWrite
 		for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
@@ -358,21 +347,9 @@ func checkTileIndex(t *testing.T, step int, db *pebble.DB, tiles []tile, gen uin
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !equalReads(got, want) {
+	if !maps.Equal(got, want) {
 		t.Fatalf("step %d: visitTiles over [%d,%d) at gen %d read %d blocks, the list %d, or other versions", step, first, last, g, len(got), len(want))
 	}
-}
-
-func equalReads(a, b map[uint64]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // describeRead is what block i of version v reads as.

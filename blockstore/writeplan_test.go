@@ -61,10 +61,11 @@ func (f fakeSlots) isRetiring(seg uint32) bool           { return f.retiring[seg
 
 const scriptLineage = 7
 
-func planScript(t *testing.T, d *datadriven.TestData) string {
-	var gen uint64
+// scanPlanArgs reads a planner script's gen=<g> [synced=<epoch>]
+// [retiring=<seg>,...].
+func scanPlanArgs(t *testing.T, d *datadriven.TestData) (gen uint64, segs fakeSlots) {
 	d.ScanArgs(t, "gen", &gen)
-	segs := fakeSlots{retiring: map[uint32]bool{}}
+	segs = fakeSlots{retiring: map[uint32]bool{}}
 	if d.HasArg("synced") {
 		d.ScanArgs(t, "synced", &segs.synced)
 	}
@@ -75,6 +76,11 @@ func planScript(t *testing.T, d *datadriven.TestData) string {
 			segs.retiring[uint32(atoi(t, f))] = true
 		}
 	}
+	return gen, segs
+}
+
+func planScript(t *testing.T, d *datadriven.TestData) string {
+	gen, segs := scanPlanArgs(t, d)
 	var vs []newVersion
 	for _, line := range strings.Split(strings.TrimSpace(d.Input), "\n") {
 		f := strings.Fields(line)
