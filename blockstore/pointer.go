@@ -100,6 +100,17 @@ func decodeSegValue(val []byte) segValue {
 // decodePointer returns the slot a pointer value names.
 func decodePointer(val []byte) pointer { return decodeSegValue(val).cur }
 
+// pointerIn returns the slot a version's value names, if it is a pointer.
+func pointerIn(val []byte) (pointer, bool) {
+	if !isPointer(val) {
+		return pointer{}, false
+	}
+	return decodePointer(val), true
+}
+
+// names reports whether p is slot slot of segment seg.
+func (p pointer) names(seg, slot uint32) bool { return p.seg == seg && p.slot == slot }
+
 // isData reports whether a version's value holds data (inline or in a
 // segment) rather than a hole or zero marker.
 func isData(val []byte) bool { return len(val) == BlockSize || isPointer(val) }

@@ -163,10 +163,8 @@ func (s *Store) segmentSlots(id uint32) (refs []slotRef, err error) {
 				if err != nil {
 					return nil, err
 				}
-				if isPointer(val) {
-					cur := decodePointer(val)
-					live = cur.seg == id && cur.slot == slot
-				}
+				cur, ok := pointerIn(val)
+				live = ok && cur.names(id, slot)
 			}
 			refs = append(refs, slotRef{slot: slot, key: key, live: live})
 		}
@@ -184,10 +182,8 @@ func (s *Store) pointerAt(key []byte) (pointer, bool, error) {
 		return pointer{}, false, err
 	}
 	defer closer.Close()
-	if !isPointer(val) {
-		return pointer{}, false, nil
-	}
-	return decodePointer(val), true, nil
+	cur, ok := pointerIn(val)
+	return cur, ok, nil
 }
 
 func (s *Store) reclaimSegment(id uint32, slots []slotRef) (moved uint64, err error) {
@@ -242,7 +238,7 @@ func (s *Store) moveSlot(id uint32, sl slotRef) (bool, error) {
 	// returns (the segment file goes after the last move).
 	defer s.newest.forget(lin, blk, blk)
 	cur, ok, err := s.pointerAt(sl.key)
-	if err != nil || !ok || cur.seg != id || cur.slot != sl.slot {
+	if err != nil || !ok || !cur.names(id, sl.slot) {
 		return false, err
 	}
 	var buf [BlockSize]byte
