@@ -226,20 +226,19 @@ func planTiles(gen uint64, writes []tileWrite, now []tile, segs slotState) tileP
 }
 
 // shadowOf is the shadow a version replacing v at its own generation
-// keeps (see planTiles); ok is false when it needs none: v's own
-// shadow was none and v is not durable yet.
+// keeps (keepsReplaced, as for pointers' prev); ok is false when it needs
+// none: v's own shadow was none and v is not durable yet.
 func shadowOf(v tileVersion, backing *tileVersion, segs slotState, syncFirst *bool) (tileVersion, bool) {
+	durable := v.kind != tileData || segs.durable(pointer{seg: v.seg, slot: v.slot}, v.epoch)
+	carriedRetiring := backing != nil && backing.kind == tileData && segs.isRetiring(backing.seg)
 	switch {
-	case v.kind != tileData || segs.durable(pointer{seg: v.seg, slot: v.slot}, v.epoch):
-	case backing != nil && backing.kind == tileData && segs.isRetiring(backing.seg):
-		*syncFirst = true
+	case keepsReplaced(durable, carriedRetiring, syncFirst):
+		v.shadow = true
+		return v, true
 	case backing != nil:
 		return *backing, true
-	default:
-		return tileVersion{}, false
 	}
-	v.shadow = true
-	return v, true
+	return tileVersion{}, false
 }
 
 // dropSettledShadows returns vs without the shadows whose version above

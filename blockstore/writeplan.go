@@ -250,14 +250,28 @@ func prevOf(now held, segs slotState, syncFirst *bool) (byte, pointer) {
 		return prevZero, pointer{}
 	case heldSlot:
 		v := now.slot
-		switch {
-		case segs.durable(v.cur, v.epoch):
-			return prevPointer, v.cur
-		case v.prevKind == prevPointer && segs.isRetiring(v.prev.seg):
-			*syncFirst = true
+		if keepsReplaced(segs.durable(v.cur, v.epoch), v.prevKind == prevPointer && segs.isRetiring(v.prev.seg), syncFirst) {
 			return prevPointer, v.cur
 		}
 		return v.prevKind, v.prev
 	}
 	return prevNone, pointer{}
+}
+
+// keepsReplaced is the rule of power-loss fallbacks, for pointers' prev
+// and tiles' shadows alike: a version replacing a value at the same
+// generation falls back to that value when it is durable, else to what
+// that value fell back to. When the latter is in a segment being
+// reclaimed, the segments are synced first (syncFirst) and the replaced
+// value is the fallback, so recovery never needs a slot reclaim may
+// remove (reclaim.go).
+func keepsReplaced(durable, carriedRetiring bool, syncFirst *bool) bool {
+	switch {
+	case durable:
+		return true
+	case carriedRetiring:
+		*syncFirst = true
+		return true
+	}
+	return false
 }
