@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -15,7 +16,12 @@ func tileSpan(lin uint64) (lo, hi []byte) { return lineageSpan(tagTile, lin) }
 
 // readTilesNear returns what planTiles needs for writes over blocks
 // [lo, hi) of lineage lin: the tiles overlapping them, and the tiles
-// right before and after those when they touch.
+// touching those on either side when the plan could join them: always
+// where a written piece will touch it, and where a tile the write cuts
+// carries a shadow (its remainder may lose it, and then continue its
+// neighbour). A remainder left as it was cannot join a neighbour it did
+// not join before, since tiles are kept as long as they can be. So a
+// write inside one tile, the usual small random write, costs one seek.
 func readTilesNear(r pebble.Reader, lin, lo, hi uint64) ([]tile, error) {
 	slo, shi := tileSpan(lin)
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: slo, UpperBound: shi})
@@ -23,7 +29,6 @@ func readTilesNear(r pebble.Reader, lin, lo, hi uint64) ([]tile, error) {
 		return nil, err
 	}
 	defer it.Close()
-	var out []tile
 	at := func() (tile, error) {
 		val, err := it.ValueAndErr()
 		if err != nil {
@@ -31,38 +36,73 @@ func readTilesNear(r pebble.Reader, lin, lo, hi uint64) ([]tile, error) {
 		}
 		return decodeTile(lin, it.Key(), val) // copies what it keeps
 	}
+	var out []tile
+	var before *tile // the tile ending at lo-1, which the seek meets first
 	var key [tileKeyLen]byte
-	valid := it.SeekGE(tileKey(key[:0], lin, lo))
-	u0 := lo
+	valid := it.SeekGE(tileKey(key[:0], lin, max(lo, 1)-1))
 	for ; valid; valid = it.Next() {
 		t, err := at()
 		if err != nil {
 			return nil, err
 		}
-		if t.first >= hi {
-			if t.first == max(hi, lastEnd(out, hi)) {
-				out = append(out, t) // the neighbour after, touching
+		switch {
+		case t.last < lo:
+			before = &t
+			continue
+		case t.first < hi:
+			out = append(out, t)
+			if t.last+1 > hi && !hasShadow(&t) {
+				return withBefore(it, lin, before, out, lo)
 			}
-			break
+			continue
 		}
-		if len(out) == 0 {
-			u0 = min(lo, t.first)
+		// The first tile past the write: a neighbour when it touches the
+		// last piece, written or cut.
+		if t.first == max(hi, lastEnd(out, hi)) {
+			out = append(out, t)
 		}
-		out = append(out, t)
+		break
 	}
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
-	if u0 > 0 && it.SeekLT(tileKey(key[:0], lin, u0)) {
-		t, err := at()
-		if err != nil {
-			return nil, err
+	return withBefore(it, lin, before, out, lo)
+}
+
+// withBefore completes readTilesNear on the left: the tile the seek met
+// before lo when a written piece starts at lo, or, when the first tile
+// overlapping starts before lo and carries a shadow, the tile touching it.
+func withBefore(it *pebble.Iterator, lin uint64, before *tile, out []tile, lo uint64) ([]tile, error) {
+	if len(out) == 0 || out[0].first >= lo {
+		if before != nil {
+			out = append([]tile{*before}, out...)
 		}
-		if t.last+1 == u0 {
-			out = append([]tile{t}, out...)
-		}
+		return out, nil
 	}
-	return out, it.Error()
+	first := out[0].first
+	if first == 0 || !hasShadow(&out[0]) {
+		return out, nil
+	}
+	var key [tileKeyLen]byte
+	if !it.SeekLT(tileKey(key[:0], lin, first)) {
+		return out, it.Error()
+	}
+	val, err := it.ValueAndErr()
+	if err != nil {
+		return nil, err
+	}
+	t, err := decodeTile(lin, it.Key(), val)
+	if err != nil {
+		return nil, err
+	}
+	if t.last+1 == first {
+		out = append([]tile{t}, out...)
+	}
+	return out, nil
+}
+
+func hasShadow(t *tile) bool {
+	return slices.ContainsFunc(t.vs, func(v tileVersion) bool { return v.shadow })
 }
 
 // lastEnd is the block after the last of ts, or def when ts is empty.

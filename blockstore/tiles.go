@@ -129,7 +129,8 @@ func planTiles(gen uint64, writes []tileWrite, now []tile, segs slotState) tileP
 	if len(now) > 0 {
 		lo, hi = min(lo, now[0].first), max(hi, now[len(now)-1].last+1)
 	}
-	cuts := []uint64{lo, hi}
+	var buf [8]uint64 // a small write's cuts
+	cuts := append(buf[:0], lo, hi)
 	for _, t := range now {
 		cuts = append(cuts, t.first, t.last+1)
 	}
@@ -202,20 +203,23 @@ func planTiles(gen uint64, writes []tileWrite, now []tile, segs slotState) tileP
 	pieces = mergeTiles(pieces)
 
 	// Keys: a tile is keyed by its last block, so a piece that ends where
-	// a tile of now ended overwrites it; the other tiles of now go.
-	ends := make(map[uint64]bool, len(pieces))
+	// a tile of now ended overwrites it (or is that tile, unchanged); the
+	// other tiles of now go. Both lists are in block order.
+	j := 0
 	for _, t := range pieces {
-		ends[t.last] = true
-	}
-	for _, t := range now {
-		if !ends[t.last] {
-			p.deletes = append(p.deletes, t.last)
+		for ; j < len(now) && now[j].last < t.last; j++ {
+			p.deletes = append(p.deletes, now[j].last)
 		}
-	}
-	for _, t := range pieces {
-		if !slices.ContainsFunc(now, func(o tile) bool { return sameTile(o, t) }) {
-			p.sets = append(p.sets, t)
+		if j < len(now) && now[j].last == t.last {
+			j++
+			if sharesVersions(now[j-1], t) || sameTile(now[j-1], t) {
+				continue
+			}
 		}
+		p.sets = append(p.sets, t)
+	}
+	for ; j < len(now); j++ {
+		p.deletes = append(p.deletes, now[j].last)
 	}
 	for _, w := range writes {
 		if w.kind == tileData {
@@ -243,19 +247,33 @@ func shadowOf(v tileVersion, backing *tileVersion, segs slotState, syncFirst *bo
 
 // dropSettledShadows returns vs without the shadows whose version above
 // is durable.
+// It returns vs itself when there are none.
 func dropSettledShadows(vs []tileVersion, segs slotState) []tileVersion {
-	out := vs[:0:0]
-	for i, v := range vs {
-		if v.shadow && i > 0 && (vs[i-1].kind != tileData || segs.durable(pointer{seg: vs[i-1].seg, slot: vs[i-1].slot}, vs[i-1].epoch)) {
-			continue
+	settled := func(i int) bool {
+		return vs[i].shadow && i > 0 && (vs[i-1].kind != tileData || segs.durable(pointer{seg: vs[i-1].seg, slot: vs[i-1].slot}, vs[i-1].epoch))
+	}
+	i := 0
+	for i < len(vs) && !settled(i) {
+		i++
+	}
+	if i == len(vs) {
+		return vs
+	}
+	out := slices.Clone(vs[:i:i])
+	for ; i < len(vs); i++ {
+		if !settled(i) {
+			out = append(out, vs[i])
 		}
-		out = append(out, v)
 	}
 	return out
 }
 
-// sliceTile is t's blocks [x, y) (within t).
+// sliceTile is t's blocks [x, y) (within t); all of t is t itself,
+// sharing its versions.
 func sliceTile(t *tile, x, y uint64) tile {
+	if x == t.first && y == t.last+1 {
+		return *t
+	}
 	out := tile{first: x, last: y - 1, vs: make([]tileVersion, len(t.vs))}
 	for i, v := range t.vs {
 		out.vs[i] = v.slice(x-t.first, y-x)
@@ -264,13 +282,15 @@ func sliceTile(t *tile, x, y uint64) tile {
 }
 
 // mergeTiles joins neighbouring tiles of one chunk whose stacks continue
-// each other.
+// each other. It changes no tile's versions in place: they may be shared
+// with the tiles planTiles was given.
 func mergeTiles(ts []tile) []tile {
-	var out []tile
+	out := ts[:0] // never past the tile being read
 	for _, t := range ts {
 		if n := len(out); n > 0 {
 			prev := &out[n-1]
 			if prev.last+1 == t.first && prev.first/chunkBlocks == t.first/chunkBlocks && stacksContinue(prev, &t) {
+				prev.vs = slices.Clone(prev.vs)
 				for i := range prev.vs {
 					if prev.vs[i].kind == tileData {
 						prev.vs[i].crcs = append(slices.Clip(prev.vs[i].crcs), t.vs[i].crcs...)
@@ -296,6 +316,11 @@ func stacksContinue(a, b *tile) bool {
 		}
 	}
 	return true
+}
+
+// sharesVersions reports whether b is a, passed through as it was.
+func sharesVersions(a, b tile) bool {
+	return a.first == b.first && a.last == b.last && len(a.vs) == len(b.vs) && len(a.vs) > 0 && &a.vs[0] == &b.vs[0]
 }
 
 func sameTile(a, b tile) bool {

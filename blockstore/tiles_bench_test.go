@@ -104,40 +104,69 @@ func BenchmarkMetadata1M(b *testing.B) {
 	// holds now, plan, commit. Tiles pay for cutting each 1 MiB tile the
 	// first time a block of it is written. The pointer's planVersions also
 	// takes the block's CRC, which the tile is handed: that favours tiles.
-	write4kPointer := func(db *pebble.DB, blk uint64, slot uint32) error {
-		var key [dataKeyLen]byte
-		now := held{}
-		val, closer, err := db.Get(dataKey(key[:0], lin, blk, 2))
-		if err == nil {
-			now = heldOf(val)
-			closer.Close()
-		} else if err != pebble.ErrNotFound {
-			return err
+	//
+	// With a cache, what the write reads is kept in memory, as the newest
+	// cache keeps a block's pointer and chunkTiles a chunk's tiles: no
+	// pebble read once the block or chunk is known.
+	write4kPointer := func(cache map[uint64]held) func(*pebble.DB, uint64, uint32) error {
+		return func(db *pebble.DB, blk uint64, slot uint32) error {
+			now, ok := cache[blk]
+			if !ok {
+				var key [dataKeyLen]byte
+				val, closer, err := db.Get(dataKey(key[:0], lin, blk, 2))
+				if err == nil {
+					now = heldOf(val)
+					closer.Close()
+				} else if err != pebble.ErrNotFound {
+					return err
+				}
+			}
+			var p versionPlan
+			planVersions(&p, lin, 2, []newVersion{{blk: blk, val: zeroBlock[:], placed: true, seg: 1 << 20, slot: slot, epoch: 1, now: now}}, fakeSlots{synced: 2})
+			batch := db.NewBatch()
+			for _, kv := range p.sets {
+				_ = batch.Set(kv.key, kv.val, nil)
+			}
+			if cache != nil {
+				cache[blk] = heldOf(p.sets[0].val)
+			}
+			return batch.Commit(pebble.NoSync)
 		}
-		var p versionPlan
-		planVersions(&p, lin, 2, []newVersion{{blk: blk, val: zeroBlock[:], placed: true, seg: 1 << 20, slot: slot, epoch: 1, now: now}}, fakeSlots{synced: 2})
-		batch := db.NewBatch()
-		for _, kv := range p.sets {
-			_ = batch.Set(kv.key, kv.val, nil)
-		}
-		return batch.Commit(pebble.NoSync)
 	}
-	write4kTile := func(db *pebble.DB, blk uint64, slot uint32) error {
-		near, err := readTilesNear(db, lin, blk, blk+1)
-		if err != nil {
-			return err
+	write4kTile := func(cache map[uint64]*chunkTiles) func(*pebble.DB, uint64, uint32) error {
+		return func(db *pebble.DB, blk uint64, slot uint32) error {
+			var near []tile
+			c := cache[blk/chunkBlocks]
+			var err error
+			switch {
+			case c != nil:
+				near = c.near(blk, blk+1)
+			case cache != nil:
+				if c, err = readChunkTiles(db, lin, blk/chunkBlocks); err != nil {
+					return err
+				}
+				cache[blk/chunkBlocks] = c
+				near = c.near(blk, blk+1)
+			default:
+				if near, err = readTilesNear(db, lin, blk, blk+1); err != nil {
+					return err
+				}
+			}
+			p := planTiles(2, []tileWrite{{first: blk, n: 1, kind: tileData, seg: 1 << 20, slot: slot, epoch: 1, crcs: crcs[:1]}}, near, fakeSlots{synced: 2})
+			batch := db.NewBatch()
+			p.addTo(batch, lin)
+			if c != nil {
+				c.apply(&p)
+			}
+			return batch.Commit(pebble.NoSync)
 		}
-		p := planTiles(2, []tileWrite{{first: blk, n: 1, kind: tileData, seg: 1 << 20, slot: slot, epoch: 1, crcs: crcs[:1]}}, near, fakeSlots{synced: 2})
-		batch := db.NewBatch()
-		p.addTo(batch, lin)
-		return batch.Commit(pebble.NoSync)
 	}
 	forms := []struct {
 		name    string
 		write   func(*pebble.DB, uint64) error
 		read    func(*pebble.DB, uint64) (int, error)
 		write4k func(db *pebble.DB, blk uint64, slot uint32) error
-	}{{"pointers", writePointers, readPointers, write4kPointer}, {"tiles", writeTile, readTile, write4kTile}}
+	}{{"pointers", writePointers, readPointers, write4kPointer(nil)}, {"tiles", writeTile, readTile, write4kTile(nil)}}
 	// filled is a pebble holding 1 GiB written in 1 MiB pieces, flushed.
 	filled := func(b *testing.B, write func(*pebble.DB, uint64) error) *pebble.DB {
 		db := openBenchPebble(b, b.TempDir(), true, 0).db
@@ -164,7 +193,17 @@ func BenchmarkMetadata1M(b *testing.B) {
 			}
 		})
 	}
-	for _, f := range forms {
+	cached := []struct {
+		name  string
+		write func(*pebble.DB, uint64) error
+		w4k   func(db *pebble.DB, blk uint64, slot uint32) error
+	}{
+		{forms[0].name, forms[0].write, forms[0].write4k},
+		{forms[1].name, forms[1].write, forms[1].write4k},
+		{"pointers-cached", writePointers, write4kPointer(map[uint64]held{})},
+		{"tiles-cached", writeTile, write4kTile(map[uint64]*chunkTiles{})},
+	}
+	for _, f := range cached {
 		b.Run("write4k/"+f.name, func(b *testing.B) {
 			db := filled(b, f.write)
 			defer db.Close()
@@ -172,7 +211,7 @@ func BenchmarkMetadata1M(b *testing.B) {
 			b.SetBytes(BlockSize)
 			b.ResetTimer()
 			for i := range b.N {
-				if err := f.write4k(db, rng.Uint64N(regions*run), uint32(i)); err != nil {
+				if err := f.w4k(db, rng.Uint64N(regions*run), uint32(i)); err != nil {
 					b.Fatal(err)
 				}
 			}

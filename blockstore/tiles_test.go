@@ -229,6 +229,10 @@ func runTilesModel(t *testing.T, seed uint64, steps int, db *pebble.DB) {
 	// so slots follow on across writes as well as within one.
 	epoch, lastEnd := uint32(0), uint64(0)
 	ls := &lanes{next: 4}
+	chunks := map[uint64]*chunkTiles{} // each chunk's cache, kept by its plans
+	for ch := range uint64(disk / chunkBlocks) {
+		chunks[ch] = &chunkTiles{ch: ch}
+	}
 	for i := range ls.seg {
 		ls.seg[i] = uint32(i)
 	}
@@ -264,15 +268,19 @@ func runTilesModel(t *testing.T, seed uint64, steps int, db *pebble.DB) {
 			if db != nil {
 				got, err := readTilesNear(db, scriptLineage, first, first+n)
 				if err != nil || !slices.EqualFunc(got, near, sameTile) {
-					t.Fatalf("step %d: readTilesNear(%d, %d) = %d tiles (%v), the list's %d", step, first, first+n, len(got), err, len(near))
+					t.Fatalf("step %d: readTilesNear(%d, %d) = %d tiles (%v), the list's %d\n%v\n%v", step, first, first+n, len(got), err, len(near), got, near)
 				}
 			}
 			p := planTiles(gen, writes, near, segs)
+			if wide := planTiles(gen, writes, tilesAround(tiles, first, first+n), segs); !samePlan(p, wide) {
+				t.Fatalf("step %d (%s): the plan from the tiles near differs from the plan from every tile around", step, what)
+			}
 			sync := applyToModel(model, gen, writes, segs)
 			if sync != p.syncFirst {
 				t.Fatalf("step %d (%s): tiles say sync first %v, the per-block rules %v", step, what, p.syncFirst, sync)
 			}
 			tiles = applyTilePlan(t, tiles, p)
+			checkChunkTiles(t, step, chunks, tiles, p, rng)
 			if db != nil {
 				b := db.NewBatch()
 				p.addTo(b, scriptLineage)
@@ -296,6 +304,29 @@ func runTilesModel(t *testing.T, seed uint64, steps int, db *pebble.DB) {
 			}
 		}
 		checkTiles(t, step, what, tiles, model, gens, segs)
+	}
+}
+
+// checkChunkTiles applies plan p to the chunks' caches and checks that
+// each holds the list's tiles of its chunk, and that near picks from a
+// chunk what tilesNear picks from the list, but for tiles of other chunks.
+func checkChunkTiles(t *testing.T, step int, chunks map[uint64]*chunkTiles, tiles []tile, p tilePlan, rng *rand.Rand) {
+	t.Helper()
+	for ch, c := range chunks {
+		c.apply(&p)
+		want := slices.DeleteFunc(slices.Clone(tiles), func(tl tile) bool { return tl.first/chunkBlocks != ch })
+		if !slices.EqualFunc(c.tiles, want, sameTile) {
+			t.Fatalf("step %d: chunk %d holds %d tiles, the list %d there, or they differ", step, ch, len(c.tiles), len(want))
+		}
+		lo := ch*chunkBlocks + rng.Uint64N(chunkBlocks)
+		hi := lo + 1 + rng.Uint64N(min(16, (ch+1)*chunkBlocks-lo))
+		if rng.IntN(4) == 0 {
+			hi = lo + 1 + rng.Uint64N((ch+1)*chunkBlocks-lo)
+		}
+		want = slices.DeleteFunc(slices.Clone(tilesNear(tiles, lo, hi)), func(tl tile) bool { return tl.first/chunkBlocks != ch })
+		if got := c.near(lo, hi); !slices.EqualFunc(got, want, sameTile) {
+			t.Fatalf("step %d: chunk %d near [%d,%d) gives %d tiles, the list %d", step, ch, lo, hi, len(got), len(want))
+		}
 	}
 }
 
@@ -360,18 +391,11 @@ func describeRead(v tileVersion, i uint64) string {
 	return fmt.Sprintf("%d kind %d", v.gen, v.kind)
 }
 
-// tilesNear is what a writer reads for planTiles: the tiles overlapping
-// [lo, hi) and the ones touching those.
-func tilesNear(tiles []tile, lo, hi uint64) []tile {
-	i := 0
-	for i < len(tiles) && tiles[i].last < lo {
-		i++
-	}
-	j := i
-	for j < len(tiles) && tiles[j].first < hi {
-		j++
-	}
-	// The span of what overlaps, and the neighbours touching it.
+// tilesAround is the tiles overlapping [lo, hi) and every tile touching
+// those: all a plan could ever look at, where tilesNear leaves out the
+// ones it cannot join.
+func tilesAround(tiles []tile, lo, hi uint64) []tile {
+	i, j := overlapping(tiles, lo, hi)
 	u0, u1 := lo, hi
 	if j > i {
 		u0, u1 = min(lo, tiles[i].first), max(hi, tiles[j-1].last+1)
@@ -383,6 +407,24 @@ func tilesNear(tiles []tile, lo, hi uint64) []tile {
 		j++
 	}
 	return tiles[i:j]
+}
+
+// samePlan reports whether two plans make the same changes.
+func samePlan(a, b tilePlan) bool {
+	return a.syncFirst == b.syncFirst && slices.Equal(a.deletes, b.deletes) &&
+		slices.EqualFunc(a.sets, b.sets, sameTile) && slices.Equal(a.reverse, b.reverse)
+}
+
+// overlapping is the index range of the tiles overlapping [lo, hi).
+func overlapping(tiles []tile, lo, hi uint64) (i, j int) {
+	for i < len(tiles) && tiles[i].last < lo {
+		i++
+	}
+	j = i
+	for j < len(tiles) && tiles[j].first < hi {
+		j++
+	}
+	return i, j
 }
 
 // lanes are the open segments slots come from, and the next segment's
