@@ -283,6 +283,9 @@ func (s *Store) visitLayers(t *readTally, layers []layer, first, last uint64, fn
 // [first, last) that has one in lineage l.lin, with its generation.
 // Ascending SeekGE lets pebble step with Next instead of a fresh seek.
 func (s *Store) visitLayer(t *readTally, l layer, first, last uint64, fn func(blk, gen uint64, val []byte) error) error {
+	if s.tiles {
+		return s.visitLayerTiles(t, l, first, last, fn)
+	}
 	id := l.lin.rec.ID
 	lo, hi := blockSpan(id, first, last)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})

@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,15 +25,20 @@ type mode struct {
 	// directMin is Options.DirectIOMin (disk modes): 0 off, BlockSize
 	// to send every aligned run past the page cache.
 	directMin int
+	// tiles makes a new store keep data versions as tiles (Options.tiles).
+	tiles bool
 }
 
 var modes = []mode{
-	{"mem", true, true, false, 0, 0, 0},
-	{"disk", false, true, false, 0, 0, 0},
-	{"disk-novaluesep", false, false, false, 0, -1, 0},
-	{"mem-segments", true, false, true, 64, 2 * newestShardCount, 0},
-	{"disk-segments", false, false, true, 0, 0, 0},
-	{"disk-segments-direct", false, false, true, 64, 2 * newestShardCount, BlockSize},
+	{"mem", true, true, false, 0, 0, 0, false},
+	{"disk", false, true, false, 0, 0, 0, false},
+	{"disk-novaluesep", false, false, false, 0, -1, 0, false},
+	{"mem-segments", true, false, true, 64, 2 * newestShardCount, 0, false},
+	{"disk-segments", false, false, true, 0, 0, 0, false},
+	{"disk-segments-direct", false, false, true, 64, 2 * newestShardCount, BlockSize, false},
+	// The tile form being built (Options.tiles), in every test but the
+	// collector's.
+	{"mem-tiles", true, false, true, 64, 2 * newestShardCount, 0, true},
 }
 
 // env is one test's store, reopenable in the same mode.
@@ -65,7 +71,16 @@ func (e *env) advance(d time.Duration) {
 	e.now = e.now.Add(d)
 }
 
-func run(t *testing.T, body func(t *testing.T, e *env)) {
+func run(t *testing.T, body func(t *testing.T, e *env)) { runIn(t, modes, body) }
+
+// runPointers is run in the modes that keep a key per block version: the
+// collector does not prune tiles yet (docs/design-extents.md, order of
+// work), so its tests leave the tile form out until it does.
+func runPointers(t *testing.T, body func(t *testing.T, e *env)) {
+	runIn(t, slices.DeleteFunc(slices.Clone(modes), func(m mode) bool { return m.tiles }), body)
+}
+
+func runIn(t *testing.T, modes []mode, body func(t *testing.T, e *env)) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			e := newEnv(t, m)
@@ -105,6 +120,7 @@ func (e *env) options() Options {
 		segmentSlots:      e.mode.segmentSlots,
 		NewestCacheBlocks: e.mode.newestBlocks,
 		DirectIOMin:       e.mode.directMin,
+		tiles:             e.mode.tiles,
 		GCInterval:        -1,      // tests run the collector explicitly
 		MinFreeSpace:      1 << 20, // whatever the machine's disk has left
 	}

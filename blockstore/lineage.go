@@ -51,6 +51,7 @@ type lineage struct {
 	// stripes serialise read-modify-write of partial blocks against every
 	// other write of the same block (exclusive for RMW, shared otherwise).
 	stripes [stripeCount]sync.RWMutex
+	chunks  chunkLocks // a store of tiles: writers of a chunk, one at a time
 }
 
 const stripeCount = 128

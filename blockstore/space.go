@@ -134,15 +134,33 @@ func (s *Store) lineageBytes(lin *lineage) (uint64, error) {
 	if s.dataClosed {
 		return 0, ErrClosed
 	}
-	lo, hi := lineageSpan(tagData, lin.rec.ID)
+	tag := byte(tagData)
+	if s.tiles {
+		tag = tagTile
+	}
+	lo, hi := lineageSpan(tag, lin.rec.ID)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return 0, err
 	}
 	var n uint64
 	for it.First(); it.Valid(); it.Next() {
-		lv := it.LazyValue()
-		n += versionBytes(lv.Len())
+		if !s.tiles {
+			lv := it.LazyValue()
+			n += versionBytes(lv.Len())
+			continue
+		}
+		val, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		t, err := decodeTile(lin.rec.ID, it.Key(), val)
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		n += t.bytes()
 	}
 	if err := it.Close(); err != nil {
 		return 0, fmt.Errorf("blockstore: usage of lineage %d: %w", lin.rec.ID, err)

@@ -19,6 +19,11 @@ import (
 // formatV1, which it upgrades in place.
 const formatName = "vdiskd-blockstore-v2"
 
+// formatTiles is the form being built: data versions as tiles
+// (tiles.go) instead of a key per block. Only tests create it
+// (Options.tiles); a store in it opens in it.
+const formatTiles = "vdiskd-blockstore-v3-tiles-unfinished"
+
 // formatV1 is v2 without reverse keys of runs longer than one slot: every
 // v1 store is a v2 store, but a v1 build would misread a v2 one, so the
 // upgrade is recorded.
@@ -54,6 +59,10 @@ type Store struct {
 	moved       atomic.Uint64
 
 	space *spaceGuard // nil: no reserve kept (in-memory file systems)
+
+	// tiles: data versions are tiles ('t' keys), not a key per block
+	// ('d'); set once at Open from the store's format.
+	tiles bool
 }
 
 // Open opens (or creates) the store in dir. Pebble's lock file makes a
@@ -349,8 +358,15 @@ func (s *Store) load() error {
 func (s *Store) checkFormat() error {
 	v, closer, err := s.db.Get(storeMetaKey("format"))
 	if errors.Is(err, pebble.ErrNotFound) {
+		format := formatName
+		if s.opts.tiles {
+			if !s.opts.Segments {
+				return fmt.Errorf("%w: a store of tiles keeps data in segments only", ErrInvalid)
+			}
+			format, s.tiles = formatTiles, true
+		}
 		b := s.db.NewBatch()
-		_ = b.Set(storeMetaKey("format"), []byte(formatName), nil)
+		_ = b.Set(storeMetaKey("format"), []byte(format), nil)
 		return commit(b, true)
 	}
 	if err != nil {
@@ -360,6 +376,12 @@ func (s *Store) checkFormat() error {
 	closer.Close()
 	switch found {
 	case formatName:
+		return nil
+	case formatTiles:
+		if !s.opts.Segments {
+			return fmt.Errorf("%w: a store of tiles keeps data in segments only", ErrInvalid)
+		}
+		s.tiles = true
 		return nil
 	case formatV1:
 		b := s.db.NewBatch()

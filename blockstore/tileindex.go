@@ -173,3 +173,38 @@ func visitTiles(r pebble.Reader, lin, gen, first, last uint64, fn func(blk, n ui
 	}
 	return it.Error()
 }
+
+// visitLayerTiles is visitLayer over tiles: each block of a run gets the
+// value its own key would hold (a pointer without prev, or a marker), so
+// what reads do with versions stays one code path while the store moves
+// to tiles.
+func (s *Store) visitLayerTiles(t *readTally, l layer, first, last uint64, fn func(blk, gen uint64, val []byte) error) error {
+	var buf [pointerLen]byte
+	if t != nil {
+		t.iters++
+	}
+	return visitTiles(s.db, l.lin.rec.ID, l.gen, first, last, func(blk, n uint64, v tileVersion) error {
+		for i := range n {
+			val := v.blockValue(buf[:0], i)
+			if t != nil {
+				t.valueBytes += versionBytes(len(val))
+			}
+			if err := fn(blk+i, v.gen, val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// blockValue is the value the i-th block of v would hold as a key of its
+// own: a pointer (no prev: reads never need it) or a marker.
+func (v tileVersion) blockValue(dst []byte, i uint64) []byte {
+	switch v.kind {
+	case tileZero:
+		return valueZero
+	case tileHole:
+		return valueHole
+	}
+	return segValue{cur: pointer{seg: v.seg, slot: v.slot + uint32(i), crc: v.crcs[i]}, epoch: v.epoch}.append(dst)
+}

@@ -330,6 +330,23 @@ func sameTile(a, b tile) bool {
 	})
 }
 
+// bytes is what t's versions account for in space figures, as a key per
+// block would (versionBytes): a block for data, a byte per zero marker.
+// Shadows do not, as the prev inside a pointer does not.
+func (t *tile) bytes() uint64 {
+	var n uint64
+	for _, v := range t.vs {
+		switch {
+		case v.shadow:
+		case v.kind == tileData:
+			n += (t.last - t.first + 1) * BlockSize
+		case v.kind == tileZero:
+			n += t.last - t.first + 1
+		}
+	}
+	return n
+}
+
 // readTile returns the version of t a read at generation g sees, if any.
 func readTile(t *tile, g uint64) (tileVersion, bool) {
 	for _, v := range t.vs {

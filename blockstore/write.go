@@ -75,9 +75,12 @@ func (d *Disk) mutate(op string, off, n uint64, f Flags, p []byte) error {
 	} else {
 		b = d.s.db.NewBatch()
 	}
-	w := writer{d: d, lin: lin, b: b, gen: lin.rec.Head, off: off, first: first, c0: first >> 4, c1: (last >> 4) + 1, p: p,
+	w := writer{d: d, lin: lin, b: b, gen: lin.rec.Head, off: off, first: first, last: last, c0: first >> 4, c1: (last >> 4) + 1, p: p,
 		scratch: scratchPool.Get().(*scratch)}
 	defer func() {
+		if w.unlockChunks != nil {
+			w.unlockChunks()
+		}
 		w.scratch.release()
 		if w.b != nil {
 			w.b.Close()
@@ -123,6 +126,11 @@ type writer struct {
 	p      []byte    // the client's data, whose blocks versions may slice
 	off    uint64    // where p starts
 	first  uint64    // the first block the operation touches
+	last   uint64    // and the last
+	// In a store of tiles: the chunks' unlock once flushTiles locked
+	// them, and the drops (a private lineage's trim) not yet planned.
+	unlockChunks func()
+	drops        []tileWrite
 	// newest notes what each block will hold, for the newest cache, if
 	// the write settles it. done: the last piece committed.
 	settles bool
@@ -132,7 +140,8 @@ type writer struct {
 	segBytes int // written to segments, for IOStats
 	// reserved are the segments slots went to, released once the whole
 	// operation is done (reclaim leaves them alone until then).
-	reserved []*segmentFile
+	reserved  []*segmentFile
+	lastAdded uint64 // the block add took last
 }
 
 // scratch is a writer's reusable memory, pooled: without the pool each
@@ -144,6 +153,7 @@ type scratch struct {
 	// (markers; data in the inline form).
 	toSegments, inBatch []newVersion
 	plan                versionPlan
+	sorted              []newVersion // both, in block order (flushTiles)
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -159,7 +169,8 @@ func (sc *scratch) release() {
 func (sc *scratch) drop() {
 	clear(sc.toSegments)
 	clear(sc.inBatch)
-	sc.toSegments, sc.inBatch = sc.toSegments[:0], sc.inBatch[:0]
+	clear(sc.sorted)
+	sc.toSegments, sc.inBatch, sc.sorted = sc.toSegments[:0], sc.inBatch[:0], sc.sorted[:0]
 }
 
 // maxBatchOps bounds one batch of a zero or trim over a huge range (and of
@@ -199,6 +210,9 @@ func (w *writer) gather(st writeStep) error {
 			}
 		}
 	case stepDrop:
+		if w.d.s.tiles {
+			return w.dropTiles(st.first, st.end)
+		}
 		lo, hi := blockSpan(w.lin.rec.ID, st.first, st.end)
 		return w.b.DeleteRange(lo, hi, nil)
 	case stepHide:
@@ -215,6 +229,14 @@ func (w *writer) gather(st writeStep) error {
 // add takes blk's new value: a block of data (kept by reference: the
 // client's buffer or a merge buffer) or a marker.
 func (w *writer) add(blk uint64, val []byte) error {
+	if w.d.s.tiles && len(w.toSegments)+len(w.inBatch) >= maxPendBlocks && w.lastAdded/chunkBlocks != blk/chunkBlocks {
+		// Tiles flush at a chunk's end only: flushTiles reads the tiles
+		// of a chunk from pebble, which does not see the batch.
+		if err := w.flushTilesPiece(); err != nil {
+			return err
+		}
+	}
+	w.lastAdded = blk
 	if len(val) == BlockSize {
 		val = blockValue(val)
 	}
@@ -225,7 +247,7 @@ func (w *writer) add(blk uint64, val []byte) error {
 	} else {
 		w.inBatch = append(w.inBatch, v)
 	}
-	if len(w.toSegments)+len(w.inBatch) < maxPendBlocks {
+	if w.d.s.tiles || len(w.toSegments)+len(w.inBatch) < maxPendBlocks {
 		return nil
 	}
 	if err := w.flushPending(); err != nil {
@@ -251,9 +273,14 @@ func (w *writer) flushPending() error {
 				return err
 			}
 		}
-		if err := w.readCurrent(); err != nil {
-			return err
+		if !w.d.s.tiles {
+			if err := w.readCurrent(); err != nil {
+				return err
+			}
 		}
+	}
+	if w.d.s.tiles {
+		return w.flushTiles()
 	}
 	w.plan.reset()
 	planVersions(&w.plan, w.lin.rec.ID, w.gen, w.inBatch, w.d.s.segs)
