@@ -295,6 +295,9 @@ func (s *Store) openGCView(lin *lineage, first, last uint64) (*gcView, error) {
 }
 
 func (s *Store) collectChunk(lin *lineage, cands []uint32) (blocks, deleted int, err error) {
+	if s.tiles {
+		return s.collectTiles(lin, cands)
+	}
 	linID := lin.rec.ID
 	view, err := s.openGCView(lin, uint64(cands[0]), uint64(cands[len(cands)-1]))
 	if view == nil || err != nil {
@@ -377,8 +380,17 @@ func (s *Store) collectChunk(lin *lineage, cands []uint32) (blocks, deleted int,
 			return blocks, deleted, err
 		}
 	}
+	s.pruneOrphans(lin, view.head, view.pinChanges, clean)
+	return blocks, deleted, nil
+}
+
+// pruneOrphans takes the 64 KiB blocks clean (no version left between the
+// newest pin and the head) out of the lineage's orphan set, unless its
+// pins or head moved since the collector read them.
+func (s *Store) pruneOrphans(lin *lineage, head, pinChanges uint64, clean *roaring.Bitmap) {
 	s.mu.Lock()
-	if s.lineages[linID] == lin && lin.pinChanges == view.pinChanges && lin.rec.Head == view.head {
+	defer s.mu.Unlock()
+	if s.lineages[lin.rec.ID] == lin && lin.pinChanges == pinChanges && lin.rec.Head == head {
 		lin.mu.Lock()
 		if lin.orphan != nil {
 			lin.orphan.AndNot(clean)
@@ -388,8 +400,6 @@ func (s *Store) collectChunk(lin *lineage, cands []uint32) (blocks, deleted int,
 		}
 		lin.mu.Unlock()
 	}
-	s.mu.Unlock()
-	return blocks, deleted, nil
 }
 
 // deleteHeadHoles deletes redundant discard markers at the head generation

@@ -35,7 +35,7 @@ func randomData(n int, seed int64) []byte {
 // measured space falls from two copies to one, and destroying the volume
 // frees the rest.
 func TestGCReclaimsSnapshotSpace(t *testing.T) {
-	runPointers(t, func(t *testing.T, e *env) {
+	run(t, func(t *testing.T, e *env) {
 		const size = 16 << 20
 		e.create("a", mib(32))
 		e.write("a", 0, randomData(size, 1))
@@ -82,7 +82,7 @@ func TestGCReclaimsSnapshotSpace(t *testing.T) {
 // block possibly orphaned; the collector must stop scheduling work for
 // blocks it found clean, and must not lose versions in the process.
 func TestGCPrunesOrphans(t *testing.T) {
-	runPointers(t, func(t *testing.T, e *env) {
+	run(t, func(t *testing.T, e *env) {
 		e.create("a", mib(8))
 		if _, err := e.s.EnableCBT("a"); err != nil {
 			t.Fatal(err)
@@ -136,7 +136,7 @@ func TestGCPrunesOrphans(t *testing.T) {
 // seals them before the collector ran must persist them, or a restart
 // could never find those dead versions again.
 func TestGCPendingSurvivesSealAndRestart(t *testing.T) {
-	runPointers(t, func(t *testing.T, e *env) {
+	run(t, func(t *testing.T, e *env) {
 		e.create("a", mib(4))
 		e.write("a", 0, randomData(1<<20, 1))
 		e.snapshot("a", "s")
@@ -156,7 +156,7 @@ func TestGCPendingSurvivesSealAndRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		mo := &model{t: t, e: e}
-		if n := mo.countKeys(tagData, e.s.volumes["a"].lin.rec.ID); n != 256 {
+		if n := mo.countVersions(e.s.volumes["a"].lin.rec.ID); n != 256 {
 			t.Fatalf("%d versions of 256 written blocks remain", n)
 		}
 	})

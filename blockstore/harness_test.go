@@ -2,7 +2,6 @@ package blockstore
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -36,8 +35,7 @@ var modes = []mode{
 	{"mem-segments", true, false, true, 64, 2 * newestShardCount, 0, false},
 	{"disk-segments", false, false, true, 0, 0, 0, false},
 	{"disk-segments-direct", false, false, true, 64, 2 * newestShardCount, BlockSize, false},
-	// The tile form being built (Options.tiles), in every test but the
-	// collector's.
+	// The tile form being built (Options.tiles).
 	{"mem-tiles", true, false, true, 64, 2 * newestShardCount, 0, true},
 }
 
@@ -71,16 +69,7 @@ func (e *env) advance(d time.Duration) {
 	e.now = e.now.Add(d)
 }
 
-func run(t *testing.T, body func(t *testing.T, e *env)) { runIn(t, modes, body) }
-
-// runPointers is run in the modes that keep a key per block version: the
-// collector does not prune tiles yet (docs/design-extents.md, order of
-// work), so its tests leave the tile form out until it does.
-func runPointers(t *testing.T, body func(t *testing.T, e *env)) {
-	runIn(t, slices.DeleteFunc(slices.Clone(modes), func(m mode) bool { return m.tiles }), body)
-}
-
-func runIn(t *testing.T, modes []mode, body func(t *testing.T, e *env)) {
+func run(t *testing.T, body func(t *testing.T, e *env)) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			e := newEnv(t, m)

@@ -52,6 +52,8 @@ type lineage struct {
 	// other write of the same block (exclusive for RMW, shared otherwise).
 	stripes [stripeCount]sync.RWMutex
 	chunks  chunkLocks // a store of tiles: writers of a chunk, one at a time
+	// tileFence moves when every tile of the lineage is deleted (fenceTiles).
+	tileFence atomic.Uint64
 }
 
 const stripeCount = 128

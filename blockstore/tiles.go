@@ -202,13 +202,24 @@ func planTiles(gen uint64, writes []tileWrite, now []tile, segs slotState) tileP
 	}
 	pieces = mergeTiles(pieces)
 
-	// Keys: a tile is keyed by its last block, so a piece that ends where
-	// a tile of now ended overwrites it (or is that tile, unchanged); the
-	// other tiles of now go. Both lists are in block order.
+	p.deletes, p.sets = diffTiles(now, pieces)
+	for _, w := range writes {
+		if w.kind == tileData {
+			p.reverse = append(p.reverse, tileRun{seg: w.seg, slot: w.slot, first: w.first, n: w.n, gen: gen})
+		}
+	}
+	return p
+}
+
+// diffTiles is what turns tiles now into tiles next in pebble, both in
+// block order: a tile is keyed by its last block, so one of next that
+// ends where one of now ended overwrites it (or is that tile, unchanged);
+// the other tiles of now go.
+func diffTiles(now, next []tile) (deletes []uint64, sets []tile) {
 	j := 0
-	for _, t := range pieces {
+	for _, t := range next {
 		for ; j < len(now) && now[j].last < t.last; j++ {
-			p.deletes = append(p.deletes, now[j].last)
+			deletes = append(deletes, now[j].last)
 		}
 		if j < len(now) && now[j].last == t.last {
 			j++
@@ -216,17 +227,12 @@ func planTiles(gen uint64, writes []tileWrite, now []tile, segs slotState) tileP
 				continue
 			}
 		}
-		p.sets = append(p.sets, t)
+		sets = append(sets, t)
 	}
 	for ; j < len(now); j++ {
-		p.deletes = append(p.deletes, now[j].last)
+		deletes = append(deletes, now[j].last)
 	}
-	for _, w := range writes {
-		if w.kind == tileData {
-			p.reverse = append(p.reverse, tileRun{seg: w.seg, slot: w.slot, first: w.first, n: w.n, gen: gen})
-		}
-	}
-	return p
+	return deletes, sets
 }
 
 // shadowOf is the shadow a version replacing v at its own generation

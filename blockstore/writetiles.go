@@ -47,6 +47,16 @@ func (c *chunkLocks) lock(first, last uint64) (unlock func()) {
 	}
 }
 
+// fence waits for every writer and pruner of the lineage's chunks to
+// finish, and tells the pruners still to come (by tileFence) that their
+// view is stale: the lineage's tiles are about to be deleted. REQUIRES:
+// Store.mu held (no writer of the lineage can start: it has no live
+// volume left, or none that may still write data).
+func (l *lineage) fenceTiles() {
+	defer l.chunks.lock(0, chunkLockCount*chunkBlocks)()
+	l.tileFence.Add(1)
+}
+
 // tileWritesOf turns a batch's new versions, in block order, into runs:
 // data in consecutive slots of one segment written at one epoch, or
 // markers of one kind. crcs has room for every data version; the runs'
