@@ -736,24 +736,19 @@ func (m *model) countVersions(lin uint64) uint64 {
 		m.fatalf("lineage %d in a store of tiles has %d per-block keys", lin, keys)
 	}
 	lo, hi := tileSpan(lin)
-	it, err := m.e.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		m.fatalf("iter: %v", err)
-	}
-	defer it.Close()
-	var n uint64
-	for it.First(); it.Valid(); it.Next() {
-		t, err := decodeTile(lin, it.Key(), it.Value())
+	return m.sumSpan(lo, hi, func(k, v []byte) uint64 {
+		t, err := decodeTile(lin, k, v)
 		if err != nil {
 			m.fatalf("%v", err)
 		}
+		var n uint64
 		for _, v := range t.vs {
 			if !v.shadow {
 				n += t.last - t.first + 1
 			}
 		}
-	}
-	return n
+		return n
+	})
 }
 
 func (m *model) countKeys(tag byte, lin uint64) uint64 {
@@ -762,6 +757,11 @@ func (m *model) countKeys(tag byte, lin uint64) uint64 {
 }
 
 func (m *model) countSpan(lo, hi []byte) uint64 {
+	return m.sumSpan(lo, hi, func(k, v []byte) uint64 { return 1 })
+}
+
+// sumSpan adds up what count says of each key in [lo, hi).
+func (m *model) sumSpan(lo, hi []byte, count func(k, v []byte) uint64) uint64 {
 	it, err := m.e.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		m.fatalf("iter: %v", err)
@@ -769,7 +769,7 @@ func (m *model) countSpan(lo, hi []byte) uint64 {
 	defer it.Close()
 	var n uint64
 	for it.First(); it.Valid(); it.Next() {
-		n++
+		n += count(it.Key(), it.Value())
 	}
 	return n
 }
