@@ -69,7 +69,7 @@ func TestModel(t *testing.T) {
 	cached := modes[3]
 	cached.name, cached.newestBlocks = "mem-segments-cached", 0
 	// The tile form, with a tiny newest cache and with one holding every
-	// block; reclaim does not run on tiles yet.
+	// block.
 	tilesCached := modes[6]
 	tilesCached.name, tilesCached.newestBlocks = "mem-tiles-cached", 0
 	for _, m := range []mode{modes[0], modes[2], modes[3], cached, modes[5], modes[6], tilesCached} {
@@ -93,7 +93,7 @@ func TestModel(t *testing.T) {
 						t.Errorf("no direct writes or no direct reads: the O_DIRECT path went untested")
 					}
 				}
-				if m.segments && !m.tiles {
+				if m.segments {
 					t.Logf("%d segments reclaimed", mo.counts["segments reclaimed"])
 					if mo.counts["segments reclaimed"] == 0 && !testing.Short() {
 						t.Errorf("no segment was reclaimed: the reclaim path went untested")

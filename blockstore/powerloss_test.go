@@ -37,18 +37,15 @@ func TestPowerLoss(t *testing.T) {
 			rounds = 60
 		}
 	}
-	for _, segs := range []bool{false, true} {
-		name := "inline"
-		if segs {
-			name = "segments"
-		}
+	for _, form := range plForms {
+		name, segs := form.name, form.opts.Segments
 		t.Run(name, func(t *testing.T) {
 			fellBack := 0
 			for r := range rounds {
 				if *powerLossSeed != 0 && uint64(r+1) != *powerLossSeed {
 					continue
 				}
-				fellBack += powerLossRound(t, segs, uint64(r+1))
+				fellBack += powerLossRound(t, form.opts, uint64(r+1))
 				if t.Failed() {
 					t.Logf("replay with -run 'TestPowerLoss/%s' -powerloss.rounds=%d -powerloss.seed=%d", name, r+1, r+1)
 					return
@@ -77,10 +74,11 @@ type plBlock struct {
 
 // powerLossRound runs one round and returns how many pointers recovery
 // undid.
-func powerLossRound(t *testing.T, segs bool, seed uint64) (fellBack int) {
+func powerLossRound(t *testing.T, form Options, seed uint64) (fellBack int) {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b9))
 	fs := vfs.NewCrashableMem()
-	opts := Options{FS: fs, Segments: segs, GCInterval: -1, MemTableSize: 256 << 10, CacheSize: 8 << 20,
+	segs := form.Segments
+	opts := Options{FS: fs, Segments: segs, tiles: form.tiles, GCInterval: -1, MemTableSize: 256 << 10, CacheSize: 8 << 20,
 		Logf: func(string, ...any) {}, segmentSlots: 16}
 	s, err := Open("store", opts)
 	if err != nil {
@@ -305,14 +303,27 @@ func joinLog(log []string) string {
 	return b.String()
 }
 
+// plForms are the store's forms the power-loss tests cut the power under:
+// data in pebble, in segments with a pointer per block, in segments with
+// tiles.
+var plForms = []struct {
+	name string
+	opts Options
+}{
+	{"inline", Options{}},
+	{"segments", Options{Segments: true}},
+	{"tiles", Options{Segments: true, tiles: true}},
+}
+
 // TestFUATrimOfTrimmedBlocks: a FUA trim over blocks an unsynced trim
 // already discarded changes nothing, and pebble syncs nothing for an empty
 // batch; the FUA must still make the first trim durable. TestPowerLoss
 // found this at round 2,325 of 3,000.
 func TestFUATrimOfTrimmedBlocks(t *testing.T) {
-	for _, segs := range []bool{false, true} {
+	for _, form := range plForms {
 		fs := vfs.NewCrashableMem()
-		opts := Options{FS: fs, Segments: segs, GCInterval: -1, Logf: func(string, ...any) {}}
+		segs := form.opts.Segments
+		opts := Options{FS: fs, Segments: segs, tiles: form.opts.tiles, GCInterval: -1, Logf: func(string, ...any) {}}
 		s, err := Open("store", opts)
 		if err != nil {
 			t.Fatal(err)
@@ -356,7 +367,7 @@ func TestFUATrimOfTrimmedBlocks(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, make([]byte, len(got))) {
-			t.Errorf("segments=%v: blocks a FUA trim covered read their old data after a power cut", segs)
+			t.Errorf("%s: blocks a FUA trim covered read their old data after a power cut", form.name)
 		}
 		d2.Close()
 		if err := s2.Close(); err != nil {

@@ -87,11 +87,6 @@ func (s *Store) reclaim(maxLive float64, limit int) (ReclaimStats, error) {
 	if s.dataClosed {
 		return st, fmt.Errorf("blockstore: reclaim: %w", ErrClosed)
 	}
-	if s.tiles {
-		// Not yet: segmentSlots finds live slots through per-block keys,
-		// and would take every slot a tile names for dead.
-		return st, nil
-	}
 	ids := s.segs.sealed()
 	if limit > 0 && len(ids) > limit {
 		i, _ := slices.BinarySearch(ids, s.reclaimNext)
@@ -145,12 +140,16 @@ func (s *Store) segmentSlots(id uint32) (refs []slotRef, err error) {
 	// (BenchmarkReclaimScan). Its point-in-time view is no staler than
 	// Gets would be: a slot, once dead, never lives again, and moveSlot
 	// checks a live one again under its stripe.
-	lo, hi := []byte{tagData}, []byte{tagData + 1}
-	data, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	tag := byte(tagData)
+	if s.tiles {
+		tag = tagTile
+	}
+	data, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, data.Close()) }()
+	var last linTile // tiles only
 	for it.First(); it.Valid(); it.Next() {
 		_, first, run, err := decodeReverse(it.Key(), it.Value())
 		if err != nil {
@@ -158,6 +157,14 @@ func (s *Store) segmentSlots(id uint32) (refs []slotRef, err error) {
 		}
 		for i := range run.n {
 			slot, key := first+i, run.keyAt(nil, i)
+			if s.tiles {
+				live, err := tileSlotLive(data, &last, id, slot, key)
+				if err != nil {
+					return nil, err
+				}
+				refs = append(refs, slotRef{slot: slot, key: key, live: live})
+				continue
+			}
 			live := false
 			found := data.SeekGE(key)
 			if err := data.Error(); err != nil {
@@ -198,13 +205,11 @@ func (s *Store) reclaimSegment(id uint32, slots []slotRef) (moved uint64, err er
 		if !sl.live {
 			continue
 		}
-		ok, err := s.moveSlot(id, sl)
+		n, err := s.moveSlot(id, sl)
 		if err != nil {
 			return moved, fmt.Errorf("blockstore: reclaim segment %08x: %w", id, err)
 		}
-		if ok {
-			moved++
-		}
+		moved += n
 	}
 	// A write that made a slot dead before the scan may not have settled
 	// the cache yet: drop every block the segment held, so that no entry,
@@ -223,16 +228,20 @@ func (s *Store) reclaimSegment(id uint32, slots []slotRef) (moved uint64, err er
 	return moved, s.segs.remove(id)
 }
 
-// moveSlot copies a live slot forward if its key still names it. It holds
+// moveSlot copies a live slot forward if its key still names it, and
+// returns how many slots moved (in a store of tiles, moveTileRun's run). It holds
 // what a write of the block holds, with the stripe exclusive, and s.mu so
 // that no destroy drops the lineage between the check and the commit.
-func (s *Store) moveSlot(id uint32, sl slotRef) (bool, error) {
+func (s *Store) moveSlot(id uint32, sl slotRef) (uint64, error) {
+	if s.tiles {
+		return s.moveTileRun(id, sl)
+	}
 	linID, blk := binary.BigEndian.Uint64(sl.key[1:]), binary.BigEndian.Uint64(sl.key[9:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lin := s.lineages[linID]
 	if lin == nil {
-		return false, nil // dropped: its keys are gone
+		return 0, nil // dropped: its keys are gone
 	}
 	lin.mu.RLock()
 	defer lin.mu.RUnlock()
@@ -244,32 +253,32 @@ func (s *Store) moveSlot(id uint32, sl slotRef) (bool, error) {
 	defer s.newest.forget(lin, blk, blk)
 	cur, ok, err := s.pointerAt(sl.key)
 	if err != nil || !ok || !cur.names(id, sl.slot) {
-		return false, err
+		return 0, err
 	}
 	var buf [BlockSize]byte
 	if err := s.segs.readAt(buf[:], id, sl.slot); err != nil {
-		return false, err
+		return 0, err
 	}
 	if blockCRC(buf[:]) != cur.crc {
-		return false, fmt.Errorf("block %d of lineage %d: %w: slot %d fails its CRC", blk, linID, ErrCorrupt, sl.slot)
+		return 0, fmt.Errorf("block %d of lineage %d: %w: slot %d fails its CRC", blk, linID, ErrCorrupt, sl.slot)
 	}
 	sf, slot, err := s.segs.reserve(1)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	defer s.segs.release(sf)
 	epoch, err := s.segs.write(sf, slot, buf[:])
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	v := segValue{cur: pointer{seg: sf.id, slot: slot, crc: cur.crc}, epoch: epoch, prevKind: prevPointer, prev: cur}
 	b := s.db.NewBatch()
 	_ = b.Set(sl.key, v.append(nil), nil)
 	_ = b.Set(reverseKey(nil, sf.id, slot), reverseValue(nil, sl.key, 1), nil)
 	if err := commit(b, false); err != nil {
-		return false, err
+		return 0, err
 	}
-	return true, nil
+	return 1, nil
 }
 
 // removeUnreferencedSegments deletes segment files of earlier runs that no

@@ -1,9 +1,11 @@
 package blockstore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -72,11 +74,27 @@ func (s *Store) recoverSegments() (int, error) {
 	}
 	fixed := 0
 	var buf [BlockSize]byte
+	var tiles *pebble.Iterator // a store of tiles: its tiles, for findBadTileSlots
+	var bad []badSlot
+	if s.tiles {
+		if tiles, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTile}, UpperBound: []byte{tagTile + 1}}); err != nil {
+			it.Close()
+			return 0, err
+		}
+		defer tiles.Close()
+	}
 	for it.First(); it.Valid(); it.Next() {
 		seg, first, run, err := decodeReverse(it.Key(), it.Value())
 		if err != nil {
 			it.Close()
 			return 0, err
+		}
+		if s.tiles {
+			if bad, err = s.findBadTileSlots(tiles, bad, buf[:], seg, first, run); err != nil {
+				it.Close()
+				return 0, err
+			}
+			continue
 		}
 		for i := range run.n {
 			n, err := s.recoverSlot(b, buf[:], seg, first+i, run.keyAt(nil, i))
@@ -89,6 +107,15 @@ func (s *Store) recoverSegments() (int, error) {
 	}
 	if err := it.Close(); err != nil {
 		return 0, err
+	}
+	if len(bad) > 0 {
+		slices.SortFunc(bad, func(x, y badSlot) int {
+			return cmp.Or(cmp.Compare(x.lin, y.lin), cmp.Compare(x.last, y.last), cmp.Compare(x.blk, y.blk))
+		})
+		if err := s.fixTiles(b, bad); err != nil {
+			return 0, err
+		}
+		fixed = len(bad)
 	}
 	putMetaUint32(b, metaSegmentsDurable, s.segs.nextSegment())
 	if err := b.Commit(pebble.Sync); err != nil {
