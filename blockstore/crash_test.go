@@ -67,6 +67,7 @@ const (
 	crashEnvJournal = "VDISKD_CRASH_JOURNAL"
 	crashEnvSeed    = "VDISKD_CRASH_SEED"
 	crashEnvSnap    = "VDISKD_CRASH_SNAPNEXT"
+	crashEnvTiles   = "VDISKD_CRASH_TILES"
 
 	crashReady = "VDISKD-CRASH-CHILD-READY"
 
@@ -299,14 +300,15 @@ func crashPick(rng *rand.Rand, idx uint32, nsnaps int) crashOp {
 	return op
 }
 
-func crashOptions(logf func(string, ...any), child bool) Options {
+func crashOptions(logf func(string, ...any), child, tiles bool) Options {
 	gc := time.Duration(-1) // the parent collects explicitly
 	if child {
 		// Background collector on, ticking well within a child's life
 		// (the default 1s would only ever run on pokes).
 		gc = 20 * time.Millisecond
 	}
-	return Options{Logf: logf, CacheSize: 32 << 20, MemTableSize: 4 << 20, GCInterval: gc}
+	// A store of tiles keeps its data in segments only.
+	return Options{Logf: logf, CacheSize: 32 << 20, MemTableSize: 4 << 20, GCInterval: gc, tiles: tiles, Segments: tiles}
 }
 
 func crashRaceEnabled() bool {
@@ -340,11 +342,13 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := crashOptions(func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }, true)
+	tiles := os.Getenv(crashEnvTiles) == "1"
+	o := crashOptions(func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }, true, tiles)
 	// Children of odd seeds write to segment files, the others inline, so
-	// the store under test holds both forms side by side; every other one
-	// of the odd ones writes (and reads) every aligned run with O_DIRECT.
-	o.Segments = seed%2 == 1
+	// the store under test holds both forms side by side (a store of
+	// tiles, segments only); every other one of the odd ones writes (and
+	// reads) every aligned run with O_DIRECT.
+	o.Segments = tiles || seed%2 == 1
 	if seed%4 == 3 {
 		o.DirectIOMin = BlockSize
 	}
@@ -615,12 +619,15 @@ type crashChild struct {
 }
 
 // crashRunChild starts a child on the store, kills it, and waits for it.
-func crashRunChild(t *testing.T, dir, jpath string, seed, nextSnap uint64, rng *rand.Rand) crashChild {
+func crashRunChild(t *testing.T, dir, jpath string, seed, nextSnap uint64, rng *rand.Rand, tiles bool) crashChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
 	cmd.Env = append(os.Environ(),
 		crashEnvChild+"=1", crashEnvDir+"="+dir, crashEnvJournal+"="+jpath,
 		crashEnvSeed+"="+strconv.FormatUint(seed, 10), crashEnvSnap+"="+strconv.FormatUint(nextSnap, 10))
+	if tiles {
+		cmd.Env = append(cmd.Env, crashEnvTiles+"=1")
+	}
 	c := crashChild{out: &crashOutput{ready: make(chan struct{})}}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	if err := cmd.Start(); err != nil {
@@ -679,6 +686,13 @@ func TestCrash(t *testing.T) {
 	if os.Getenv(crashEnvChild) == "1" {
 		t.Skip("inside a crash child")
 	}
+	t.Run("pointers", func(t *testing.T) { runCrash(t, false) })
+	t.Run("tiles", func(t *testing.T) { runCrash(t, true) })
+}
+
+// runCrash is TestCrash on a store of one form: pointers per block (data
+// in segments or inline, by child), or tiles.
+func runCrash(t *testing.T, tiles bool) {
 	race := crashRaceEnabled()
 	rounds := *crashRounds
 	if rounds <= 0 {
@@ -706,9 +720,12 @@ func TestCrash(t *testing.T) {
 
 	// Round 0: the volume, CBT on, the base snapshot of the empty volume.
 	logs := &crashLog{}
-	s, err := Open(dir, crashOptions(logs.logf, false))
+	s, err := Open(dir, crashOptions(logs.logf, false, tiles))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.tiles != tiles {
+		t.Fatalf("the store keeps tiles: %v, want %v", s.tiles, tiles)
 	}
 	if _, err := s.Create(CreateRequest{ID: crashVolume, Pool: "local", Size: crashVolSize}); err != nil {
 		t.Fatal(err)
@@ -739,11 +756,11 @@ func TestCrash(t *testing.T) {
 		if r == rounds/2+1 {
 			// Second half: base keeps only its CBT history, so with no child
 			// snapshot alive nothing pins old data (trims range-delete).
-			crashDataDestroyBase(t, dir)
+			crashDataDestroyBase(t, dir, tiles)
 			baseMeta = true
 		}
 		jpath := filepath.Join(jdir, fmt.Sprintf("journal-%03d", r))
-		child := crashRunChild(t, dir, jpath, seed, nextSnap, rng)
+		child := crashRunChild(t, dir, jpath, seed, nextSnap, rng, tiles)
 		ops, acked, torn, err := crashReadJournal(jpath)
 		if err != nil {
 			t.Fatalf("round %d: %v", r, err)
@@ -757,7 +774,7 @@ func TestCrash(t *testing.T) {
 				destroyOps++
 			}
 		}
-		res := crashVerify(t, dir, r, seed, cur, ops, acked, baseMeta, child)
+		res := crashVerify(t, dir, r, seed, cur, ops, acked, baseMeta, child, tiles)
 		cur = res.next
 		rd := res.round
 		nAcked := 0
@@ -821,10 +838,10 @@ func crashSpan(ks []int) string {
 	return fmt.Sprintf("%d..%d (%d)", ks[0], ks[len(ks)-1], len(ks))
 }
 
-func crashDataDestroyBase(t *testing.T, dir string) {
+func crashDataDestroyBase(t *testing.T, dir string, tiles bool) {
 	t.Helper()
 	logs := &crashLog{}
-	s, err := Open(dir, crashOptions(logs.logf, false))
+	s, err := Open(dir, crashOptions(logs.logf, false, tiles))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -862,7 +879,7 @@ type crashResult struct {
 }
 
 // crashVerify opens the store after a crash and checks everything.
-func crashVerify(t *testing.T, dir string, r int, seed uint64, cur *crashState, ops []crashOp, acked []bool, baseMeta bool, child crashChild) crashResult {
+func crashVerify(t *testing.T, dir string, r int, seed uint64, cur *crashState, ops []crashOp, acked []bool, baseMeta bool, child crashChild, tiles bool) crashResult {
 	t.Helper()
 	logs := &crashLog{}
 	fail := func(format string, a ...any) {
@@ -870,7 +887,7 @@ func crashVerify(t *testing.T, dir string, r int, seed uint64, cur *crashState, 
 		t.Fatalf("round %d (seed %d, kill after %v, early %v): %s\n--- store log:\n%s\n--- child output (tail):\n%s",
 			r, seed, child.delay, child.early, fmt.Sprintf(format, a...), logs, child.out.tail())
 	}
-	s, err := Open(dir, crashOptions(logs.logf, false))
+	s, err := Open(dir, crashOptions(logs.logf, false, tiles))
 	if err != nil {
 		fail("open after crash: %v", err)
 	}

@@ -233,9 +233,6 @@ func (s *Store) reclaimSegment(id uint32, slots []slotRef) (moved uint64, err er
 // what a write of the block holds, with the stripe exclusive, and s.mu so
 // that no destroy drops the lineage between the check and the commit.
 func (s *Store) moveSlot(id uint32, sl slotRef) (uint64, error) {
-	if s.tiles {
-		return s.moveTileRun(id, sl)
-	}
 	linID, blk := binary.BigEndian.Uint64(sl.key[1:]), binary.BigEndian.Uint64(sl.key[9:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -245,6 +242,9 @@ func (s *Store) moveSlot(id uint32, sl slotRef) (uint64, error) {
 	}
 	lin.mu.RLock()
 	defer lin.mu.RUnlock()
+	if s.tiles {
+		return s.moveTileRun(lin, blk, id, sl.slot)
+	}
 	stripe := &lin.stripes[blk%stripeCount]
 	stripe.Lock()
 	defer stripe.Unlock()

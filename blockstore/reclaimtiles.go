@@ -66,22 +66,14 @@ func tileSlotLive(it *pebble.Iterator, last *linTile, id, slot uint32, key []byt
 }
 
 // moveTileRun copies forward the run of the version that names slot
-// sl.slot of segment id, if one still does, and makes the version name
-// the copy; the version it replaces becomes its shadow by the usual rule
-// (shadowOf), which reclaimSegment's sync then settles. It holds what a
-// writer of the chunk holds, and s.mu so no destroy drops the lineage
-// between the check and the commit. It returns how many slots moved.
-func (s *Store) moveTileRun(id uint32, sl slotRef) (uint64, error) {
-	linID, blk := binary.BigEndian.Uint64(sl.key[1:]), binary.BigEndian.Uint64(sl.key[9:])
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lin := s.lineages[linID]
-	if lin == nil {
-		return 0, nil // dropped: its keys are gone
-	}
-	lin.mu.RLock()
-	defer lin.mu.RUnlock()
+// slot of segment id for block blk, if one still does, and makes the
+// version name the copy; the version it replaces becomes its shadow by
+// the usual rule (shadowOf), which reclaimSegment's sync then settles.
+// moveSlot holds s.mu and the lineage's read lock; this takes the chunk's
+// lock, as a writer does. It returns how many slots moved.
+func (s *Store) moveTileRun(lin *lineage, blk uint64, id, slot uint32) (uint64, error) {
 	defer lin.chunks.lock(blk, blk)()
+	linID := lin.rec.ID
 	lo, hi := tileSpan(linID)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
@@ -94,7 +86,7 @@ func (s *Store) moveTileRun(id uint32, sl slotRef) (uint64, error) {
 	if err != nil || !ok {
 		return 0, err
 	}
-	k := t.namedBy(id, sl.slot, blk)
+	k := t.namedBy(id, slot, blk)
 	if k < 0 {
 		return 0, nil
 	}
@@ -112,17 +104,17 @@ func (s *Store) moveTileRun(id uint32, sl slotRef) (uint64, error) {
 			return 0, fmt.Errorf("block %d of lineage %d: %w: slot %d fails its CRC", t.first+i, linID, ErrCorrupt, v.slot+uint32(i))
 		}
 	}
-	sf, slot, err := s.segs.reserve(int(n))
+	sf, to, err := s.segs.reserve(int(n))
 	if err != nil {
 		return 0, err
 	}
 	defer s.segs.release(sf)
-	epoch, err := s.segs.write(sf, slot, buf)
+	epoch, err := s.segs.write(sf, to, buf)
 	if err != nil {
 		return 0, err
 	}
 	moved := v
-	moved.seg, moved.slot, moved.epoch = sf.id, slot, epoch
+	moved.seg, moved.slot, moved.epoch = sf.id, to, epoch
 	var backing *tileVersion
 	rest := t.vs[k+1:]
 	if len(rest) > 0 && rest[0].shadow {
@@ -140,7 +132,7 @@ func (s *Store) moveTileRun(id uint32, sl slotRef) (uint64, error) {
 		}
 	}
 	b := s.db.NewBatch()
-	p := tilePlan{sets: []tile{t}, reverse: []tileRun{{seg: sf.id, slot: slot, first: t.first, n: n, gen: v.gen}}}
+	p := tilePlan{sets: []tile{t}, reverse: []tileRun{{seg: sf.id, slot: to, first: t.first, n: n, gen: v.gen}}}
 	p.addTo(b, linID)
 	if err := commit(b, false); err != nil {
 		return 0, err
