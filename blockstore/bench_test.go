@@ -76,7 +76,7 @@ func benchLogf(format string, args ...any) {
 }
 
 func benchOptions(valueSep bool) Options {
-	return Options{Logf: benchLogf, ValueSeparation: &valueSep, GCInterval: -1}
+	return Options{Logf: benchLogf, ValueSeparation: &valueSep, GCInterval: -1, pointers: true}
 }
 
 func benchVSName(on bool) string {
@@ -448,19 +448,35 @@ func BenchmarkWrite4KRandom(b *testing.B) {
 		})
 		pb.release(b)
 	}
-	sg := newBenchLazy(b, func(b *testing.B, dir string) *benchStore {
-		f := openBenchStoreWith(b, dir, benchSegmentOptions(), write4KVolume)
-		prefillStore(b, f.d, write4KVolume)
-		settleStore(b, f.s)
-		return f
-	}, (*benchStore).close)
-	b.Run("store-segments", func(b *testing.B) {
-		f := sg.get(b)
-		chunk(b, f.s.db, func(w *benchWorker, blk uint64) error {
-			return f.d.Write(blk<<blockShift, w.payload(), 0)
+	for _, c := range segmentForms() {
+		sg := newBenchLazy(b, func(b *testing.B, dir string) *benchStore {
+			f := openBenchStoreWith(b, dir, c.o, write4KVolume)
+			prefillStore(b, f.d, write4KVolume)
+			settleStore(b, f.s)
+			return f
+		}, (*benchStore).close)
+		b.Run(c.name, func(b *testing.B) {
+			f := sg.get(b)
+			chunk(b, f.s.db, func(w *benchWorker, blk uint64) error {
+				return f.d.Write(blk<<blockShift, w.payload(), 0)
+			})
 		})
-	})
-	sg.release(b)
+		sg.release(b)
+	}
+}
+
+// benchForm is a store form a benchmark runs against.
+type benchForm struct {
+	name string
+	o    Options
+}
+
+// segmentForms are the forms with data in segments: a pointer per block,
+// and tiles.
+func segmentForms() []benchForm {
+	tiles := benchSegmentOptions()
+	tiles.pointers = false
+	return []benchForm{{"store-segments", benchSegmentOptions()}, {"store-tiles", tiles}}
 }
 
 // --- 2. 4 KiB random reads, 8. value separation on/off --------------------
@@ -548,10 +564,7 @@ func BenchmarkRead4KRandom(b *testing.B) {
 const seqVolume = 1 * benchGiB
 
 func BenchmarkWrite1MSeq(b *testing.B) {
-	for _, c := range []struct {
-		name string
-		o    Options
-	}{{"store", benchOptions(true)}, {"store-segments", benchSegmentOptions()}} {
+	for _, c := range append([]benchForm{{"store", benchOptions(true)}}, segmentForms()...) {
 		st := newBenchLazy(b, func(b *testing.B, dir string) *benchStore {
 			return openBenchStoreWith(b, dir, c.o, seqVolume)
 		}, (*benchStore).close)
@@ -589,10 +602,7 @@ func BenchmarkWrite1MSeq(b *testing.B) {
 }
 
 func BenchmarkRead1MSeq(b *testing.B) {
-	for _, c := range []struct {
-		name string
-		o    Options
-	}{{"store", benchOptions(true)}, {"store-segments", benchSegmentOptions()}} {
+	for _, c := range append([]benchForm{{"store", benchOptions(true)}}, segmentForms()...) {
 		st := newBenchLazy(b, buildReadStoreWith(c.o), (*benchStore).close)
 		b.Run(c.name, func(b *testing.B) {
 			f := st.get(b)

@@ -13,16 +13,32 @@
 //
 // # Keys
 //
-//	'd' lineage(8) block(8) ^gen(8) -> segment pointer | 4 KiB data | "" (discarded) | "z" (zeroed, allocated)
+//	't' lineage(8) last(8) -> first(8), then versions newest first:
+//	    gen(8) kind(1) [seg(4) slot(4) epoch(4) crc(4) x blocks]    (tiles.go)
 //
-// One SeekGE on (lineage, block, ^gen) lands on the newest version at or
-// below gen, so reading through any number of snapshots costs one seek per
-// block (dm-thin's lesson, not qcow2's O(depth) chains); a clone costs one
-// seek more per ancestor, only for blocks it never wrote. Blocks are 4 KiB
-// so a guest's 4 KiB write is one key with no read-modify-write; smaller or
-// unaligned writes read the block first, under a stripe lock that also
-// orders them against whole-block writes of the same block. All-zero data
-// blocks are stored as the one-byte "z" marker.
+// Data versions are tiles (store format v3): for each lineage, block
+// ranges that never overlap and never cross a 2 MiB chunk, each with the
+// stack of versions that cover all of it: data in consecutive slots of
+// one segment with a CRC-32C per block, a zero marker (allocated) or a
+// discard marker. One SeekGE on (lineage, block) lands on the tile that
+// holds the block, and the first version at or below a generation is what
+// a snapshot at it reads, so reading through any number of snapshots
+// costs one seek per tile (dm-thin's lesson, not qcow2's O(depth)
+// chains); a clone costs one seek more per ancestor, only for blocks it
+// never wrote. A 1 MiB write is one tile and a 1 MiB read one seek. A
+// write cuts the tiles it overlaps at its edges, puts its version on top
+// of each piece and joins pieces that continue each other (planTiles, pure,
+// scripted in testdata/tiles); writers of a chunk take turns from reading
+// its tiles to committing (writetiles.go), and a cache keeps the chunks
+// they touched, so a small random write reads nothing (tilecache.go).
+// Blocks are 4 KiB; smaller or unaligned writes read the block first,
+// under a stripe lock that also orders them against whole-block writes of
+// the same block. All-zero data blocks are stored as zero markers.
+//
+// Before v3 a data version was a key per block, 'd' lineage(8) block(8)
+// ^gen(8) -> segment pointer | 4 KiB data | "" | "z"; Open upgrades such a
+// store chunk by chunk (upgrade.go), and that form stays, behind an
+// option for tests, until its code goes (docs/design-extents.md).
 //
 // Metadata (volumes, lineages, sealed intervals, change markers, GC jobs)
 // lives under other tag bytes in the same database, and every metadata
@@ -32,26 +48,24 @@
 //
 // # Segments
 //
-// With Options.Segments (the daemon's default), block data lives outside
-// pebble in append-only segment files of 256 MiB, and a data version's
-// value is an 18- or 30-byte pointer: segment, slot, CRC-32C, the sync
-// epoch of its write, and prev, the last durable value of the same key
-// (pointer.go). A write is one pwrite into consecutive slots of one of four
-// open segments (ext4 serialises writers of one file) plus a small pebble
-// batch of pointers and one reverse key per run of slots ('r' seg slot ->
-// data key of the run's first block, run length); a read is
-// the usual seek and one pread per run of adjacent slots, CRC checked. Data
-// is written once: the WAL carries 1% of the bytes and compactions move
-// pointers. The inline form stays readable, so the option can change.
+// Block data lives outside pebble in append-only segment files of 256
+// MiB. A write is one pwrite into consecutive slots of one of four open
+// segments (ext4 serialises writers of one file) plus a small pebble batch:
+// its tiles and one reverse key per run of slots ('r' seg slot -> lineage,
+// first block, generation, run length); a read is a seek and one pread
+// per run of adjacent slots, CRC checked. Data is written once: the WAL
+// carries 1% of the bytes and compactions move tiles.
 //
 // Durability: FLUSH, FUA writes and metadata commits fdatasync the dirty
-// segments before their pebble sync. pebble can still make a pointer
-// durable before its slot (a memtable flush, the kernel's writeback of the
-// WAL); after a power cut, Open checks the slots of the segments written
-// since the last clean close through their reverse keys and turns every
-// pointer whose slot fails its CRC back into its prev (recover.go). The
-// collector syncs segments before deleting versions a newer pointer
-// replaced, so what prev or an older generation names is still there.
+// segments before their pebble sync. pebble can still make a tile durable
+// before its slots (a memtable flush, the kernel's writeback of the WAL),
+// so a version that replaces another at the same generation keeps it as a
+// shadow until its own slots are durable; after a power cut, Open checks
+// the slots of the segments written since the last clean close through
+// their reverse keys and, block by block, turns every version whose slot
+// fails its CRC back into its shadow, or drops it (recovertiles.go). The
+// collector syncs segments before deleting versions a newer one replaced,
+// so what a shadow or an older generation names is still there.
 //
 // Slots die when their key is overwritten or deleted; a sealed segment
 // whose live share is at most a half is reclaimed: live blocks copied
@@ -60,15 +74,16 @@
 //
 // # The write path
 //
-// A write, trim or zero is plan, then apply (writeplan.go, write.go).
-// planSteps, pure, says what the request's blocks become: data from the
-// client's buffer, partial blocks to read and merge, zero markers, one
-// range deletion, or discard markers over what is visible. The writer
-// gathers the new versions those steps name, writes their data to
-// segment slots, reads what their keys hold now, and planVersions, pure,
-// returns the batch's keys: pointers with their prev, reverse keys, and
-// whether the segments must sync first. One batch commits, with the CBT
-// marker. Both planners run as scripts in testdata/write_plan.
+// A write, trim or zero is plan, then apply (writeplan.go, write.go,
+// writetiles.go). planSteps, pure, says what the request's blocks become:
+// data from the client's buffer, partial blocks to read and merge, zero
+// markers, blocks to drop, or discard markers over what is visible. The
+// writer gathers the new versions those steps name, writes their data to
+// segment slots, then, chunk by chunk under the chunk's lock, planTiles,
+// pure, turns them and the chunk's tiles into the batch's tiles and
+// reverse keys, and says whether the segments must sync first. One batch
+// commits, with the CBT marker. Both planners run as scripts in
+// testdata/write_plan and testdata/tiles.
 //
 // # Durability
 //
@@ -108,6 +123,11 @@
 //     are "orphans" the head alone sees; when the head overwrites one, the
 //     write notes the block and the collector deletes the old version.
 //     The collector drops blocks from the orphan set once they hold none.
+//
+// A tile's versions all cover the whole tile, so deadVersions decides for
+// its stack at once; the collector rewrites the tile without its dead
+// versions (or deletes it) under the chunk's lock, as a writer would
+// (gctiles.go).
 //
 // Trimming or zeroing whole blocks of a lineage nobody else reads is one
 // range deletion whatever its length; otherwise each visible block gets a

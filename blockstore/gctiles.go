@@ -160,6 +160,7 @@ func (s *Store) pruneChunk(lin *lineage, ch uint64, picked func(*tile) bool, uni
 	if lin.tileFence.Load() != fence {
 		return 0, nil, nil
 	}
+	defer s.tileCache.drop(lin.rec.ID, ch, ch+1) // what follows rewrites the chunk's tiles
 	c, err := readChunkTiles(s.db, lin.rec.ID, ch)
 	if err != nil {
 		return 0, nil, err

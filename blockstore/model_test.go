@@ -2,6 +2,7 @@ package blockstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -181,6 +182,9 @@ func (m *model) randRange(size uint64) (uint64, uint64) {
 func (m *model) runSteps(steps int) {
 	for m.seq = 0; m.seq < steps; m.seq++ {
 		m.step()
+		if m.e.s.tiles {
+			m.checkTileStructure()
+		}
 		if v := m.pick(hasData); v != nil {
 			m.checkRead(v)
 		}
@@ -630,6 +634,48 @@ func firstDiff(a, b []byte) int {
 }
 
 // checkAll compares every volume in full, and the store's list of volumes.
+// checkTileStructure checks that no two tiles of a lineage overlap, and
+// that every chunk the tile cache holds is what pebble holds: a writer
+// planning from a stale chunk would make tiles overlap.
+func (m *model) checkTileStructure() {
+	it, err := m.e.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTile}, UpperBound: []byte{tagTile + 1}})
+	if err != nil {
+		m.fatalf("iter: %v", err)
+	}
+	var prev linTile
+	for it.First(); it.Valid(); it.Next() {
+		lin := binary.BigEndian.Uint64(it.Key()[1:])
+		t, err := decodeTile(lin, it.Key(), it.Value())
+		if err != nil {
+			it.Close()
+			m.fatalf("%v", err)
+		}
+		if len(prev.vs) > 0 && prev.lin == lin && t.first <= prev.last {
+			it.Close()
+			m.fatalf("lineage %d: tile %d-%d overlaps tile %d-%d", lin, t.first, t.last, prev.first, prev.last)
+		}
+		prev = linTile{lin, t}
+	}
+	if err := it.Close(); err != nil {
+		m.fatalf("iter: %v", err)
+	}
+	c := m.e.s.tileCache
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for r, ct := range c.chunks {
+		got, err := readChunkTiles(m.e.s.db, r.lin, r.ch)
+		if err != nil {
+			m.fatalf("%v", err)
+		}
+		if !slices.EqualFunc(ct.tiles, got.tiles, sameTile) {
+			m.fatalf("the tile cache holds %d tiles for chunk %d of lineage %d, pebble %d, or others", len(ct.tiles), r.ch, r.lin, len(got.tiles))
+		}
+	}
+}
+
 func (m *model) checkAll() {
 	infos := m.e.s.Volumes()
 	if len(infos) != len(m.vols) {

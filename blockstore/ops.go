@@ -223,7 +223,7 @@ func (s *Store) unpin(b *pebble.Batch, lin *lineage, gen uint64, dataGone bool) 
 		return
 	case lin.live == nil && len(lin.dataPins) == 0:
 		// Only CBT metadata is left: every data version is garbage.
-		lin.fenceTiles()
+		s.fenceTiles(lin)
 		for _, tag := range []byte{tagData, tagTile, tagMarker, tagGC} {
 			lo, hi := lineageSpan(tag, lin.rec.ID)
 			_ = b.DeleteRange(lo, hi, nil)
@@ -272,7 +272,7 @@ func nextPin(pins []uint64, gen uint64) uint64 {
 // dropLineageInBatch deletes every key of an unused lineage and releases its
 // pin on the parent. REQUIRES: s.mu held.
 func (s *Store) dropLineageInBatch(b *pebble.Batch, lin *lineage) {
-	lin.fenceTiles()
+	s.fenceTiles(lin)
 	for _, tag := range []byte{tagData, tagTile, tagMarker, tagInterval, tagGC} {
 		lo, hi := lineageSpan(tag, lin.rec.ID)
 		_ = b.DeleteRange(lo, hi, nil)

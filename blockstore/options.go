@@ -65,11 +65,11 @@ type Options struct {
 
 	// segmentSlots overrides segmentSlots, so tests fill segments fast.
 	segmentSlots int
-	// tiles creates a new store in the tile form (formatTiles), which
-	// Open then keeps. Tests only while the form is being built
-	// (docs/design-extents.md, order of work): GC, reclaim and power-loss
-	// recovery do not handle tiles yet.
-	tiles bool
+	// pointers creates a new store, and keeps an old one, in the form
+	// of a key per block version (formatV2) instead of tiles: for the
+	// tests of that form while it is being removed (docs/design-extents.md,
+	// order of work). Without it, Open upgrades such a store to tiles.
+	pointers bool
 
 	// GCInterval is how often the background collector looks for dead
 	// versions when nothing woke it (default 1s). Negative disables the

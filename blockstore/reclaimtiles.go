@@ -74,6 +74,7 @@ func tileSlotLive(it *pebble.Iterator, last *linTile, id, slot uint32, key []byt
 func (s *Store) moveTileRun(lin *lineage, blk uint64, id, slot uint32) (uint64, error) {
 	defer lin.chunks.lock(blk, blk)()
 	linID := lin.rec.ID
+	defer s.tileCache.drop(linID, blk/chunkBlocks, blk/chunkBlocks+1) // a moved run rewrites a tile
 	lo, hi := tileSpan(linID)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {

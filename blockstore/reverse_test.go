@@ -171,8 +171,8 @@ func TestFormatUpgrade(t *testing.T) {
 	}
 	setFormat(formatV1)
 	e.reopen()
-	if v, closer, err := e.s.db.Get(storeMetaKey("format")); err != nil || string(v) != formatName {
-		t.Fatalf("format after opening a v1 store: %q (%v), want %q", v, err, formatName)
+	if v, closer, err := e.s.db.Get(storeMetaKey("format")); err != nil || string(v) != formatV2 {
+		t.Fatalf("format after opening a v1 store: %q (%v), want %q", v, err, formatV2)
 	} else {
 		closer.Close()
 	}

@@ -15,14 +15,13 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// formatName identifies the key layout; Open refuses anything else but
-// formatV1, which it upgrades in place.
-const formatName = "vdiskd-blockstore-v2"
+// formatV2 is the layout of a key per block version; Open upgrades it
+// (and formatV1) to formatTiles, or keeps it with Options.pointers.
+const formatV2 = "vdiskd-blockstore-v2"
 
-// formatTiles is the form being built: data versions as tiles
-// (tiles.go) instead of a key per block. Only tests create it
-// (Options.tiles); a store in it opens in it.
-const formatTiles = "vdiskd-blockstore-v3-tiles-unfinished"
+// formatTiles is the layout of data versions as tiles (tiles.go), block
+// data always in segments.
+const formatTiles = "vdiskd-blockstore-v3"
 
 // formatV1 is v2 without reverse keys of runs longer than one slot: every
 // v1 store is a v2 store, but a v1 build would misread a v2 one, so the
@@ -61,8 +60,12 @@ type Store struct {
 	space *spaceGuard // nil: no reserve kept (in-memory file systems)
 
 	// tiles: data versions are tiles ('t' keys), not a key per block
-	// ('d'); set once at Open from the store's format.
-	tiles bool
+	// ('d'); set once at Open from the store's format, or by the upgrade
+	// Open runs when upgrade is set. tileCache keeps chunks' tiles for
+	// their writers; nil for none.
+	tiles     bool
+	upgrade   bool
+	tileCache *tileCache
 }
 
 // Open opens (or creates) the store in dir. Pebble's lock file makes a
@@ -119,8 +122,21 @@ func Open(dir string, opts Options) (*Store, error) {
 		segs.close()
 		return nil, fmt.Errorf("blockstore: open %s: %w", dir, err)
 	}
+	if s.upgrade {
+		st, err := s.upgradeToTiles()
+		if err != nil {
+			db.Close()
+			segs.close()
+			return nil, fmt.Errorf("blockstore: open %s: upgrade to %s: %w", dir, formatTiles, err)
+		}
+		s.tiles, s.opts.Segments = true, true
+		opts.Warnf("blockstore: upgraded the store format to %s: %d blocks in %d chunks became %d tiles (%d blocks of data moved from pebble into segments); builds before it refuse this store", formatTiles, st.blocks, st.chunks, st.tiles, st.moved)
+	}
 	// Only now: recovery changed versions with nothing cached to drop.
 	s.newest = newNewestCache(opts.NewestCacheBlocks)
+	if s.tiles {
+		s.tileCache = newTileCache(int64(opts.NewestCacheBlocks) * tileCacheBytesPerBlock)
+	}
 	s.gc.start(s)
 	return s, nil
 }
@@ -358,41 +374,34 @@ func (s *Store) load() error {
 func (s *Store) checkFormat() error {
 	v, closer, err := s.db.Get(storeMetaKey("format"))
 	if errors.Is(err, pebble.ErrNotFound) {
-		format := formatName
-		if s.opts.tiles {
-			if !s.opts.Segments {
-				return fmt.Errorf("%w: a store of tiles keeps data in segments only", ErrInvalid)
-			}
-			format, s.tiles = formatTiles, true
+		if s.opts.pointers {
+			return s.setFormat(formatV2)
 		}
-		b := s.db.NewBatch()
-		_ = b.Set(storeMetaKey("format"), []byte(format), nil)
-		return commit(b, true)
+		s.tiles, s.opts.Segments = true, true
+		return s.setFormat(formatTiles)
 	}
 	if err != nil {
 		return err
 	}
 	found := string(v)
 	closer.Close()
-	switch found {
-	case formatName:
+	switch {
+	case found == formatTiles && !s.opts.pointers:
+		s.tiles, s.opts.Segments = true, true
 		return nil
-	case formatTiles:
-		if !s.opts.Segments {
-			return fmt.Errorf("%w: a store of tiles keeps data in segments only", ErrInvalid)
-		}
-		s.tiles = true
+	case (found == formatV2 || found == formatV1 || found == formatUpgrading) && !s.opts.pointers:
+		s.upgrade = true // after recovery, in the form the keys are in now
 		return nil
-	case formatV1:
-		b := s.db.NewBatch()
-		_ = b.Set(storeMetaKey("format"), []byte(formatName), nil)
-		if err := commit(b, true); err != nil {
-			return fmt.Errorf("blockstore: upgrade format %q to %q: %w", found, formatName, err)
+	case found == formatV2:
+		return nil
+	case found == formatV1:
+		if err := s.setFormat(formatV2); err != nil {
+			return err
 		}
-		s.opts.Warnf("blockstore: upgraded the store format from %s to %s; builds that read only %s now refuse this store", found, formatName, found)
+		s.opts.Warnf("blockstore: upgraded the store format from %s to %s; builds that read only %s now refuse this store", found, formatV2, found)
 		return nil
 	}
-	return fmt.Errorf("%w: format %q, this build reads %q", ErrCorrupt, found, formatName)
+	return fmt.Errorf("%w: format %q, this build reads %q (or upgrades %q and %q to it)", ErrCorrupt, found, formatTiles, formatV1, formatV2)
 }
 
 // scan calls fn for every key with the tag. Key and value are only valid

@@ -129,8 +129,10 @@ type writer struct {
 	last   uint64    // and the last
 	// In a store of tiles: the chunks' unlock once flushTiles locked
 	// them, and the drops (a private lineage's trim) not yet planned.
-	unlockChunks func()
-	drops        []tileWrite
+	unlockChunks  func()
+	drops         []tileWrite
+	tilePlans     []chunkPlan // in the batch, for the cache once it commits
+	droppedChunks [][2]uint64 // chunks [c0, c1) a range deletion in the batch empties
 	// newest notes what each block will hold, for the newest cache, if
 	// the write settles it. done: the last piece committed.
 	settles bool
@@ -422,6 +424,7 @@ func (w *writer) commitPiece() error {
 	n := w.b.Len() + w.segBytes
 	w.segBytes = 0
 	err := commit(w.b, false)
+	w.tilesCommitted(err)
 	w.b = w.d.s.db.NewBatch()
 	if err != nil {
 		return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
@@ -463,6 +466,7 @@ func (w *writer) commit(sync bool) error {
 	n := w.b.Len() + w.segBytes
 	w.segBytes = 0
 	err := commit(w.b, sync)
+	w.tilesCommitted(err)
 	w.b = nil
 	w.d.v.stats.recordRead(&w.reads)
 	if err != nil {

@@ -52,9 +52,10 @@ func (c *chunkLocks) lock(first, last uint64) (unlock func()) {
 // view is stale: the lineage's tiles are about to be deleted. REQUIRES:
 // Store.mu held (no writer of the lineage can start: it has no live
 // volume left, or none that may still write data).
-func (l *lineage) fenceTiles() {
+func (s *Store) fenceTiles(l *lineage) {
 	defer l.chunks.lock(0, chunkLockCount*chunkBlocks)()
 	l.tileFence.Add(1)
+	s.tileCache.dropLineage(l.rec.ID)
 }
 
 // tileWritesOf turns a batch's new versions, in block order, into runs:
@@ -107,7 +108,7 @@ func (w *writer) flushTiles() error {
 	writes = append(writes, w.drops...)
 	slices.SortFunc(writes, func(a, b tileWrite) int { return cmp.Compare(a.first, b.first) })
 	id, segs := w.lin.rec.ID, w.d.s.segs
-	var plans []tilePlan
+	done := len(w.tilePlans) // plans of earlier flushes, in the batch already
 	syncFirst := false
 	for lo := 0; lo < len(writes); {
 		ch := writes[lo].first / chunkBlocks
@@ -116,16 +117,13 @@ func (w *writer) flushTiles() error {
 			hi++
 		}
 		span0, span1 := writes[lo].first, writes[hi-1].first+writes[hi-1].n
-		near, err := readTilesNear(w.d.s.db, id, span0, span1)
+		c, err := w.chunkTiles(ch)
 		if err != nil {
 			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 		}
-		// Tiles of other chunks never join these: leave them out, as
-		// what the batch already did to them is not in pebble's view.
-		near = slices.DeleteFunc(near, func(t tile) bool { return t.first/chunkBlocks != ch })
-		p := planTiles(w.gen, writes[lo:hi], near, segs)
+		p := planTiles(w.gen, writes[lo:hi], c.near(span0, span1), segs)
 		syncFirst = syncFirst || p.syncFirst
-		plans = append(plans, p)
+		w.tilePlans = append(w.tilePlans, chunkPlan{c, p})
 		lo = hi
 	}
 	if syncFirst {
@@ -133,8 +131,8 @@ func (w *writer) flushTiles() error {
 			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 		}
 	}
-	for i := range plans {
-		plans[i].addTo(w.b, id)
+	for i := range w.tilePlans[done:] {
+		w.tilePlans[done+i].p.addTo(w.b, id)
 	}
 	var buf [pointerLen]byte
 	for _, wr := range writes {
@@ -169,7 +167,46 @@ func (w *writer) dropTiles(first, end uint64) error {
 		return nil
 	}
 	id := w.lin.rec.ID
+	w.droppedChunks = append(w.droppedChunks, [2]uint64{c0 / chunkBlocks, c1 / chunkBlocks})
 	return w.b.DeleteRange(tileKey(nil, id, c0), tileKey(nil, id, c1), nil)
+}
+
+// chunkPlan is a plan for chunk c, in the batch, not yet committed.
+type chunkPlan struct {
+	c *chunkTiles
+	p tilePlan
+}
+
+// chunkTiles returns chunk ch's tiles from the cache, or from pebble,
+// cached then. REQUIRES: the chunk's lock held (flushTiles).
+func (w *writer) chunkTiles(ch uint64) (*chunkTiles, error) {
+	cache, id := w.d.s.tileCache, w.lin.rec.ID
+	if c := cache.get(id, ch); c != nil {
+		return c, nil
+	}
+	c, err := readChunkTiles(w.d.s.db, id, ch)
+	if err != nil {
+		return nil, err
+	}
+	cache.put(id, c)
+	return c, nil
+}
+
+// tilesCommitted brings the cached chunks up to what the batch that just
+// committed made of them, or, when it failed (err), forgets them.
+func (w *writer) tilesCommitted(err error) {
+	cache, id := w.d.s.tileCache, w.lin.rec.ID
+	for _, cp := range w.tilePlans {
+		if err != nil {
+			cache.drop(id, cp.c.ch, cp.c.ch+1)
+		} else {
+			cache.apply(id, cp.c, &cp.p)
+		}
+	}
+	for _, r := range w.droppedChunks {
+		cache.drop(id, r[0], r[1])
+	}
+	w.tilePlans, w.droppedChunks = w.tilePlans[:0], w.droppedChunks[:0]
 }
 
 // flushTilesPiece flushes what is pending and commits it as a piece when
