@@ -76,7 +76,7 @@ func benchLogf(format string, args ...any) {
 }
 
 func benchOptions(valueSep bool) Options {
-	return Options{Logf: benchLogf, ValueSeparation: &valueSep, GCInterval: -1, pointers: true}
+	return Options{Logf: benchLogf, ValueSeparation: &valueSep, GCInterval: -1}
 }
 
 func benchVSName(on bool) string {
@@ -475,7 +475,7 @@ type benchForm struct {
 // and tiles.
 func segmentForms() []benchForm {
 	tiles := benchSegmentOptions()
-	tiles.pointers = false
+	tiles.tiles = true
 	return []benchForm{{"store-segments", benchSegmentOptions()}, {"store-tiles", tiles}}
 }
 

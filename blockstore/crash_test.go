@@ -308,7 +308,7 @@ func crashOptions(logf func(string, ...any), child, tiles bool) Options {
 		gc = 20 * time.Millisecond
 	}
 	// A store of tiles keeps its data in segments only.
-	return Options{Logf: logf, CacheSize: 32 << 20, MemTableSize: 4 << 20, GCInterval: gc, pointers: !tiles, Segments: tiles}
+	return Options{Logf: logf, CacheSize: 32 << 20, MemTableSize: 4 << 20, GCInterval: gc, tiles: tiles, Segments: tiles}
 }
 
 func crashRaceEnabled() bool {

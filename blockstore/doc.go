@@ -13,32 +13,35 @@
 //
 // # Keys
 //
+//	'd' lineage(8) block(8) ^gen(8) -> segment pointer | 4 KiB data | "" (discarded) | "z" (zeroed, allocated)
+//
+// One SeekGE on (lineage, block, ^gen) lands on the newest version at or
+// below gen, so reading through any number of snapshots costs one seek per
+// block (dm-thin's lesson, not qcow2's O(depth) chains); a clone costs one
+// seek more per ancestor, only for blocks it never wrote. Blocks are 4 KiB
+// so a guest's 4 KiB write is one key with no read-modify-write; smaller or
+// unaligned writes read the block first, under a stripe lock that also
+// orders them against whole-block writes of the same block. All-zero data
+// blocks are stored as the one-byte "z" marker.
+//
+// # Tiles
+//
 //	't' lineage(8) last(8) -> first(8), then versions newest first:
 //	    gen(8) kind(1) [seg(4) slot(4) epoch(4) crc(4) x blocks]    (tiles.go)
 //
-// Data versions are tiles (store format v3): for each lineage, block
-// ranges that never overlap and never cross a 2 MiB chunk, each with the
-// stack of versions that cover all of it: data in consecutive slots of
-// one segment with a CRC-32C per block, a zero marker (allocated) or a
-// discard marker. One SeekGE on (lineage, block) lands on the tile that
-// holds the block, and the first version at or below a generation is what
-// a snapshot at it reads, so reading through any number of snapshots
-// costs one seek per tile (dm-thin's lesson, not qcow2's O(depth)
-// chains); a clone costs one seek more per ancestor, only for blocks it
-// never wrote. A 1 MiB write is one tile and a 1 MiB read one seek. A
-// write cuts the tiles it overlaps at its edges, puts its version on top
-// of each piece and joins pieces that continue each other (planTiles, pure,
-// scripted in testdata/tiles); writers of a chunk take turns from reading
-// its tiles to committing (writetiles.go), and a cache keeps the chunks
-// they touched, so a small random write reads nothing (tilecache.go).
-// Blocks are 4 KiB; smaller or unaligned writes read the block first,
-// under a stripe lock that also orders them against whole-block writes of
-// the same block. All-zero data blocks are stored as zero markers.
-//
-// Before v3 a data version was a key per block, 'd' lineage(8) block(8)
-// ^gen(8) -> segment pointer | 4 KiB data | "" | "z"; Open upgrades such a
-// store chunk by chunk (upgrade.go), and that form stays, behind an
-// option for tests, until its code goes (docs/design-extents.md).
+// The extent form (store format v3, Options.tiles; docs/design-extents.md):
+// for each lineage, block ranges that never overlap and never cross a
+// 2 MiB chunk, each with the stack of versions that cover all of it, so a
+// 1 MiB write is one tile and a 1 MiB read one seek. A write cuts the
+// tiles it overlaps at its edges, puts its version on top of each piece
+// and joins pieces that continue each other (planTiles, pure, scripted in
+// testdata/tiles); writers of a chunk take turns from reading its tiles to
+// committing (writetiles.go), planning from a cache of the chunks they
+// touched (tilecache.go). Every part of the store works on tiles (the
+// collector, reclaim, power-loss recovery, the upgrade of a v2 store on
+// open: gctiles.go, reclaimtiles.go, recovertiles.go, upgrade.go) and
+// every store test runs on them too; they are not the default while a
+// 4 KiB random write costs more CPU on them (bench/RESULTS.md).
 //
 // Metadata (volumes, lineages, sealed intervals, change markers, GC jobs)
 // lives under other tag bytes in the same database, and every metadata

@@ -24,20 +24,20 @@ type mode struct {
 	// directMin is Options.DirectIOMin (disk modes): 0 off, BlockSize
 	// to send every aligned run past the page cache.
 	directMin int
-	// pointers keeps a key per block version (Options.pointers) instead
-	// of tiles.
-	pointers bool
+	// tiles keeps data versions as tiles (Options.tiles), not a key
+	// per block version.
+	tiles bool
 }
 
 var modes = []mode{
-	{"mem", true, true, false, 0, 0, 0, true},
-	{"disk", false, true, false, 0, 0, 0, true},
-	{"disk-novaluesep", false, false, false, 0, -1, 0, true},
-	{"mem-segments", true, false, true, 64, 2 * newestShardCount, 0, true},
-	{"disk-segments", false, false, true, 0, 0, 0, true},
-	{"disk-segments-direct", false, false, true, 64, 2 * newestShardCount, BlockSize, true},
-	// Tiles, the store's form (the modes above keep a key per block).
-	{"mem-tiles", true, false, true, 64, 2 * newestShardCount, 0, false},
+	{"mem", true, true, false, 0, 0, 0, false},
+	{"disk", false, true, false, 0, 0, 0, false},
+	{"disk-novaluesep", false, false, false, 0, -1, 0, false},
+	{"mem-segments", true, false, true, 64, 2 * newestShardCount, 0, false},
+	{"disk-segments", false, false, true, 0, 0, 0, false},
+	{"disk-segments-direct", false, false, true, 64, 2 * newestShardCount, BlockSize, false},
+	// Tiles (the modes above keep a key per block version).
+	{"mem-tiles", true, false, true, 64, 2 * newestShardCount, 0, true},
 }
 
 // env is one test's store, reopenable in the same mode.
@@ -110,7 +110,7 @@ func (e *env) options() Options {
 		segmentSlots:      e.mode.segmentSlots,
 		NewestCacheBlocks: e.mode.newestBlocks,
 		DirectIOMin:       e.mode.directMin,
-		pointers:          e.mode.pointers,
+		tiles:             e.mode.tiles,
 		GCInterval:        -1,      // tests run the collector explicitly
 		MinFreeSpace:      1 << 20, // whatever the machine's disk has left
 	}

@@ -69,11 +69,12 @@ func TestModel(t *testing.T) {
 	// answered by the cache, the rest through pebble).
 	cached := modes[3]
 	cached.name, cached.newestBlocks = "mem-segments-cached", 0
-	// The tile form, with a tiny newest cache and with one holding every
-	// block.
-	tilesCached := modes[6]
+	// The tile form, with a tiny newest cache, with one holding every
+	// block, and with none.
+	tilesCached, tilesUncached := modes[6], modes[6]
 	tilesCached.name, tilesCached.newestBlocks = "mem-tiles-cached", 0
-	for _, m := range []mode{modes[0], modes[2], modes[3], cached, modes[5], modes[6], tilesCached} {
+	tilesUncached.name, tilesUncached.newestBlocks = "mem-tiles-uncached", -1 // no tile cache either
+	for _, m := range []mode{modes[0], modes[2], modes[3], cached, modes[5], modes[6], tilesCached, tilesUncached} {
 		for seed := int64(1); seed <= 3; seed++ {
 			if (m.name != "mem" || testing.Short()) && seed > 1 {
 				continue

@@ -65,11 +65,13 @@ type Options struct {
 
 	// segmentSlots overrides segmentSlots, so tests fill segments fast.
 	segmentSlots int
-	// pointers creates a new store, and keeps an old one, in the form
-	// of a key per block version (formatV2) instead of tiles: for the
-	// tests of that form while it is being removed (docs/design-extents.md,
-	// order of work). Without it, Open upgrades such a store to tiles.
-	pointers bool
+	// tiles creates a new store in the form of tiles (formatTiles), and
+	// upgrades a store of a key per block version (formatV1, formatV2)
+	// to it. Not the default, and so not offered to the daemon, until
+	// tiles cost no more CPU than keys per block on 4 KiB random writes
+	// (bench/RESULTS.md, docs/design-extents.md). A store in tiles (or
+	// part way to them) opens in tiles whatever this says.
+	tiles bool
 
 	// GCInterval is how often the background collector looks for dead
 	// versions when nothing woke it (default 1s). Negative disables the

@@ -78,7 +78,7 @@ func powerLossRound(t *testing.T, form Options, seed uint64) (fellBack int) {
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b9))
 	fs := vfs.NewCrashableMem()
 	segs := form.Segments
-	opts := Options{FS: fs, Segments: segs, pointers: form.pointers, GCInterval: -1, MemTableSize: 256 << 10, CacheSize: 8 << 20,
+	opts := Options{FS: fs, Segments: segs, tiles: form.tiles, GCInterval: -1, MemTableSize: 256 << 10, CacheSize: 8 << 20,
 		Logf: func(string, ...any) {}, segmentSlots: 16}
 	s, err := Open("store", opts)
 	if err != nil {
@@ -310,9 +310,9 @@ var plForms = []struct {
 	name string
 	opts Options
 }{
-	{"inline", Options{pointers: true}},
-	{"segments", Options{Segments: true, pointers: true}},
-	{"tiles", Options{Segments: true}},
+	{"inline", Options{}},
+	{"segments", Options{Segments: true}},
+	{"tiles", Options{Segments: true, tiles: true}},
 }
 
 // TestFUATrimOfTrimmedBlocks: a FUA trim over blocks an unsynced trim
@@ -323,7 +323,7 @@ func TestFUATrimOfTrimmedBlocks(t *testing.T) {
 	for _, form := range plForms {
 		fs := vfs.NewCrashableMem()
 		segs := form.opts.Segments
-		opts := Options{FS: fs, Segments: segs, pointers: form.opts.pointers, GCInterval: -1, Logf: func(string, ...any) {}}
+		opts := Options{FS: fs, Segments: segs, tiles: form.opts.tiles, GCInterval: -1, Logf: func(string, ...any) {}}
 		s, err := Open("store", opts)
 		if err != nil {
 			t.Fatal(err)

@@ -15,12 +15,12 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// formatV2 is the layout of a key per block version; Open upgrades it
-// (and formatV1) to formatTiles, or keeps it with Options.pointers.
+// formatV2 is the layout of a key per block version, the default; Open
+// upgrades it (and formatV1) to formatTiles with Options.tiles.
 const formatV2 = "vdiskd-blockstore-v2"
 
 // formatTiles is the layout of data versions as tiles (tiles.go), block
-// data always in segments.
+// data always in segments: Options.tiles.
 const formatTiles = "vdiskd-blockstore-v3"
 
 // formatV1 is v2 without reverse keys of runs longer than one slot: every
@@ -374,7 +374,7 @@ func (s *Store) load() error {
 func (s *Store) checkFormat() error {
 	v, closer, err := s.db.Get(storeMetaKey("format"))
 	if errors.Is(err, pebble.ErrNotFound) {
-		if s.opts.pointers {
+		if !s.opts.tiles {
 			return s.setFormat(formatV2)
 		}
 		s.tiles, s.opts.Segments = true, true
@@ -386,10 +386,10 @@ func (s *Store) checkFormat() error {
 	found := string(v)
 	closer.Close()
 	switch {
-	case found == formatTiles && !s.opts.pointers:
+	case found == formatTiles:
 		s.tiles, s.opts.Segments = true, true
 		return nil
-	case (found == formatV2 || found == formatV1 || found == formatUpgrading) && !s.opts.pointers:
+	case found == formatUpgrading, (found == formatV2 || found == formatV1) && s.opts.tiles:
 		s.upgrade = true // after recovery, in the form the keys are in now
 		return nil
 	case found == formatV2:
@@ -401,7 +401,7 @@ func (s *Store) checkFormat() error {
 		s.opts.Warnf("blockstore: upgraded the store format from %s to %s; builds that read only %s now refuse this store", found, formatV2, found)
 		return nil
 	}
-	return fmt.Errorf("%w: format %q, this build reads %q (or upgrades %q and %q to it)", ErrCorrupt, found, formatTiles, formatV1, formatV2)
+	return fmt.Errorf("%w: format %q, this build reads %q and %q (and upgrades %q)", ErrCorrupt, found, formatV2, formatTiles, formatV1)
 }
 
 // scan calls fn for every key with the tag. Key and value are only valid

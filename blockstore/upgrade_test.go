@@ -59,7 +59,7 @@ func TestUpgradeToTiles(t *testing.T) {
 			}
 			changed := e.changed("s1", "s2")
 
-			e.mode.pointers = false
+			e.mode.tiles = true
 			if stop {
 				testHookUpgradeBatch = func(n int) error { return errors.New("stopped") }
 				upgradeChunksPerBatch = 2

@@ -117,11 +117,11 @@ func (w *writer) flushTiles() error {
 			hi++
 		}
 		span0, span1 := writes[lo].first, writes[hi-1].first+writes[hi-1].n
-		c, err := w.chunkTiles(ch)
+		c, near, err := w.tilesNear(ch, span0, span1)
 		if err != nil {
 			return fmt.Errorf("blockstore: write %s: %w", w.d.id, err)
 		}
-		p := planTiles(w.gen, writes[lo:hi], c.near(span0, span1), segs)
+		p := planTiles(w.gen, writes[lo:hi], near, segs)
 		syncFirst = syncFirst || p.syncFirst
 		w.tilePlans = append(w.tilePlans, chunkPlan{c, p})
 		lo = hi
@@ -171,25 +171,32 @@ func (w *writer) dropTiles(first, end uint64) error {
 	return w.b.DeleteRange(tileKey(nil, id, c0), tileKey(nil, id, c1), nil)
 }
 
-// chunkPlan is a plan for chunk c, in the batch, not yet committed.
+// chunkPlan is a plan for chunk c (nil: not cached), in the batch, not
+// yet committed.
 type chunkPlan struct {
 	c *chunkTiles
 	p tilePlan
 }
 
-// chunkTiles returns chunk ch's tiles from the cache, or from pebble,
-// cached then. REQUIRES: the chunk's lock held (flushTiles).
-func (w *writer) chunkTiles(ch uint64) (*chunkTiles, error) {
+// tilesNear returns what planTiles needs for writes over blocks [lo, hi)
+// of chunk ch: from the chunk's cached tiles, read from pebble whole and
+// cached on a miss, or, with no cache, straight from pebble (c is then
+// nil). REQUIRES: the chunk's lock held (flushTiles).
+func (w *writer) tilesNear(ch, lo, hi uint64) (c *chunkTiles, near []tile, err error) {
 	cache, id := w.d.s.tileCache, w.lin.rec.ID
-	if c := cache.get(id, ch); c != nil {
-		return c, nil
+	if cache == nil {
+		near, err = readTilesNear(w.d.s.db, id, lo, hi)
+		// Tiles of other chunks never join these: leave them out, as
+		// what the batch already did to them is not in pebble's view.
+		return nil, slices.DeleteFunc(near, func(t tile) bool { return t.first/chunkBlocks != ch }), err
 	}
-	c, err := readChunkTiles(w.d.s.db, id, ch)
-	if err != nil {
-		return nil, err
+	if c = cache.get(id, ch); c == nil {
+		if c, err = readChunkTiles(w.d.s.db, id, ch); err != nil {
+			return nil, nil, err
+		}
+		cache.put(id, c)
 	}
-	cache.put(id, c)
-	return c, nil
+	return c, c.near(lo, hi), nil
 }
 
 // tilesCommitted brings the cached chunks up to what the batch that just
@@ -197,9 +204,11 @@ func (w *writer) chunkTiles(ch uint64) (*chunkTiles, error) {
 func (w *writer) tilesCommitted(err error) {
 	cache, id := w.d.s.tileCache, w.lin.rec.ID
 	for _, cp := range w.tilePlans {
-		if err != nil {
+		switch {
+		case cp.c == nil:
+		case err != nil:
 			cache.drop(id, cp.c.ch, cp.c.ch+1)
-		} else {
+		default:
 			cache.apply(id, cp.c, &cp.p)
 		}
 	}

@@ -75,7 +75,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	str(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.pprofAddr, "pprof-addr", "off", "Go profiler (net/http/pprof, no auth) listen address, or off")
 	str(&c.minFreeSpace, "min-free-space", "256M", "free space kept on the data directory's file system: below it writes get ENOSPC (NBD) and SR_FULL (REST)")
-	str(&c.dataPath, "data-path", "segments", "where block data goes: segments, append-only segment files with extent tiles in pebble (the only choice since store format v3; a store that kept blocks in pebble has them moved into segments when it is opened)")
+	str(&c.dataPath, "data-path", "segments", "where new block data goes: segments (append-only segment files, 18-30 byte pointers in pebble) or pebble (each 4 KiB block a pebble value); either reads both")
 	str(&c.directIO, "direct-io-min", "off", "off, or a size such as 256K: segment writes of at least that much, and reads of it the page cache does not hold, go straight to the disk (O_DIRECT), as qemu-nbd's --cache=none")
 	c.limits.register(str)
 	if err := fs.Parse(args); err != nil {
@@ -122,12 +122,8 @@ func (c *config) check() string {
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)
 	}
-	switch c.dataPath {
-	case "segments":
-	case "pebble":
-		return "--data-path pebble: block data lives in segment files since store format v3 (extent tiles); a store written with it has its blocks moved into segments when it is opened: drop the flag"
-	default:
-		return fmt.Sprintf("--data-path %q: want segments", c.dataPath)
+	if c.dataPath != "pebble" && c.dataPath != "segments" {
+		return fmt.Sprintf("--data-path %q: want pebble or segments", c.dataPath)
 	}
 	n, err := bytesize.Parse(c.minFreeSpace)
 	if err != nil || n <= 0 {
@@ -177,7 +173,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	store, err := blockstore.Open(dir.Store(), blockstore.Options{
 		MinFreeSpace: c.minFree,
-		Segments:     true,
+		Segments:     c.dataPath == "segments",
 		DirectIOMin:  c.directIOMin,
 		Logf:         func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
 		Warnf:        func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
