@@ -47,7 +47,7 @@ func (c *chunkLocks) lock(first, last uint64) (unlock func()) {
 	}
 }
 
-// fence waits for every writer and pruner of the lineage's chunks to
+// fenceTiles waits for every writer and pruner of the lineage's chunks to
 // finish, and tells the pruners still to come (by tileFence) that their
 // view is stale: the lineage's tiles are about to be deleted. REQUIRES:
 // Store.mu held (no writer of the lineage can start: it has no live
