@@ -489,7 +489,12 @@ func TestXenAPIClassFields(t *testing.T) {
 	sess := res.(string)
 	must := func(method string, params ...any) any { t.Helper(); return e.xenOK(sess, method, params...) }
 	v := e.createVDI(map[string]any{"name_label": "f", "virtual_size": 1 << 20})
-	must("Async.VDI.snapshot", "OpaqueRef:"+v.UUID, map[string]any{}) // a task
+	task := must("Async.VDI.snapshot", "OpaqueRef:"+v.UUID, map[string]any{}).(string) // a task
+	// Done before the records are read, or the VDI's snapshots could
+	// change between its record and its getter (CI saw that once).
+	if done := e.waitTask(strings.TrimPrefix(task, "OpaqueRef:")); done.Status != api.TaskSuccess {
+		t.Fatalf("the snapshot task ended %s", done.Status)
+	}
 	export := must("VDI.get_nbd_info", "OpaqueRef:"+v.UUID).([]any)[0].(map[string]any)["exportname"].(string)
 	c := nbdtest.Connect(t, "tcp", e.nbdAddr, nbdtest.Negotiation{Export: export}) // a VBD
 	defer c.Disconnect()
