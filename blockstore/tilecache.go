@@ -17,7 +17,11 @@ import (
 type chunkTiles struct {
 	ch    uint64 // the chunk: blocks [ch*chunkBlocks, (ch+1)*chunkBlocks)
 	tiles []tile
-	mem   int64 // what the tiles take in memory, about (tileMem)
+	mem   int64 // what the tiles take in memory, about (tileMem); under the chunk's lock
+	// counted is mem as the cache last added it up: read and written
+	// under tileCache.mu only, so eviction never reads mem while the
+	// chunk's writer changes it.
+	counted int64
 }
 
 // tileMem is about what t takes in memory.
@@ -161,17 +165,18 @@ func (c *tileCache) put(lin uint64, ct *chunkTiles) {
 	defer c.mu.Unlock()
 	ref := chunkRef{lin, ct.ch}
 	if old := c.chunks[ref]; old != nil {
-		c.mem -= old.mem
+		c.mem -= old.counted
 	}
 	c.chunks[ref] = ct
-	c.mem += ct.mem
+	ct.counted = ct.mem
+	c.mem += ct.counted
 	for r, e := range c.chunks { // in Go's random order
 		if c.mem <= c.budget {
 			break
 		}
 		if r != ref {
 			delete(c.chunks, r)
-			c.mem -= e.mem
+			c.mem -= e.counted
 		}
 	}
 }
@@ -182,12 +187,13 @@ func (c *tileCache) apply(lin uint64, ct *chunkTiles, p *tilePlan) {
 	if c == nil {
 		return
 	}
-	before := ct.mem
 	ct.apply(p)
+	mem := ct.mem
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.chunks[chunkRef{lin, ct.ch}] == ct {
-		c.mem += ct.mem - before
+		c.mem += mem - ct.counted
+		ct.counted = mem
 	}
 }
 
@@ -217,7 +223,7 @@ func (c *tileCache) dropLineage(lin uint64) { c.drop(lin, 0, ^uint64(0)) }
 
 func (c *tileCache) forgetLocked(r chunkRef) {
 	if e := c.chunks[r]; e != nil {
-		c.mem -= e.mem
+		c.mem -= e.counted
 		delete(c.chunks, r)
 	}
 }
