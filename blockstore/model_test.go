@@ -639,14 +639,15 @@ func firstDiff(a, b []byte) int {
 // that every chunk the tile cache holds is what pebble holds: a writer
 // planning from a stale chunk would make tiles overlap.
 func (m *model) checkTileStructure() {
-	it, err := m.e.s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTile}, UpperBound: []byte{tagTile + 1}})
+	lo, hi := tagSpan(tagTile)
+	it, err := m.e.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		m.fatalf("iter: %v", err)
 	}
 	var prev linTile
 	for it.First(); it.Valid(); it.Next() {
 		lin := binary.BigEndian.Uint64(it.Key()[1:])
-		t, err := decodeTile(lin, it.Key(), it.Value())
+		t, err := tileUnder(it, lin)
 		if err != nil {
 			it.Close()
 			m.fatalf("%v", err)

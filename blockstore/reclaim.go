@@ -140,11 +140,8 @@ func (s *Store) segmentSlots(id uint32) (refs []slotRef, err error) {
 	// (BenchmarkReclaimScan). Its point-in-time view is no staler than
 	// Gets would be: a slot, once dead, never lives again, and moveSlot
 	// checks a live one again under its stripe.
-	tag := byte(tagData)
-	if s.tiles {
-		tag = tagTile
-	}
-	data, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tag}, UpperBound: []byte{tag + 1}})
+	lo, hi := tagSpan(s.versionTag())
+	data, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, err
 	}

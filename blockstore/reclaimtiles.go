@@ -18,15 +18,10 @@ func tileAt(it *pebble.Iterator, lin, blk uint64) (tile, bool, error) {
 	if !it.SeekGE(tileKey(key[:0], lin, blk)) {
 		return tile{}, false, it.Error()
 	}
-	k := it.Key()
-	if len(k) != tileKeyLen || binary.BigEndian.Uint64(k[1:]) != lin {
+	if k := it.Key(); len(k) != tileKeyLen || binary.BigEndian.Uint64(k[1:]) != lin {
 		return tile{}, false, nil
 	}
-	val, err := it.ValueAndErr()
-	if err != nil {
-		return tile{}, false, err
-	}
-	t, err := decodeTile(lin, k, val)
+	t, err := tileUnder(it, lin)
 	if err != nil || t.first > blk {
 		return tile{}, false, err
 	}

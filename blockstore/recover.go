@@ -77,7 +77,8 @@ func (s *Store) recoverSegments() (int, error) {
 	var tiles *pebble.Iterator // a store of tiles: its tiles, for findBadTileSlots
 	var bad []badSlot
 	if s.tiles {
-		if tiles, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTile}, UpperBound: []byte{tagTile + 1}}); err != nil {
+		tlo, thi := tagSpan(tagTile)
+		if tiles, err = s.db.NewIter(&pebble.IterOptions{LowerBound: tlo, UpperBound: thi}); err != nil {
 			it.Close()
 			return 0, err
 		}
@@ -112,7 +113,7 @@ func (s *Store) recoverSegments() (int, error) {
 		slices.SortFunc(bad, func(x, y badSlot) int {
 			return cmp.Or(cmp.Compare(x.lin, y.lin), cmp.Compare(x.last, y.last), cmp.Compare(x.blk, y.blk))
 		})
-		if err := s.fixTiles(b, bad); err != nil {
+		if err := fixTiles(tiles, b, bad); err != nil {
 			return 0, err
 		}
 		fixed = len(bad)

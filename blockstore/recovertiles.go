@@ -51,13 +51,8 @@ func (s *Store) findBadTileSlots(it *pebble.Iterator, bad []badSlot, buf []byte,
 }
 
 // fixTiles adds to b the tiles the bad blocks leave, bad sorted by
-// lineage, tile and block.
-func (s *Store) fixTiles(b *pebble.Batch, bad []badSlot) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagTile}, UpperBound: []byte{tagTile + 1}})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
+// lineage, tile and block; it is the iterator over tiles that found them.
+func fixTiles(it *pebble.Iterator, b *pebble.Batch, bad []badSlot) error {
 	for len(bad) > 0 {
 		n := 1
 		for n < len(bad) && bad[n].lin == bad[0].lin && bad[n].last == bad[0].last {

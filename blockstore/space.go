@@ -134,11 +134,7 @@ func (s *Store) lineageBytes(lin *lineage) (uint64, error) {
 	if s.dataClosed {
 		return 0, ErrClosed
 	}
-	tag := byte(tagData)
-	if s.tiles {
-		tag = tagTile
-	}
-	lo, hi := lineageSpan(tag, lin.rec.ID)
+	lo, hi := lineageSpan(s.versionTag(), lin.rec.ID)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return 0, err
@@ -150,12 +146,7 @@ func (s *Store) lineageBytes(lin *lineage) (uint64, error) {
 			n += versionBytes(lv.Len())
 			continue
 		}
-		val, err := it.ValueAndErr()
-		if err != nil {
-			it.Close()
-			return 0, err
-		}
-		t, err := decodeTile(lin.rec.ID, it.Key(), val)
+		t, err := tileUnder(it, lin.rec.ID)
 		if err != nil {
 			it.Close()
 			return 0, err

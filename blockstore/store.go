@@ -129,7 +129,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			segs.close()
 			return nil, fmt.Errorf("blockstore: open %s: upgrade to %s: %w", dir, formatTiles, err)
 		}
-		s.tiles, s.opts.Segments = true, true
+		s.useTiles()
 		opts.Warnf("blockstore: upgraded the store format to %s: %d blocks in %d chunks became %d tiles (%d blocks of data moved from pebble into segments); builds before it refuse this store", formatTiles, st.blocks, st.chunks, st.tiles, st.moved)
 	}
 	// Only now: recovery changed versions with nothing cached to drop.
@@ -371,13 +371,26 @@ func (s *Store) load() error {
 	return nil
 }
 
+// useTiles puts the store in the tile form, whose block data is always in
+// segments.
+func (s *Store) useTiles() { s.tiles, s.opts.Segments = true, true }
+
+// versionTag is the tag of the keys data versions live under: tiles, or a
+// key per block.
+func (s *Store) versionTag() byte {
+	if s.tiles {
+		return tagTile
+	}
+	return tagData
+}
+
 func (s *Store) checkFormat() error {
 	v, closer, err := s.db.Get(storeMetaKey("format"))
 	if errors.Is(err, pebble.ErrNotFound) {
 		if !s.opts.tiles {
 			return s.setFormat(formatV2)
 		}
-		s.tiles, s.opts.Segments = true, true
+		s.useTiles()
 		return s.setFormat(formatTiles)
 	}
 	if err != nil {
@@ -387,7 +400,7 @@ func (s *Store) checkFormat() error {
 	closer.Close()
 	switch {
 	case found == formatTiles:
-		s.tiles, s.opts.Segments = true, true
+		s.useTiles()
 		return nil
 	case found == formatUpgrading, (found == formatV2 || found == formatV1) && s.opts.tiles:
 		s.upgrade = true // after recovery, in the form the keys are in now

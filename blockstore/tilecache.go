@@ -1,7 +1,6 @@
 package blockstore
 
 import (
-	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -44,13 +43,9 @@ func readChunkTiles(r pebble.Reader, lin, ch uint64) (*chunkTiles, error) {
 	defer it.Close()
 	c := &chunkTiles{ch: ch}
 	for valid := it.First(); valid; valid = it.Next() {
-		val, err := it.ValueAndErr()
+		t, err := tileUnder(it, lin)
 		if err != nil {
 			return nil, err
-		}
-		t, err := decodeTile(lin, it.Key(), val)
-		if err != nil {
-			return nil, fmt.Errorf("blockstore: lineage %d: %w", lin, err)
 		}
 		c.tiles = append(c.tiles, t)
 		c.mem += tileMem(&t)

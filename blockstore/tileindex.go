@@ -14,6 +14,20 @@ import (
 // tileSpan bounds every tile key of lineage lin.
 func tileSpan(lin uint64) (lo, hi []byte) { return lineageSpan(tagTile, lin) }
 
+// tileUnder decodes the tile of lineage lin the iterator is at (a copy:
+// it keeps nothing of the iterator's memory).
+func tileUnder(it *pebble.Iterator, lin uint64) (tile, error) {
+	val, err := it.ValueAndErr()
+	if err != nil {
+		return tile{}, err
+	}
+	t, err := decodeTile(lin, it.Key(), val)
+	if err != nil {
+		return tile{}, fmt.Errorf("blockstore: lineage %d: %w", lin, err)
+	}
+	return t, nil
+}
+
 // readTilesNear returns what planTiles needs for writes over blocks
 // [lo, hi) of lineage lin: the tiles overlapping them, and the tiles
 // touching those on either side when the plan could join them: always
@@ -29,19 +43,12 @@ func readTilesNear(r pebble.Reader, lin, lo, hi uint64) ([]tile, error) {
 		return nil, err
 	}
 	defer it.Close()
-	at := func() (tile, error) {
-		val, err := it.ValueAndErr()
-		if err != nil {
-			return tile{}, err
-		}
-		return decodeTile(lin, it.Key(), val) // copies what it keeps
-	}
 	var out []tile
 	var before *tile // the tile ending at lo-1, which the seek meets first
 	var key [tileKeyLen]byte
 	valid := it.SeekGE(tileKey(key[:0], lin, max(lo, 1)-1))
 	for ; valid; valid = it.Next() {
-		t, err := at()
+		t, err := tileUnder(it, lin)
 		if err != nil {
 			return nil, err
 		}
@@ -87,11 +94,7 @@ func withBefore(it *pebble.Iterator, lin uint64, before *tile, out []tile, lo ui
 	if !it.SeekLT(tileKey(key[:0], lin, first)) {
 		return out, it.Error()
 	}
-	val, err := it.ValueAndErr()
-	if err != nil {
-		return nil, err
-	}
-	t, err := decodeTile(lin, it.Key(), val)
+	t, err := tileUnder(it, lin)
 	if err != nil {
 		return nil, err
 	}
@@ -151,13 +154,9 @@ func visitTiles(r pebble.Reader, lin, gen, first, last uint64, fn func(blk, n ui
 	defer it.Close()
 	var key [tileKeyLen]byte
 	for valid := it.SeekGE(tileKey(key[:0], lin, first)); valid; valid = it.Next() {
-		val, err := it.ValueAndErr()
+		t, err := tileUnder(it, lin)
 		if err != nil {
 			return err
-		}
-		t, err := decodeTile(lin, it.Key(), val)
-		if err != nil {
-			return fmt.Errorf("blockstore: lineage %d: %w", lin, err)
 		}
 		if t.first >= last {
 			break

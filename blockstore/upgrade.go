@@ -39,7 +39,8 @@ func (s *Store) upgradeToTiles() (upgradeStats, error) {
 	if err := s.setFormat(formatUpgrading); err != nil {
 		return st, err
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagData}, UpperBound: []byte{tagData + 1}})
+	lo, hi := tagSpan(tagData)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return st, err
 	}

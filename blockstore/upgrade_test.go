@@ -80,7 +80,7 @@ func TestUpgradeToTiles(t *testing.T) {
 				t.Fatal("the store did not become tiles")
 			}
 			mo := &model{t: t, e: e}
-			if n := mo.countSpan([]byte{tagData}, []byte{tagData + 1}); n != 0 {
+			if n := mo.countSpan(tagSpan(tagData)); n != 0 {
 				t.Fatalf("%d per-block keys left after the upgrade", n)
 			}
 			for _, id := range ids {
